@@ -1,0 +1,32 @@
+//! Generates the C header from `src/ffi/` with cbindgen into `OUT_DIR`.
+//! `tests/header.rs` compares it with the committed `include/jumpwire.h`
+//! (set `JW_UPDATE_HEADER=1` to rewrite that file).
+
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("jumpwire.h");
+    let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let v = |k: &str| env::var(k).unwrap().parse::<u32>().unwrap();
+    let (major, minor, patch) = (v("CARGO_PKG_VERSION_MAJOR"), v("CARGO_PKG_VERSION_MINOR"), v("CARGO_PKG_VERSION_PATCH"));
+    config.after_includes = Some(format!(
+        "\n#define JW_VERSION \"{major}.{minor}.{patch}\"\n\
+         #define JW_VERSION_MAJOR {major}\n\
+         #define JW_VERSION_MINOR {minor}\n\
+         #define JW_VERSION_PATCH {patch}\n\
+         /* (MAJOR << 16) | (MINOR << 8) | PATCH, like LIBCURL_VERSION_NUM. */\n\
+         #define JW_VERSION_NUM 0x{:06x}\n\
+         #define JW_AT_LEAST_VERSION(x, y, z) (JW_VERSION_NUM >= (((x) << 16) | ((y) << 8) | (z)))",
+        (major << 16) | (minor << 8) | patch
+    ));
+    let bindings = cbindgen::Builder::new()
+        .with_crate(&dir)
+        .with_config(config)
+        .generate()
+        .expect("generating the C header");
+    bindings.write_to_file(&out);
+}

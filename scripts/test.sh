@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of jumpwire: formatting and lint checks, the Rust unit and
+# integration tests, the C examples (built against the generated header and
+# both the shared and the static library), and the doc examples.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets
+cargo test --locked --doc

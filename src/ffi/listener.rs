@@ -1,0 +1,52 @@
+//! `jw_listener`: a listening socket that forwards every connection.
+
+use super::boundary::{boundary, boundary_void, box_free, box_out, box_ref, check_out, ok, str_in, str_out, Boxed, Handle};
+use super::error::jw_status;
+use super::network::jw_network;
+use crate::forward::Listener;
+use std::ffi::c_char;
+
+/// A listener that forwards each accepted connection to a new stream of its
+/// target network, each on its own thread. Release with `jw_listener_close`.
+pub struct jw_listener {
+    _private: [u8; 0],
+}
+
+impl Handle for jw_listener {
+    type Rust = Listener;
+    type Ownership = Boxed;
+    const NAME: &'static str = "listener";
+}
+
+/// Binds `listen_url` (`tcp://HOST:PORT`, port 0 picks a free port, or
+/// `unix:/PATH`, `unix:@NAME`) and forwards every accepted connection to a new
+/// stream of `target` (copied: `target` may be freed afterwards). Writes the
+/// listener to `*out`. `JW_ERR_IO` if the address cannot be bound.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_listen(listen_url: *const c_char, target: *const jw_network, out: *mut *mut jw_listener) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let url = str_in(listen_url, "listen_url")?;
+        let target = box_ref(target)?;
+        ok(box_out(out, Listener::bind(url, target)?))
+    })
+}
+
+/// Writes the bound address with the real port (`tcp://127.0.0.1:PORT`,
+/// `tcp://[::1]:PORT`, `unix:/PATH`) into `buf` (`cap` bytes, NUL included).
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_listener_address(l: *const jw_listener, buf: *mut c_char, cap: usize) -> jw_status {
+    boundary(|| str_out(buf, cap, box_ref(l)?.address()))
+}
+
+/// Stops accepting, closes every forwarded connection, joins every thread and
+/// frees the listener (a Unix socket file it created is removed). NULL is a
+/// no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_listener_close(l: *mut jw_listener) {
+    boundary_void(|| {
+        if let Some(l) = box_free(l) {
+            l.close();
+        }
+    })
+}

@@ -1,0 +1,80 @@
+//! `jw_network`: a parsed endpoint that streams can be opened to.
+
+use super::boundary::{arc_out, boundary, box_free, box_out, box_ref, check_out, ok, str_in, str_out, timeout, Boxed, Handle};
+use super::error::jw_status;
+use super::stream::jw_stream;
+use crate::network::Network;
+use std::ffi::{c_char, c_int};
+
+/// A configured endpoint (parsed from a URL; no I/O until connect). Immutable:
+/// it may be used from several threads at once. Release with
+/// `jw_network_free`.
+pub struct jw_network {
+    _private: [u8; 0],
+}
+
+impl Handle for jw_network {
+    type Rust = Network;
+    type Ownership = Boxed;
+    const NAME: &'static str = "network";
+}
+
+/// Parses `url` (`tcp://HOST:PORT`, `udp://HOST:PORT`, `unix:/PATH`,
+/// `unix:@NAME`, `vsock://CID:PORT`, `echo:`, ...) into a new network written
+/// to `*out`. Does no I/O. `JW_ERR_INVALID_ARGUMENT` with a message naming the
+/// wrong part for a malformed URL or an unknown scheme or option.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_network_new(url: *const c_char, out: *mut *mut jw_network) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let n = Network::new(str_in(url, "url")?)?;
+        ok(box_out(out, n))
+    })
+}
+
+/// Opens a new stream to the network, waiting at most `timeout_ms` for the
+/// connection (name resolution included), and writes it to `*out`. Release the
+/// stream with `jw_stream_close`. `JW_ERR_CONNECTION` if refused or
+/// unreachable, `JW_TIMEOUT` if the time ran out.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_network_connect(n: *const jw_network, timeout_ms: c_int, out: *mut *mut jw_stream) -> jw_status {
+    boundary(|| {
+        let n = box_ref(n)?;
+        check_out(out)?;
+        let s = n.connect(timeout(timeout_ms)?)?;
+        ok(arc_out(out, s))
+    })
+}
+
+/// Writes the network's address, as upstream `address()` reports it
+/// (`tcp://127.0.0.1:5201`, `tcp://[::1]:8080`, `udp://…`, `unix:/PATH`), into
+/// `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL said
+/// `enable_address=false`, `JW_ERR_UNSUPPORTED` for endpoints without an
+/// address (echo), `JW_ERR_TOO_LARGE` if `cap` is too small (nothing is
+/// written past `cap`).
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_network_address(n: *const jw_network, buf: *mut c_char, cap: usize) -> jw_status {
+    boundary(|| {
+        let n = box_ref(n)?;
+        str_out(buf, cap, &n.address()?)
+    })
+}
+
+/// Frees a network. Streams and listeners made from it are not affected. NULL
+/// is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_network_free(n: *mut jw_network) {
+    super::boundary::boundary_void(|| drop(box_free(n)));
+}
+
+/// Parses `url` and opens a stream to it (`jw_network_new` +
+/// `jw_network_connect` + `jw_network_free`).
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_connect(url: *const c_char, timeout_ms: c_int, out: *mut *mut jw_stream) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let url = str_in(url, "url")?;
+        let timeout = timeout(timeout_ms)?;
+        ok(arc_out(out, crate::network::connect(url, timeout)?))
+    })
+}

@@ -1,0 +1,98 @@
+//! `jw_stream`: a live bidirectional stream.
+
+use super::boundary::{arc_clone, arc_take, boundary, boundary_void, buf_out, ok, slice_in, timeout, write_out, Handle, Shared};
+use super::error::jw_status;
+use crate::stream::Stream;
+use std::ffi::c_int;
+
+/// A bidirectional byte or message stream, made by `jw_connect`,
+/// `jw_network_connect` (and, later, the websocket and router calls).
+///
+/// Thread safety: one thread may send while another receives; calls of the
+/// same kind from several threads are serialised. Release it with
+/// `jw_stream_close` exactly once.
+pub struct jw_stream {
+    _private: [u8; 0],
+}
+
+impl Handle for jw_stream {
+    type Rust = Stream;
+    type Ownership = Shared;
+    const NAME: &'static str = "stream";
+}
+
+/// Sends all `len` bytes of `data` (on UDP one datagram, on a websocket one
+/// message), waiting at most `timeout_ms`. Either everything is accepted
+/// (`JW_OK`) or nothing is (`JW_TIMEOUT`: the stream is unchanged, send again).
+/// `JW_ERR_CLOSED` after `jw_stream_send_eof`; `JW_ERR_TOO_LARGE` for a
+/// datagram over 65507 bytes; `JW_ERR_CONNECTION` if the peer is gone.
+/// `data` may be NULL only when `len` is 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_stream_send(s: *mut jw_stream, data: *const u8, len: usize, timeout_ms: c_int) -> jw_status {
+    boundary(|| {
+        let s = arc_clone(s)?;
+        let data = slice_in(data, len)?;
+        ok(s.send(data, timeout(timeout_ms)?))
+    })
+}
+
+/// Receives the next bytes into `buf` (`cap` > 0 bytes) and writes their count
+/// to `*out_len`, waiting at most `timeout_ms`. Never returns bytes of two
+/// messages at once; a message larger than `cap` comes out over several calls.
+/// Returns `JW_OK` (`*out_len` may be 0 only for an empty datagram or message),
+/// `JW_EOF` once the peer has finished and everything before was delivered,
+/// `JW_TIMEOUT` when nothing arrived in time (nothing consumed), or an error.
+/// If `jw_stream_close` is called on another thread meanwhile, this returns
+/// `JW_ERR_CLOSED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_stream_receive(s: *mut jw_stream, buf: *mut u8, cap: usize, out_len: *mut usize, timeout_ms: c_int) -> jw_status {
+    boundary(|| {
+        let s = arc_clone(s)?;
+        let buf = buf_out(buf, cap)?;
+        super::boundary::check_out(out_len)?;
+        match s.receive(buf, timeout(timeout_ms)?)? {
+            Some(n) => {
+                write_out(out_len, n)?;
+                Ok(jw_status::JW_OK)
+            }
+            None => {
+                write_out(out_len, 0)?;
+                Ok(jw_status::JW_EOF)
+            }
+        }
+    })
+}
+
+/// Half-closes the stream: the peer sees end of stream once it has read what
+/// was sent before (TCP/Unix `shutdown(SHUT_WR)`, echo EOF; a no-op on UDP).
+/// Receiving goes on. Later sends return `JW_ERR_CLOSED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_stream_send_eof(s: *mut jw_stream) -> jw_status {
+    boundary(|| ok(arc_clone(s)?.send_eof()))
+}
+
+/// Closes the stream gracefully and frees it. A call blocked on `s` in another
+/// thread wakes and returns `JW_ERR_CLOSED`; when this returns, no thread of
+/// the stream remains. `s` must not be used afterwards. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_stream_close(s: *mut jw_stream) {
+    boundary_void(|| {
+        if let Some(s) = arc_take(s) {
+            s.close();
+        }
+    })
+}
+
+/// Copies `a -> b` and `b -> a` until both directions have ended, propagating
+/// half-close (when one side ends, the other's sending direction is closed).
+/// Blocks the calling thread (and uses one more) meanwhile. Returns `JW_OK`
+/// when both directions ended normally, or the first error, after which the
+/// other direction is stopped too. Borrows both streams: close them afterwards.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_forward(a: *mut jw_stream, b: *mut jw_stream) -> jw_status {
+    boundary(|| {
+        let a = arc_clone(a)?;
+        let b = arc_clone(b)?;
+        ok(crate::forward::forward(&a, &b))
+    })
+}

@@ -1,0 +1,352 @@
+//! Moving bytes between streams: [`forward`] copies both ways between two
+//! streams until both directions have ended, and a [`Listener`] forwards every
+//! connection it accepts to a new stream of a target [`Network`].
+//!
+//! ```no_run
+//! use jumpwire::{forward::Listener, network::Network};
+//!
+//! // Every connection to the listener's port is forwarded to the device.
+//! let device = Network::new("tcp://192.168.1.2:5201")?;
+//! let listener = Listener::bind("tcp://127.0.0.1:0", &device)?;
+//! println!("forwarding {} -> 192.168.1.2:5201", listener.address());
+//! # Ok::<(), jumpwire::Error>(())
+//! ```
+
+use crate::error::{Error, Result};
+use crate::network::{self, Kind, Network};
+use crate::stream::{lock, Stream};
+use crate::sys;
+use crate::url::{ListenEndpoint, UnixPath};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use socket2::{Domain, SockAddr, Socket, Type};
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a listener waits for the target of an accepted connection.
+const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a blocked forwarding send looks whether it was cancelled.
+const CANCEL_CHECK: Duration = Duration::from_millis(200);
+
+/// Copies `a -> b` and `b -> a` until both directions have ended. When one side
+/// finishes sending (EOF), the other side's sending direction is half-closed
+/// (`send_eof`) and the other direction goes on. Returns `Ok` when both
+/// directions ended with EOF, or the first error; after an error in one
+/// direction the other is stopped. The streams are borrowed, not closed.
+pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
+    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(0);
+    let cancel = Cancel { tx: Mutex::new(Some(cancel_tx)), rx: cancel_rx };
+    let (r1, r2) = std::thread::scope(|s| {
+        let back = std::thread::Builder::new()
+            .name("jw-forward".into())
+            .spawn_scoped(s, || pump(b, a, &cancel));
+        let back = match back {
+            Ok(h) => h,
+            Err(e) => return (Err(Error::io("spawning a forwarding thread", &e)), Ok(())),
+        };
+        let r1 = pump(a, b, &cancel);
+        let r2 = back.join().unwrap_or_else(|_| Err(Error::Internal("forwarding thread panicked".into())));
+        (r1, r2)
+    });
+    match (r1, r2) {
+        (Err(e), _) | (Ok(()), Err(e)) if !cancel.is_cancel(&e) => Err(e),
+        (Err(e), Err(f)) => Err(if cancel.is_cancel(&e) { f } else { e }),
+        (r1, r2) => r1.and(r2),
+    }
+}
+
+struct Cancel {
+    tx: Mutex<Option<Sender<()>>>,
+    rx: Receiver<()>,
+}
+
+impl Cancel {
+    fn fire(&self) {
+        drop(lock(&self.tx).take());
+    }
+    fn fired(&self) -> bool {
+        matches!(self.rx.try_recv(), Err(TryRecvError::Disconnected))
+    }
+    fn is_cancel(&self, e: &Error) -> bool {
+        matches!(e, Error::Closed(m) if m == "forwarding cancelled")
+    }
+}
+
+fn pump(src: &Stream, dst: &Stream, cancel: &Cancel) -> Result<()> {
+    let r = (|| loop {
+        match src.receive_chunk(None, Some(&cancel.rx))? {
+            Some(chunk) => loop {
+                match dst.send_until(&chunk, Some(Instant::now() + CANCEL_CHECK)) {
+                    Ok(()) => break,
+                    Err(Error::Timeout) if !cancel.fired() => continue,
+                    Err(Error::Timeout) => return Err(Error::Closed("forwarding cancelled".into())),
+                    Err(e) => return Err(e),
+                }
+            },
+            None => return dst.send_eof(),
+        }
+    })();
+    if let Err(e) = &r {
+        if !cancel.is_cancel(e) {
+            log::debug!("forward {} -> {}: {e}", src.name(), dst.name());
+        }
+        cancel.fire();
+    }
+    r
+}
+
+/// A listening socket that forwards each accepted connection to a new stream of
+/// its target network, on a thread of its own. Dropping or
+/// [closing](Listener::close) it stops accepting, ends every forwarded
+/// connection and joins every thread.
+pub struct Listener {
+    address: String,
+    shared: Arc<Shared>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    sock: Socket,
+    name: String,
+    target: Network,
+    closing: AtomicBool,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Conn>>,
+    finished: Mutex<Vec<u64>>,
+    unlink: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Conn {
+    streams: Vec<Arc<Stream>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// Binds `listen_url` (`tcp://HOST:PORT`, port 0 for a free one, or
+    /// `unix:/PATH` / `unix:@NAME`) and starts forwarding each accepted
+    /// connection to a new stream of `target` (cloned).
+    pub fn bind(listen_url: &str, target: &Network) -> Result<Listener> {
+        let (sock, address, unlink) = match ListenEndpoint::parse(listen_url)? {
+            ListenEndpoint::Tcp { host, port } => {
+                let addr = network::resolve(&host, port, None, listen_url)?[0];
+                let sock = bind(Domain::for_address(addr), &addr.into(), listen_url)?;
+                sock.set_reuse_address(true).map_err(|e| Error::io(listen_url, &e))?;
+                let local = sock
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .ok_or_else(|| Error::Internal("listener has no local address".into()))?;
+                (sock, tcp_address(local), None)
+            }
+            ListenEndpoint::Unix(path) => {
+                let sock = bind(Domain::UNIX, &network::unix_addr(&path, listen_url)?, listen_url)?;
+                let (address, unlink) = match path {
+                    UnixPath::Path(p) => (format!("unix:{}", p.display()), Some(p)),
+                    UnixPath::Abstract(n) => (format!("unix:@{n}"), None),
+                };
+                (sock, address, unlink)
+            }
+            other => {
+                return Err(Error::Unsupported(format!("{other}: forwarding listeners take tcp:// or unix: URLs")));
+            }
+        };
+        let shared = Arc::new(Shared {
+            sock,
+            name: address.clone(),
+            target: target.clone(),
+            closing: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Vec::new()),
+            unlink,
+        });
+        let accept = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("jw-accept".into())
+                .spawn(move || accept_loop(&shared))
+                .map_err(|e| Error::io("spawning the accept thread", &e))?
+        };
+        log::info!("{address}: listening, forwarding to {}", target.endpoint());
+        Ok(Listener { address, shared, accept: Mutex::new(Some(accept)) })
+    }
+
+    /// The bound address, with the real port: `tcp://127.0.0.1:PORT`,
+    /// `tcp://[::1]:PORT`, `unix:/PATH`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// How many forwarded connections are open now.
+    pub fn connections(&self) -> usize {
+        lock(&self.shared.conns).len()
+    }
+
+    /// Stops accepting, closes every forwarded connection (both of its
+    /// streams), and joins every thread. Closing twice does nothing.
+    pub fn close(&self) {
+        let Some(accept) = lock(&self.accept).take() else { return };
+        let s = &self.shared;
+        s.closing.store(true, Ordering::Release);
+        // Wakes the accept thread blocked in poll.
+        let _ = s.sock.shutdown(Shutdown::Both);
+        let _ = accept.join();
+        let conns: Vec<Conn> = lock(&s.conns).drain().map(|(_, c)| c).collect();
+        for c in &conns {
+            for st in &c.streams {
+                st.close();
+            }
+        }
+        for c in conns {
+            if let Some(t) = c.thread {
+                let _ = t.join();
+            }
+        }
+        if let Some(p) = &s.unlink {
+            let _ = std::fs::remove_file(p);
+        }
+        log::info!("{}: listener closed", s.name);
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn bind(domain: Domain, addr: &SockAddr, name: &str) -> Result<Socket> {
+    let sock = Socket::new(domain, Type::STREAM, None).map_err(|e| Error::io(name, &e))?;
+    if domain != Domain::UNIX {
+        sock.set_reuse_address(true).map_err(|e| Error::io(name, &e))?;
+    }
+    sock.bind(addr).map_err(|e| Error::Io(format!("{name}: cannot bind: {e}")))?;
+    sock.listen(1024).map_err(|e| Error::io(name, &e))?;
+    sock.set_nonblocking(true).map_err(|e| Error::io(name, &e))?;
+    Ok(sock)
+}
+
+/// `tcp://127.0.0.1:PORT` or `tcp://[::1]:PORT`.
+pub(crate) fn tcp_address(a: SocketAddr) -> String {
+    format!("tcp://{a}")
+}
+
+fn accept_loop(s: &Arc<Shared>) {
+    loop {
+        if let Err(e) = sys::wait(s.sock.as_fd(), libc::POLLIN, None) {
+            log::error!("{}: accept failed: {e}", s.name);
+            return;
+        }
+        if s.closing.load(Ordering::Acquire) {
+            return;
+        }
+        reap(s);
+        let (conn, peer) = match s.sock.accept() {
+            Ok(c) => c,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                log::error!("{}: accept failed: {e}", s.name);
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => {
+                log::debug!("{}: accept: {e}", s.name);
+                continue;
+            }
+        };
+        let peer_name = match peer.as_socket() {
+            Some(a) => tcp_address(a),
+            None => format!("{} (peer)", s.name),
+        };
+        if conn.local_addr().is_ok_and(|a| a.is_ipv4() || a.is_ipv6()) {
+            let _ = conn.set_tcp_nodelay(true);
+        }
+        log::debug!("{}: accepted {peer_name}", s.name);
+        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut conns = lock(&s.conns);
+        conns.insert(id, Conn::default());
+        let shared = s.clone();
+        let t = std::thread::Builder::new()
+            .name("jw-conn".into())
+            .spawn(move || serve_conn(&shared, id, conn, peer_name));
+        match t {
+            Ok(t) => conns.get_mut(&id).expect("just inserted").thread = Some(t),
+            Err(e) => {
+                conns.remove(&id);
+                log::error!("{}: cannot start a connection thread: {e}", s.name);
+            }
+        }
+    }
+}
+
+/// Joins the threads of connections that have ended.
+fn reap(s: &Shared) {
+    let ids = std::mem::take(&mut *lock(&s.finished));
+    for id in ids {
+        let c = lock(&s.conns).remove(&id);
+        if let Some(t) = c.and_then(|c| c.thread) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Adds a stream to a connection's record so that `close` can end it; false if
+/// the listener is closing (the caller then closes the stream itself).
+fn register(s: &Shared, id: u64, st: &Arc<Stream>) -> bool {
+    let mut conns = lock(&s.conns);
+    match conns.get_mut(&id) {
+        Some(c) if !s.closing.load(Ordering::Acquire) => {
+            c.streams.push(st.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
+fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
+    let run = || -> Result<()> {
+        let a = Arc::new(network::fd::stream(conn, peer.clone(), Kind::Bytes)?);
+        if !register(s, id, &a) {
+            a.close();
+            return Ok(());
+        }
+        let b = match s.target.connect(Some(TARGET_CONNECT_TIMEOUT)) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                a.close();
+                return Err(e);
+            }
+        };
+        if !register(s, id, &b) {
+            b.close();
+            return Ok(());
+        }
+        let r = forward(&a, &b);
+        a.close();
+        b.close();
+        r
+    };
+    match run() {
+        Ok(()) => log::debug!("{}: {peer} done", s.name),
+        Err(e) => log::info!("{}: {peer}: {e}", s.name),
+    }
+    // Release the streams (and their sockets) now; the thread itself is joined
+    // by the accept loop or by `close`.
+    if let Some(c) = lock(&s.conns).get_mut(&id) {
+        c.streams.clear();
+    }
+    lock(&s.finished).push(id);
+}

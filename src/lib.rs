@@ -1,0 +1,41 @@
+//! jumpwire: the network-stream layer of a hardware-in-the-loop lab, as a
+//! library with a C ABI and a blocking Rust API.
+//!
+//! A harness opens a [`Stream`] to a device over TCP, UDP, a Unix socket, vsock
+//! or the in-memory echo driver, all named by one URL (see [`url`]); moves bytes
+//! both ways with timeouts; and forwards local ports onto such streams
+//! ([`forward`]). Every call blocks, bounded by a timeout; each live stream owns
+//! its own reader thread and hands data over on a `crossbeam-channel` channel.
+//!
+//! ```
+//! use jumpwire::network::Network;
+//! use jumpwire::forward::Listener;
+//! use std::time::Duration;
+//!
+//! // Forward a local TCP port onto the echo driver, then talk through it.
+//! let listener = Listener::bind("tcp://127.0.0.1:0", &Network::new("echo:")?)?;
+//! let s = jumpwire::connect(listener.address(), Some(Duration::from_secs(5)))?;
+//! s.send(b"ping", None)?;
+//! let mut buf = [0u8; 4];
+//! let n = s.receive(&mut buf, Some(Duration::from_secs(5)))?.unwrap();
+//! assert_eq!(&buf[..n], b"ping");
+//! # Ok::<(), jumpwire::Error>(())
+//! ```
+//!
+//! The C API (`include/jumpwire.h`) is a thin layer over this crate; see the
+//! `ffi` module.
+
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod ffi;
+pub mod forward;
+mod logging;
+pub mod network;
+pub mod stream;
+mod sys;
+pub mod url;
+
+pub use error::{Error, Result};
+pub use network::{connect, Network};
+pub use stream::Stream;

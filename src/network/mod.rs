@@ -1,0 +1,242 @@
+//! The network drivers: each turns a parsed [`Endpoint`] into a connected
+//! [`Stream`], and reports its address the way upstream
+//! `jumpstarter-driver-network` does.
+//!
+//! ```
+//! use jumpwire::network::Network;
+//! use std::time::Duration;
+//!
+//! let echo = Network::new("echo:")?;
+//! let s = echo.connect(Some(Duration::from_secs(1)))?;
+//! s.send(b"hello", None)?;
+//! let mut buf = [0u8; 16];
+//! let n = s.receive(&mut buf, Some(Duration::from_secs(1)))?.unwrap();
+//! assert_eq!(&buf[..n], b"hello");
+//! # Ok::<(), jumpwire::Error>(())
+//! ```
+
+mod echo;
+pub(crate) mod fd;
+
+use crate::error::{Error, Result};
+use crate::stream::{deadline, Stream};
+use crate::sys;
+use crate::url::{Endpoint, UnixPath};
+use socket2::{Domain, SockAddr, Socket, Type};
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+pub(crate) use fd::Kind;
+
+/// A configured endpoint that streams can be opened to. Creating one does no
+/// I/O; each [`Network::connect`] opens a new stream.
+///
+/// `Network` is `Send + Sync` and cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    endpoint: Endpoint,
+}
+
+impl Network {
+    /// Parses `url` (see the [`url`](crate::url) module for every form).
+    pub fn new(url: &str) -> Result<Network> {
+        Ok(Network { endpoint: Endpoint::parse(url)? })
+    }
+
+    /// A network for an already parsed endpoint.
+    pub fn from_endpoint(endpoint: Endpoint) -> Network {
+        Network { endpoint }
+    }
+
+    /// The parsed endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Opens a new stream, waiting at most `timeout` (`None` = forever) for the
+    /// connection, name resolution included.
+    pub fn connect(&self, timeout: Option<Duration>) -> Result<Stream> {
+        let deadline = deadline(timeout);
+        let name = self.endpoint.to_string();
+        let r = match &self.endpoint {
+            Endpoint::Tcp(c) => connect_inet(&c.host, c.port, Kind::Bytes, deadline, &name).and_then(|s| {
+                s.set_tcp_nodelay(c.nodelay).map_err(|e| Error::io(&name, &e))?;
+                fd::stream(s, name.clone(), Kind::Bytes)
+            }),
+            Endpoint::Udp(c) => connect_inet(&c.host, c.port, Kind::Datagrams, deadline, &name)
+                .and_then(|s| fd::stream(s, name.clone(), Kind::Datagrams)),
+            Endpoint::Unix(path) => connect_unix(path, deadline, &name).and_then(|s| fd::stream(s, name.clone(), Kind::Bytes)),
+            Endpoint::Vsock(c) => connect_socket(Domain::VSOCK, &SockAddr::vsock(c.cid, c.port), deadline, &name)
+                .and_then(|s| fd::stream(s, name.clone(), Kind::Bytes)),
+            Endpoint::Echo => Ok(echo::stream()),
+            Endpoint::Dbus(_) => Err(Error::Unsupported(format!("{name}: the D-Bus driver is not built yet"))),
+            Endpoint::Websocket(_) => Err(Error::Unsupported(format!("{name}: the websocket driver is not built yet"))),
+            Endpoint::Router(_) => Err(Error::Unsupported(format!("{name}: router streams are not built yet"))),
+        };
+        match &r {
+            Ok(_) => log::debug!("{name}: connected"),
+            Err(e) => log::debug!("{name}: connect failed: {e}"),
+        }
+        r
+    }
+
+    /// The address a client would use to reach this endpoint directly, as
+    /// upstream's `address()` reports it: `tcp://127.0.0.1:5201`,
+    /// `tcp://[::1]:8080`, `udp://…` (host names resolved to an IP when they
+    /// can be), `unix:/PATH`, `vsock://CID:PORT`, the websocket URL.
+    /// [`Error::Disabled`] when the URL says `enable_address=false`;
+    /// [`Error::Unsupported`] for endpoints without an address (echo).
+    pub fn address(&self) -> Result<String> {
+        let disabled = || Error::Disabled(format!("{}: enable_address is false", self.endpoint));
+        match &self.endpoint {
+            Endpoint::Tcp(c) if !c.enable_address => Err(disabled()),
+            Endpoint::Udp(c) if !c.enable_address => Err(disabled()),
+            Endpoint::Tcp(c) => Ok(format!("tcp://{}", format_address(&c.host, c.port))),
+            Endpoint::Udp(c) => Ok(format!("udp://{}", format_address(&c.host, c.port))),
+            Endpoint::Unix(_) | Endpoint::Vsock(_) => Ok(self.endpoint.to_string()),
+            Endpoint::Websocket(c) => Ok(c.url.clone()),
+            Endpoint::Echo | Endpoint::Dbus(_) | Endpoint::Router(_) => {
+                Err(Error::Unsupported(format!("{} has no address", self.endpoint)))
+            }
+        }
+    }
+}
+
+/// Parses `url` and opens a stream to it: [`Network::new`] then
+/// [`Network::connect`].
+pub fn connect(url: &str, timeout: Option<Duration>) -> Result<Stream> {
+    Network::new(url)?.connect(timeout)
+}
+
+/// `HOST:PORT` with the host resolved to an IP address where possible and IPv6
+/// in brackets, as upstream `_format_address` does.
+fn format_address(host: &str, port: u16) -> String {
+    let ip = host.parse::<IpAddr>().ok().or_else(|| {
+        (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()).map(|a| a.ip())
+    });
+    match ip {
+        Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+        Some(IpAddr::V4(ip)) => format!("{ip}:{port}"),
+        None if host.contains(':') => format!("[{host}]:{port}"),
+        None => format!("{host}:{port}"),
+    }
+}
+
+/// Resolves `host:port`, bounded by `deadline`: IP literals directly, names on
+/// a helper thread (the system resolver cannot be interrupted; a resolver that
+/// outlives the deadline finishes on its own and is ignored).
+pub(crate) fn resolve(host: &str, port: u16, deadline: Option<Instant>, name: &str) -> Result<Vec<SocketAddr>> {
+    let host = host.split('%').next().unwrap_or(host);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let owned = host.to_string();
+    std::thread::Builder::new()
+        .name("jw-resolve".into())
+        .spawn(move || {
+            let _ = tx.send((owned.as_str(), port).to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+        })
+        .map_err(|e| Error::io("spawning the resolver thread", &e))?;
+    let r = match deadline {
+        None => rx.recv().map_err(|_| Error::Internal("resolver thread vanished".into()))?,
+        Some(d) => rx.recv_deadline(d).map_err(|_| Error::Timeout)?,
+    };
+    match r {
+        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+        Ok(_) => Err(Error::Connection(format!("{name}: {host} has no address"))),
+        Err(e) => Err(Error::Connection(format!("{name}: cannot resolve {host}: {e}"))),
+    }
+}
+
+fn connect_inet(host: &str, port: u16, kind: Kind, deadline: Option<Instant>, name: &str) -> Result<Socket> {
+    let mut last = None;
+    for addr in resolve(host, port, deadline, name)? {
+        let r = match kind {
+            Kind::Bytes => connect_socket(Domain::for_address(addr), &addr.into(), deadline, name),
+            Kind::Datagrams => Socket::new(Domain::for_address(addr), Type::DGRAM, None)
+                .and_then(|s| s.connect(&addr.into()).map(|()| s))
+                .map_err(|e| Error::io(name, &e)),
+        };
+        match r {
+            Ok(s) => return Ok(s),
+            Err(Error::Timeout) => return Err(Error::Timeout),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Connection(format!("{name}: no address to connect to"))))
+}
+
+fn connect_unix(path: &UnixPath, deadline: Option<Instant>, name: &str) -> Result<Socket> {
+    connect_socket(Domain::UNIX, &unix_addr(path, name)?, deadline, name)
+}
+
+/// The socket address of a Unix path or abstract name.
+pub(crate) fn unix_addr(path: &UnixPath, name: &str) -> Result<SockAddr> {
+    let r = match path {
+        UnixPath::Path(p) => SockAddr::unix(p),
+        UnixPath::Abstract(n) => {
+            let mut bytes = vec![0u8];
+            bytes.extend_from_slice(n.as_bytes());
+            SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes))
+        }
+    };
+    r.map_err(|e| Error::invalid(format!("{name}: {e}")))
+}
+
+/// A non-blocking stream connect bounded by `deadline`.
+fn connect_socket(domain: Domain, addr: &SockAddr, deadline: Option<Instant>, name: &str) -> Result<Socket> {
+    let sock = Socket::new(domain, Type::STREAM, None).map_err(|e| Error::io(name, &e))?;
+    sock.set_nonblocking(true).map_err(|e| Error::io(name, &e))?;
+    loop {
+        match sock.connect(addr) {
+            Ok(()) => return Ok(sock),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A Unix listener with a full backlog: try again shortly.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::Timeout);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(Error::io(name, &e)),
+        }
+    }
+    let ready = sys::wait(sock.as_fd(), libc::POLLOUT, deadline).map_err(|e| Error::io(name, &e))?;
+    if ready == 0 {
+        return Err(Error::Timeout);
+    }
+    match sock.take_error() {
+        Ok(None) => Ok(sock),
+        Ok(Some(e)) | Err(e) => Err(Error::io(name, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_format_like_upstream() {
+        assert_eq!(Network::new("tcp://127.0.0.1:5201").unwrap().address().unwrap(), "tcp://127.0.0.1:5201");
+        assert_eq!(Network::new("tcp://[::1]:8080").unwrap().address().unwrap(), "tcp://[::1]:8080");
+        assert_eq!(Network::new("udp://127.0.0.1:53").unwrap().address().unwrap(), "udp://127.0.0.1:53");
+        let local = Network::new("tcp://localhost:80").unwrap().address().unwrap();
+        assert!(local == "tcp://127.0.0.1:80" || local == "tcp://[::1]:80", "{local}");
+        let off = Network::new("tcp://127.0.0.1:1?enable_address=false").unwrap();
+        assert!(matches!(off.address(), Err(Error::Disabled(_))));
+        assert!(matches!(Network::new("echo:").unwrap().address(), Err(Error::Unsupported(_))));
+    }
+
+    #[test]
+    fn later_transports_say_unsupported() {
+        for url in ["dbus:system", "ws://127.0.0.1:1/", "grpc://127.0.0.1:1"] {
+            let r = Network::new(url).unwrap().connect(Some(Duration::from_millis(100)));
+            assert!(matches!(r, Err(Error::Unsupported(_))), "{url}");
+        }
+    }
+}

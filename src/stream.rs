@@ -1,0 +1,394 @@
+//! [`Stream`]: the one bidirectional stream type that every transport produces.
+//!
+//! A stream has a sending half and a receiving half that work independently: one
+//! thread may send while another receives. What arrives from the peer is read by
+//! the transport (usually on the stream's own reader thread) and handed over as
+//! [`Event`]s on a bounded `crossbeam-channel`; [`Stream::receive`] takes them
+//! from there with a deadline. Sends go straight to the transport on the
+//! caller's thread.
+//!
+//! Semantics every transport keeps:
+//! - [`Stream::send`] delivers all of `data` (byte streams) or exactly one
+//!   message (UDP, websocket) — or nothing: a timeout means nothing was sent.
+//! - [`Stream::receive`] returns the next bytes available, never bytes of two
+//!   messages at once; a message larger than the buffer comes out over several
+//!   calls. Nothing is dropped or reordered.
+//! - End of stream (`Ok(None)`) comes only after every byte before it.
+//! - [`Stream::send_eof`] half-closes the sending direction.
+//! - [`Stream::close`] is graceful, wakes any call blocked on another thread
+//!   (it returns [`Error::Closed`]), and joins the stream's threads.
+
+use crate::error::{Error, Result};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How many events a stream buffers between its transport and the receiver.
+const EVENT_QUEUE: usize = 16;
+
+/// What a transport hands to the receiving side.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Bytes, or one whole message. May be empty (an empty datagram or message).
+    Data(Vec<u8>),
+    /// The peer finished sending.
+    Eof,
+    /// Receiving failed. A terminal error ends the receiving direction (every
+    /// later receive returns it again); a non-terminal one (an ICMP error on a
+    /// UDP socket) is reported once.
+    Error(Error, bool),
+}
+
+/// Converts a relative timeout into an absolute deadline (`None` = forever).
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future))
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// The producing end of a stream's event queue, held by the transport's reader.
+pub(crate) struct Feeder {
+    tx: Sender<Event>,
+    stop: Receiver<()>,
+}
+
+/// The consuming end, held by the [`Stream`].
+pub(crate) struct Tap {
+    rx: Receiver<Event>,
+    stop: Sender<()>,
+}
+
+/// A new event queue.
+pub(crate) fn queue() -> (Feeder, Tap) {
+    let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+    (Feeder { tx, stop: stop_rx }, Tap { rx, stop: stop_tx })
+}
+
+impl Feeder {
+    /// Queues `event`, waiting while the queue is full. Returns false when the
+    /// stream is closing (or gone) and the reader should stop.
+    pub(crate) fn feed(&self, event: Event) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(event)) => crossbeam_channel::select! {
+                send(self.tx, event) -> r => r.is_ok(),
+                recv(self.stop) -> _ => false,
+            },
+        }
+    }
+
+    /// Queues `event` unless `deadline` passes first (then nothing is queued
+    /// and the result is [`Error::Timeout`]) or the stream closes.
+    pub(crate) fn feed_until(&self, event: Event, deadline: Option<Instant>) -> Result<()> {
+        let event = match self.tx.try_send(event) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Closed("stream is closed".into())),
+            Err(TrySendError::Full(event)) => event,
+        };
+        let mut sel = crossbeam_channel::Select::new();
+        let send = sel.send(&self.tx);
+        sel.recv(&self.stop);
+        let op = match deadline {
+            None => sel.select(),
+            Some(d) => sel.select_deadline(d).map_err(|_| Error::Timeout)?,
+        };
+        if op.index() == send {
+            op.send(&self.tx, event).map_err(|_| Error::Closed("stream is closed".into()))
+        } else {
+            let _ = op.recv(&self.stop);
+            Err(Error::Closed("stream is closed".into()))
+        }
+    }
+
+}
+
+/// The sending half of a transport, and its way to end.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Sends all of `data` (one message on message transports), or nothing if
+    /// `deadline` passes first ([`Error::Timeout`]). `Ok` means the data was
+    /// accepted and will be delivered in order before anything sent later.
+    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()>;
+    /// Half-closes the sending direction (a no-op where the transport has none).
+    fn send_eof(&self) -> Result<()>;
+    /// Ends the stream gracefully: finishes what was accepted (bounded), says
+    /// goodbye the transport's way, and makes the stream's threads return.
+    fn close(&self);
+}
+
+/// A timed lock: serialises senders (and receivers) while letting each waiter
+/// give up at its own deadline.
+struct Gate {
+    busy: Mutex<bool>,
+    cv: Condvar,
+}
+
+struct GateGuard<'a>(&'a Gate);
+
+impl Gate {
+    fn new() -> Gate {
+        Gate { busy: Mutex::new(false), cv: Condvar::new() }
+    }
+
+    fn enter(&self, deadline: Option<Instant>) -> Result<GateGuard<'_>> {
+        let mut busy = lock(&self.busy);
+        while *busy {
+            busy = match deadline {
+                None => self.cv.wait(busy).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    self.cv.wait_timeout(busy, left).unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
+        }
+        *busy = true;
+        Ok(GateGuard(self))
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.busy) = false;
+        self.0.cv.notify_one();
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking holder cannot leave our
+/// simple states inconsistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct RecvState {
+    /// The message being delivered and how much of it was delivered.
+    current: Option<(Vec<u8>, usize)>,
+    /// Set once the receiving direction has ended: `None` inside = EOF.
+    end: Option<Option<Error>>,
+}
+
+/// A bidirectional stream to a peer. See the [module docs](self).
+///
+/// `Stream` is `Send + Sync`: share it (for example in an `Arc`) to send from one
+/// thread while another receives.
+pub struct Stream {
+    name: String,
+    transport: Box<dyn Transport>,
+    rx: Receiver<Event>,
+    stop: Mutex<Option<Sender<()>>>,
+    recv_gate: Gate,
+    recv: Mutex<RecvState>,
+    send_gate: Gate,
+    eof_sent: AtomicBool,
+    closed: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// Assembles a stream from a transport, the consuming end of its event
+    /// queue and the threads it owns (joined by [`Stream::close`]).
+    pub(crate) fn new(name: String, transport: impl Transport, tap: Tap, threads: Vec<JoinHandle<()>>) -> Stream {
+        log::debug!("{name}: open");
+        Stream {
+            name,
+            transport: Box::new(transport),
+            rx: tap.rx,
+            stop: Mutex::new(Some(tap.stop)),
+            recv_gate: Gate::new(),
+            recv: Mutex::new(RecvState::default()),
+            send_gate: Gate::new(),
+            eof_sent: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            threads: Mutex::new(threads),
+        }
+    }
+
+    /// The endpoint this stream talks to, as a URL (for logs and messages).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed(format!("{}: stream is closed", self.name)));
+        }
+        Ok(())
+    }
+
+    /// Sends all of `data` (one message on UDP and websocket streams), waiting
+    /// at most `timeout` (`None` = forever, zero = only if it can go at once).
+    ///
+    /// Either everything is accepted (`Ok`) or nothing is: on
+    /// [`Error::Timeout`] the stream is unchanged and the call may be repeated.
+    /// After [`Stream::send_eof`] this returns [`Error::Closed`].
+    pub fn send(&self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.send_until(data, deadline(timeout))
+    }
+
+    pub(crate) fn send_until(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+        self.check_open()?;
+        let _gate = self.send_gate.enter(deadline)?;
+        if self.eof_sent.load(Ordering::Acquire) {
+            return Err(Error::Closed(format!("{}: send after send_eof", self.name)));
+        }
+        self.transport.send(data, deadline).inspect_err(|e| {
+            if *e != Error::Timeout {
+                log::debug!("{}: send failed: {e}", self.name);
+            }
+        })
+    }
+
+    /// Half-closes: tells the peer that nothing more will be sent (TCP/Unix
+    /// `shutdown(WR)`, echo EOF; a no-op on UDP and websocket). Receiving
+    /// goes on. Calling it again does nothing.
+    pub fn send_eof(&self) -> Result<()> {
+        self.check_open()?;
+        let _gate = self.send_gate.enter(None)?;
+        if self.eof_sent.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        log::debug!("{}: send_eof", self.name);
+        self.transport.send_eof()
+    }
+
+    /// Receives the next bytes into `buf`, waiting at most `timeout` (`None` =
+    /// forever, zero = poll). Returns `Some(n)` with the byte count (0 only for
+    /// an empty message), `None` at end of stream (after every byte before it),
+    /// or [`Error::Timeout`] when nothing arrived in time.
+    pub fn receive(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<Option<usize>> {
+        if buf.is_empty() {
+            return Err(Error::invalid("receive buffer is empty"));
+        }
+        self.receive_with(deadline(timeout), None, |state| {
+            let (msg, pos) = state.as_mut().expect("current message");
+            let n = (msg.len() - *pos).min(buf.len());
+            buf[..n].copy_from_slice(&msg[*pos..*pos + n]);
+            *pos += n;
+            if *pos == msg.len() {
+                *state = None;
+            }
+            n
+        })
+    }
+
+    /// Receives the rest of the current message, or the next one whole: the
+    /// copy-free path used by forwarding. `cancel` ends the wait with
+    /// [`Error::Closed`] when its sender goes away.
+    pub(crate) fn receive_chunk(&self, deadline: Option<Instant>, cancel: Option<&Receiver<()>>) -> Result<Option<Vec<u8>>> {
+        self.receive_with(deadline, cancel, |state| {
+            let (mut msg, pos) = state.take().expect("current message");
+            if pos > 0 {
+                msg.drain(..pos);
+            }
+            msg
+        })
+    }
+
+    fn receive_with<T>(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&Receiver<()>>,
+        take: impl FnOnce(&mut Option<(Vec<u8>, usize)>) -> T,
+    ) -> Result<Option<T>> {
+        self.check_open()?;
+        let _gate = self.recv_gate.enter(deadline)?;
+        let mut state = lock(&self.recv);
+        loop {
+            if state.current.is_some() {
+                return Ok(Some(take(&mut state.current)));
+            }
+            if let Some(end) = &state.end {
+                return match end {
+                    None => Ok(None),
+                    Some(e) => Err(e.clone()),
+                };
+            }
+            self.check_open()?;
+            let event = match self.wait_event(deadline, cancel) {
+                Ok(ev) => ev,
+                Err(RecvTimeoutError::Timeout) => return Err(Error::Timeout),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.check_open()?;
+                    Event::Eof
+                }
+            };
+            match event {
+                Event::Data(d) => state.current = Some((d, 0)),
+                Event::Eof => {
+                    log::debug!("{}: end of stream", self.name);
+                    state.end = Some(None);
+                }
+                Event::Error(e, terminal) => {
+                    log::debug!("{}: receive failed: {e}", self.name);
+                    if terminal {
+                        state.end = Some(Some(e.clone()));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn wait_event(&self, deadline: Option<Instant>, cancel: Option<&Receiver<()>>) -> Result<Event, RecvTimeoutError> {
+        let Some(cancel) = cancel else {
+            return match deadline {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(d) => self.rx.recv_deadline(d),
+            };
+        };
+        if let Ok(ev) = self.rx.try_recv() {
+            return Ok(ev);
+        }
+        let mut sel = crossbeam_channel::Select::new();
+        let data = sel.recv(&self.rx);
+        sel.recv(cancel);
+        let op = match deadline {
+            None => sel.select(),
+            Some(d) => sel.select_deadline(d).map_err(|_| RecvTimeoutError::Timeout)?,
+        };
+        if op.index() == data {
+            op.recv(&self.rx).map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            let _ = op.recv(cancel);
+            Ok(Event::Error(Error::Closed("forwarding cancelled".into()), false))
+        }
+    }
+
+    /// Closes the stream gracefully (socket close with FIN, websocket close
+    /// frame, router GOAWAY), wakes any call blocked in `send` or `receive` on
+    /// another thread (it returns [`Error::Closed`]), and joins the stream's
+    /// threads. Data accepted by an earlier `send` that is still on its way is
+    /// given a short grace period. Closing twice does nothing.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.transport.close();
+        drop(lock(&self.stop).take());
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            let _ = t.join();
+        }
+        log::debug!("{}: closed", self.name);
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
