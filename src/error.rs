@@ -53,9 +53,9 @@ impl Error {
         let text = format!("{context}: {err}");
         match err.kind() {
             TimedOut | WouldBlock => Error::Timeout,
-            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
-            | BrokenPipe | UnexpectedEof | HostUnreachable | NetworkUnreachable
-            | AddrNotAvailable | NetworkDown => Error::Connection(text),
+            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
+            | UnexpectedEof | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+            | NetworkDown => Error::Connection(text),
             _ => match err.raw_os_error() {
                 Some(libc::ENODEV | libc::EHOSTDOWN | libc::ENXIO | libc::ECONNREFUSED) => {
                     Error::Connection(text)
@@ -98,18 +98,26 @@ mod tests {
     #[test]
     fn io_errors_split_into_peer_and_local_failures() {
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert!(matches!(Error::io("tcp://h:1", &refused), Error::Connection(m) if m.starts_with("tcp://h:1: ")));
+        assert!(
+            matches!(Error::io("tcp://h:1", &refused), Error::Connection(m) if m.starts_with("tcp://h:1: "))
+        );
         let denied = io::Error::from(io::ErrorKind::PermissionDenied);
         assert!(matches!(Error::io("bind", &denied), Error::Io(_)));
         let timed = io::Error::from(io::ErrorKind::TimedOut);
         assert_eq!(Error::io("x", &timed), Error::Timeout);
         let nodev = io::Error::from_raw_os_error(libc::ENODEV);
-        assert!(matches!(Error::io("vsock://1:9", &nodev), Error::Connection(_)));
+        assert!(matches!(
+            Error::io("vsock://1:9", &nodev),
+            Error::Connection(_)
+        ));
     }
 
     #[test]
     fn display_names_the_kind() {
-        assert_eq!(Error::invalid("bad port").to_string(), "invalid argument: bad port");
+        assert_eq!(
+            Error::invalid("bad port").to_string(),
+            "invalid argument: bad port"
+        );
         assert_eq!(Error::Timeout.to_string(), "timed out");
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::network::{self, Kind, Network};
-use crate::stream::{lock, Stream};
+use crate::stream::{Stream, lock};
 use crate::sys;
 use crate::url::{ListenEndpoint, UnixPath};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -41,7 +41,10 @@ const CANCEL_CHECK: Duration = Duration::from_millis(200);
 /// direction the other is stopped. The streams are borrowed, not closed.
 pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
     let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(0);
-    let cancel = Cancel { tx: Mutex::new(Some(cancel_tx)), rx: cancel_rx };
+    let cancel = Cancel {
+        tx: Mutex::new(Some(cancel_tx)),
+        rx: cancel_rx,
+    };
     let (r1, r2) = std::thread::scope(|s| {
         let back = std::thread::Builder::new()
             .name("jw-forward".into())
@@ -51,7 +54,9 @@ pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
             Err(e) => return (Err(Error::io("spawning a forwarding thread", &e)), Ok(())),
         };
         let r1 = pump(a, b, &cancel);
-        let r2 = back.join().unwrap_or_else(|_| Err(Error::Internal("forwarding thread panicked".into())));
+        let r2 = back
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("forwarding thread panicked".into())));
         (r1, r2)
     });
     match (r1, r2) {
@@ -85,7 +90,9 @@ fn pump(src: &Stream, dst: &Stream, cancel: &Cancel) -> Result<()> {
                 match dst.send_until(&chunk, Some(Instant::now() + CANCEL_CHECK)) {
                     Ok(()) => break,
                     Err(Error::Timeout) if !cancel.fired() => continue,
-                    Err(Error::Timeout) => return Err(Error::Closed("forwarding cancelled".into())),
+                    Err(Error::Timeout) => {
+                        return Err(Error::Closed("forwarding cancelled".into()));
+                    }
                     Err(e) => return Err(e),
                 }
             },
@@ -130,7 +137,9 @@ struct Conn {
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,7 +152,6 @@ impl Listener {
             ListenEndpoint::Tcp { host, port } => {
                 let addr = network::resolve(&host, port, None, listen_url)?[0];
                 let sock = bind(Domain::for_address(addr), &addr.into(), listen_url)?;
-                sock.set_reuse_address(true).map_err(|e| Error::io(listen_url, &e))?;
                 let local = sock
                     .local_addr()
                     .ok()
@@ -152,7 +160,11 @@ impl Listener {
                 (sock, tcp_address(local), None)
             }
             ListenEndpoint::Unix(path) => {
-                let sock = bind(Domain::UNIX, &network::unix_addr(&path, listen_url)?, listen_url)?;
+                let sock = bind(
+                    Domain::UNIX,
+                    &network::unix_addr(&path, listen_url)?,
+                    listen_url,
+                )?;
                 let (address, unlink) = match path {
                     UnixPath::Path(p) => (format!("unix:{}", p.display()), Some(p)),
                     UnixPath::Abstract(n) => (format!("unix:@{n}"), None),
@@ -160,7 +172,9 @@ impl Listener {
                 (sock, address, unlink)
             }
             other => {
-                return Err(Error::Unsupported(format!("{other}: forwarding listeners take tcp:// or unix: URLs")));
+                return Err(Error::Unsupported(format!(
+                    "{other}: forwarding listeners take tcp:// or unix: URLs"
+                )));
             }
         };
         let shared = Arc::new(Shared {
@@ -181,7 +195,11 @@ impl Listener {
                 .map_err(|e| Error::io("spawning the accept thread", &e))?
         };
         log::info!("{address}: listening, forwarding to {}", target.endpoint());
-        Ok(Listener { address, shared, accept: Mutex::new(Some(accept)) })
+        Ok(Listener {
+            address,
+            shared,
+            accept: Mutex::new(Some(accept)),
+        })
     }
 
     /// The bound address, with the real port: `tcp://127.0.0.1:PORT`,
@@ -198,7 +216,9 @@ impl Listener {
     /// Stops accepting, closes every forwarded connection (both of its
     /// streams), and joins every thread. Closing twice does nothing.
     pub fn close(&self) {
-        let Some(accept) = lock(&self.accept).take() else { return };
+        let Some(accept) = lock(&self.accept).take() else {
+            return;
+        };
         let s = &self.shared;
         s.closing.store(true, Ordering::Release);
         // Wakes the accept thread blocked in poll.
@@ -231,11 +251,14 @@ impl Drop for Listener {
 fn bind(domain: Domain, addr: &SockAddr, name: &str) -> Result<Socket> {
     let sock = Socket::new(domain, Type::STREAM, None).map_err(|e| Error::io(name, &e))?;
     if domain != Domain::UNIX {
-        sock.set_reuse_address(true).map_err(|e| Error::io(name, &e))?;
+        sock.set_reuse_address(true)
+            .map_err(|e| Error::io(name, &e))?;
     }
-    sock.bind(addr).map_err(|e| Error::Io(format!("{name}: cannot bind: {e}")))?;
+    sock.bind(addr)
+        .map_err(|e| Error::Io(format!("{name}: cannot bind: {e}")))?;
     sock.listen(1024).map_err(|e| Error::io(name, &e))?;
-    sock.set_nonblocking(true).map_err(|e| Error::io(name, &e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| Error::io(name, &e))?;
     Ok(sock)
 }
 
@@ -256,8 +279,20 @@ fn accept_loop(s: &Arc<Shared>) {
         reap(s);
         let (conn, peer) = match s.sock.accept() {
             Ok(c) => c,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) =>
+            {
                 log::error!("{}: accept failed: {e}", s.name);
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
@@ -349,4 +384,62 @@ fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
         c.streams.clear();
     }
     lock(&s.finished).push(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn pair() -> (Stream, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let s = network::fd::stream(
+            Socket::from(std::os::fd::OwnedFd::from(a)),
+            "unix:pair".into(),
+            Kind::Bytes,
+        )
+        .unwrap();
+        (s, b)
+    }
+
+    #[test]
+    fn forward_copies_both_ways_and_propagates_half_close() {
+        let (a, mut pa) = pair();
+        let (b, mut pb) = pair();
+        std::thread::scope(|s| {
+            let f = s.spawn(|| forward(&a, &b));
+            pa.write_all(b"to b").unwrap();
+            let mut buf = [0u8; 4];
+            pb.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"to b");
+            pb.write_all(b"to a").unwrap();
+            pa.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"to a");
+            // a's peer finishes: b's peer sees EOF, and b -> a still works.
+            pa.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(pb.read(&mut buf).unwrap(), 0);
+            pb.write_all(b"more").unwrap();
+            pa.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"more");
+            pb.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(pa.read(&mut buf).unwrap(), 0);
+            assert_eq!(f.join().unwrap(), Ok(()));
+        });
+    }
+
+    #[test]
+    fn forward_returns_when_a_stream_is_closed_under_it() {
+        let (a, _pa) = pair();
+        let (b, _pb) = pair();
+        let a = Arc::new(a);
+        let f = {
+            let a = a.clone();
+            std::thread::spawn(move || forward(&a, &b))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        a.close();
+        let r = f.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+    }
 }

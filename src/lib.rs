@@ -37,5 +37,5 @@ mod sys;
 pub mod url;
 
 pub use error::{Error, Result};
-pub use network::{connect, Network};
+pub use network::{Network, connect};
 pub use stream::Stream;

@@ -34,7 +34,9 @@ impl Log for Stderr {
 pub(crate) fn init_from_env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let Ok(value) = std::env::var("JW_LOG") else { return };
+        let Ok(value) = std::env::var("JW_LOG") else {
+            return;
+        };
         let level = match value.trim().to_ascii_lowercase().as_str() {
             "error" => LevelFilter::Error,
             "warn" | "warning" => LevelFilter::Warn,

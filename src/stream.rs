@@ -88,7 +88,9 @@ impl Feeder {
     pub(crate) fn feed_until(&self, event: Event, deadline: Option<Instant>) -> Result<()> {
         let event = match self.tx.try_send(event) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Closed("stream is closed".into())),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(Error::Closed("stream is closed".into()));
+            }
             Err(TrySendError::Full(event)) => event,
         };
         let mut sel = crossbeam_channel::Select::new();
@@ -99,13 +101,13 @@ impl Feeder {
             Some(d) => sel.select_deadline(d).map_err(|_| Error::Timeout)?,
         };
         if op.index() == send {
-            op.send(&self.tx, event).map_err(|_| Error::Closed("stream is closed".into()))
+            op.send(&self.tx, event)
+                .map_err(|_| Error::Closed("stream is closed".into()))
         } else {
             let _ = op.recv(&self.stop);
             Err(Error::Closed("stream is closed".into()))
         }
     }
-
 }
 
 /// The sending half of a transport, and its way to end.
@@ -132,7 +134,10 @@ struct GateGuard<'a>(&'a Gate);
 
 impl Gate {
     fn new() -> Gate {
-        Gate { busy: Mutex::new(false), cv: Condvar::new() }
+        Gate {
+            busy: Mutex::new(false),
+            cv: Condvar::new(),
+        }
     }
 
     fn enter(&self, deadline: Option<Instant>) -> Result<GateGuard<'_>> {
@@ -145,7 +150,10 @@ impl Gate {
                     if left.is_zero() {
                         return Err(Error::Timeout);
                     }
-                    self.cv.wait_timeout(busy, left).unwrap_or_else(PoisonError::into_inner).0
+                    self.cv
+                        .wait_timeout(busy, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
                 }
             };
         }
@@ -194,14 +202,21 @@ pub struct Stream {
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stream").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Stream")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl Stream {
     /// Assembles a stream from a transport, the consuming end of its event
     /// queue and the threads it owns (joined by [`Stream::close`]).
-    pub(crate) fn new(name: String, transport: impl Transport, tap: Tap, threads: Vec<JoinHandle<()>>) -> Stream {
+    pub(crate) fn new(
+        name: String,
+        transport: impl Transport,
+        tap: Tap,
+        threads: Vec<JoinHandle<()>>,
+    ) -> Stream {
         log::debug!("{name}: open");
         Stream {
             name,
@@ -288,7 +303,11 @@ impl Stream {
     /// Receives the rest of the current message, or the next one whole: the
     /// copy-free path used by forwarding. `cancel` ends the wait with
     /// [`Error::Closed`] when its sender goes away.
-    pub(crate) fn receive_chunk(&self, deadline: Option<Instant>, cancel: Option<&Receiver<()>>) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn receive_chunk(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&Receiver<()>>,
+    ) -> Result<Option<Vec<u8>>> {
         self.receive_with(deadline, cancel, |state| {
             let (mut msg, pos) = state.take().expect("current message");
             if pos > 0 {
@@ -343,7 +362,11 @@ impl Stream {
         }
     }
 
-    fn wait_event(&self, deadline: Option<Instant>, cancel: Option<&Receiver<()>>) -> Result<Event, RecvTimeoutError> {
+    fn wait_event(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&Receiver<()>>,
+    ) -> Result<Event, RecvTimeoutError> {
         let Some(cancel) = cancel else {
             return match deadline {
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -358,13 +381,19 @@ impl Stream {
         sel.recv(cancel);
         let op = match deadline {
             None => sel.select(),
-            Some(d) => sel.select_deadline(d).map_err(|_| RecvTimeoutError::Timeout)?,
+            Some(d) => sel
+                .select_deadline(d)
+                .map_err(|_| RecvTimeoutError::Timeout)?,
         };
         if op.index() == data {
-            op.recv(&self.rx).map_err(|_| RecvTimeoutError::Disconnected)
+            op.recv(&self.rx)
+                .map_err(|_| RecvTimeoutError::Disconnected)
         } else {
             let _ = op.recv(cancel);
-            Ok(Event::Error(Error::Closed("forwarding cancelled".into()), false))
+            Ok(Event::Error(
+                Error::Closed("forwarding cancelled".into()),
+                false,
+            ))
         }
     }
 
@@ -390,5 +419,124 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::Network;
+    use std::sync::Arc;
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    fn echo() -> Stream {
+        Network::new("echo:").unwrap().connect(ms(100)).unwrap()
+    }
+
+    #[test]
+    fn a_message_larger_than_the_buffer_comes_out_in_pieces_and_never_mixes() {
+        let s = echo();
+        s.send(b"abcdefgh", None).unwrap();
+        s.send(b"XY", None).unwrap();
+        let mut buf = [0u8; 3];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let n = s.receive(&mut buf, ms(100)).unwrap().unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, [b"abc".to_vec(), b"def".to_vec(), b"gh".to_vec()]);
+        let n = s.receive(&mut buf, ms(100)).unwrap().unwrap();
+        assert_eq!(&buf[..n], b"XY");
+    }
+
+    #[test]
+    fn eof_comes_after_all_data_and_stays() {
+        let s = echo();
+        s.send(b"", None).unwrap();
+        s.send(b"last", None).unwrap();
+        s.send_eof().unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            s.receive(&mut buf, ms(100)).unwrap(),
+            Some(0),
+            "an empty message is delivered"
+        );
+        assert_eq!(s.receive(&mut buf, ms(100)).unwrap(), Some(4));
+        assert_eq!(s.receive(&mut buf, ms(100)).unwrap(), None);
+        assert_eq!(s.receive(&mut buf, Some(Duration::ZERO)).unwrap(), None);
+        assert!(
+            matches!(s.send(b"x", None), Err(Error::Closed(m)) if m.contains("send after send_eof"))
+        );
+        s.send_eof().unwrap();
+    }
+
+    #[test]
+    fn poll_and_timeout_consume_nothing() {
+        let s = echo();
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            s.receive(&mut buf, Some(Duration::ZERO)),
+            Err(Error::Timeout)
+        );
+        let t0 = Instant::now();
+        assert_eq!(s.receive(&mut buf, ms(50)), Err(Error::Timeout));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert!(matches!(
+            s.receive(&mut [], None),
+            Err(Error::InvalidArgument(_))
+        ));
+        s.send(b"ok", None).unwrap();
+        assert_eq!(s.receive(&mut buf, Some(Duration::ZERO)).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_full_echo_times_out_without_sending() {
+        let s = echo();
+        let mut sent = 0;
+        while s.send(&[sent as u8], Some(Duration::ZERO)).is_ok() {
+            sent += 1;
+            assert!(sent <= EVENT_QUEUE, "the echo queue is bounded");
+        }
+        assert_eq!(s.send(b"z", ms(20)), Err(Error::Timeout));
+        let mut buf = [0u8; 4];
+        for i in 0..sent {
+            assert_eq!(s.receive(&mut buf, ms(100)).unwrap(), Some(1));
+            assert_eq!(buf[0], i as u8);
+        }
+        assert_eq!(
+            s.receive(&mut buf, Some(Duration::ZERO)),
+            Err(Error::Timeout)
+        );
+    }
+
+    #[test]
+    fn close_wakes_a_blocked_receiver() {
+        let s = Arc::new(echo());
+        let r = {
+            let s = s.clone();
+            std::thread::spawn(move || s.receive(&mut [0u8; 8], None))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        s.close();
+        assert!(matches!(r.join().unwrap(), Err(Error::Closed(_))));
+        assert!(matches!(s.send(b"x", None), Err(Error::Closed(_))));
+        s.close();
+    }
+
+    #[test]
+    fn the_gate_gives_up_at_the_deadline() {
+        let g = Gate::new();
+        let held = g.enter(None).unwrap();
+        let t0 = Instant::now();
+        assert!(matches!(
+            g.enter(Some(t0 + Duration::from_millis(30))),
+            Err(Error::Timeout)
+        ));
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        drop(held);
+        assert!(g.enter(Some(Instant::now())).is_ok());
     }
 }

@@ -9,7 +9,11 @@ use std::time::Instant;
 /// Waits until `fd` is ready for `events` (`libc::POLLIN` / `libc::POLLOUT`) or
 /// `deadline` passes (`None` waits forever). Returns the revents, or 0 on
 /// timeout. `EINTR` is retried.
-pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, deadline: Option<Instant>) -> io::Result<libc::c_short> {
+pub(crate) fn wait(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+) -> io::Result<libc::c_short> {
     loop {
         let timeout_ms: libc::c_int = match deadline {
             None => -1,
@@ -20,7 +24,11 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, deadline: Option<I
                 ms.min(libc::c_int::MAX as u128) as libc::c_int
             }
         };
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, count 1; the fd is borrowed for the call.
         let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if n < 0 {
@@ -70,7 +78,12 @@ mod tests {
     fn wait_times_out_then_sees_data() {
         let (a, mut b) = UnixStream::pair().unwrap();
         let t0 = Instant::now();
-        let r = wait(a.as_fd(), libc::POLLIN, Some(t0 + Duration::from_millis(30))).unwrap();
+        let r = wait(
+            a.as_fd(),
+            libc::POLLIN,
+            Some(t0 + Duration::from_millis(30)),
+        )
+        .unwrap();
         assert_eq!(r, 0);
         assert!(t0.elapsed() >= Duration::from_millis(30));
         b.write_all(b"hi").unwrap();

@@ -6,8 +6,8 @@
 use super::error::{jw_status, status_of};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,11 +94,18 @@ pub(crate) fn write_out<T>(out: *mut T, value: T) -> Result<()> {
 
 /// Fails early if an out-pointer is NULL (before any work is done).
 pub(crate) fn check_out<T>(out: *mut T) -> Result<()> {
-    if out.is_null() { Err(null("the out-pointer")) } else { Ok(()) }
+    if out.is_null() {
+        Err(null("the out-pointer"))
+    } else {
+        Ok(())
+    }
 }
 
 /// Boxes `value` and writes the handle to `out`.
-pub(crate) fn box_out<C: Handle<Ownership = Boxed>>(out: *mut *mut C, value: C::Rust) -> Result<()> {
+pub(crate) fn box_out<C: Handle<Ownership = Boxed>>(
+    out: *mut *mut C,
+    value: C::Rust,
+) -> Result<()> {
     check_out(out)?;
     write_out(out, Box::into_raw(Box::new(value)).cast::<C>())
 }
@@ -122,7 +129,10 @@ pub(crate) fn box_free<C: Handle<Ownership = Boxed>>(h: *mut C) -> Option<Box<C:
 }
 
 /// Wraps `value` in an `Arc` and writes the handle to `out`.
-pub(crate) fn arc_out<C: Handle<Ownership = Shared>>(out: *mut *mut C, value: C::Rust) -> Result<()> {
+pub(crate) fn arc_out<C: Handle<Ownership = Shared>>(
+    out: *mut *mut C,
+    value: C::Rust,
+) -> Result<()> {
     check_out(out)?;
     write_out(out, Arc::into_raw(Arc::new(value)).cast_mut().cast::<C>())
 }
@@ -157,7 +167,9 @@ pub(crate) fn str_in<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
         return Err(null(what));
     }
     // SAFETY: non-NULL; the caller promises a NUL-terminated string.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
 }
 
 /// `len` bytes at `p` (NULL is allowed only when `len` is 0).
@@ -187,7 +199,10 @@ pub(crate) fn str_out(buf: *mut c_char, cap: usize, s: &str) -> Result<jw_status
     let out = buf_out(buf.cast(), cap)?;
     if s.len() + 1 > cap {
         out[0] = 0;
-        return Err(Error::TooLarge(format!("the result needs {} bytes, buf has {cap}", s.len() + 1)));
+        return Err(Error::TooLarge(format!(
+            "the result needs {} bytes, buf has {cap}",
+            s.len() + 1
+        )));
     }
     out[..s.len()].copy_from_slice(s.as_bytes());
     out[s.len()] = 0;
@@ -199,7 +214,9 @@ pub(crate) fn timeout(ms: c_int) -> Result<Option<Duration>> {
     match ms {
         -1 => Ok(None),
         ms if ms >= 0 => Ok(Some(Duration::from_millis(ms as u64))),
-        ms => Err(Error::invalid(format!("timeout_ms is {ms}: use -1 (forever), 0 (poll) or a positive count"))),
+        ms => Err(Error::invalid(format!(
+            "timeout_ms is {ms}: use -1 (forever), 0 (poll) or a positive count"
+        ))),
     }
 }
 

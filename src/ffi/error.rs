@@ -91,7 +91,11 @@ mod tests {
 
     #[test]
     fn every_status_has_a_fixed_text() {
-        let text = |s: i32| unsafe { CStr::from_ptr(jw_status_str(s)) }.to_str().unwrap();
+        let text = |s: i32| {
+            unsafe { CStr::from_ptr(jw_status_str(s)) }
+                .to_str()
+                .unwrap()
+        };
         assert_eq!(text(jw_status::JW_OK as i32), "ok");
         assert_eq!(text(jw_status::JW_ERR_TOO_LARGE as i32), "too large");
         assert_eq!(text(12345), "unknown status");

@@ -1,6 +1,9 @@
 //! `jw_listener`: a listening socket that forwards every connection.
 
-use super::boundary::{boundary, boundary_void, box_free, box_out, box_ref, check_out, ok, str_in, str_out, Boxed, Handle};
+use super::boundary::{
+    Boxed, Handle, boundary, boundary_void, box_free, box_out, box_ref, check_out, ok, str_in,
+    str_out,
+};
 use super::error::jw_status;
 use super::network::jw_network;
 use crate::forward::Listener;
@@ -23,7 +26,11 @@ impl Handle for jw_listener {
 /// stream of `target` (copied: `target` may be freed afterwards). Writes the
 /// listener to `*out`. `JW_ERR_IO` if the address cannot be bound.
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_listen(listen_url: *const c_char, target: *const jw_network, out: *mut *mut jw_listener) -> jw_status {
+pub extern "C" fn jw_listen(
+    listen_url: *const c_char,
+    target: *const jw_network,
+    out: *mut *mut jw_listener,
+) -> jw_status {
     boundary(|| {
         check_out(out)?;
         let url = str_in(listen_url, "listen_url")?;
@@ -35,7 +42,11 @@ pub extern "C" fn jw_listen(listen_url: *const c_char, target: *const jw_network
 /// Writes the bound address with the real port (`tcp://127.0.0.1:PORT`,
 /// `tcp://[::1]:PORT`, `unix:/PATH`) into `buf` (`cap` bytes, NUL included).
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_listener_address(l: *const jw_listener, buf: *mut c_char, cap: usize) -> jw_status {
+pub extern "C" fn jw_listener_address(
+    l: *const jw_listener,
+    buf: *mut c_char,
+    cap: usize,
+) -> jw_status {
     boundary(|| str_out(buf, cap, box_ref(l)?.address()))
 }
 

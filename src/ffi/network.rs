@@ -1,6 +1,9 @@
 //! `jw_network`: a parsed endpoint that streams can be opened to.
 
-use super::boundary::{arc_out, boundary, box_free, box_out, box_ref, check_out, ok, str_in, str_out, timeout, Boxed, Handle};
+use super::boundary::{
+    Boxed, Handle, arc_out, boundary, box_free, box_out, box_ref, check_out, ok, str_in, str_out,
+    timeout,
+};
 use super::error::jw_status;
 use super::stream::jw_stream;
 use crate::network::Network;
@@ -37,7 +40,11 @@ pub extern "C" fn jw_network_new(url: *const c_char, out: *mut *mut jw_network) 
 /// stream with `jw_stream_close`. `JW_ERR_CONNECTION` if refused or
 /// unreachable, `JW_TIMEOUT` if the time ran out.
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_network_connect(n: *const jw_network, timeout_ms: c_int, out: *mut *mut jw_stream) -> jw_status {
+pub extern "C" fn jw_network_connect(
+    n: *const jw_network,
+    timeout_ms: c_int,
+    out: *mut *mut jw_stream,
+) -> jw_status {
     boundary(|| {
         let n = box_ref(n)?;
         check_out(out)?;
@@ -53,7 +60,11 @@ pub extern "C" fn jw_network_connect(n: *const jw_network, timeout_ms: c_int, ou
 /// address (echo), `JW_ERR_TOO_LARGE` if `cap` is too small (nothing is
 /// written past `cap`).
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_network_address(n: *const jw_network, buf: *mut c_char, cap: usize) -> jw_status {
+pub extern "C" fn jw_network_address(
+    n: *const jw_network,
+    buf: *mut c_char,
+    cap: usize,
+) -> jw_status {
     boundary(|| {
         let n = box_ref(n)?;
         str_out(buf, cap, &n.address()?)
@@ -70,7 +81,11 @@ pub extern "C" fn jw_network_free(n: *mut jw_network) {
 /// Parses `url` and opens a stream to it (`jw_network_new` +
 /// `jw_network_connect` + `jw_network_free`).
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_connect(url: *const c_char, timeout_ms: c_int, out: *mut *mut jw_stream) -> jw_status {
+pub extern "C" fn jw_connect(
+    url: *const c_char,
+    timeout_ms: c_int,
+    out: *mut *mut jw_stream,
+) -> jw_status {
     boundary(|| {
         check_out(out)?;
         let url = str_in(url, "url")?;

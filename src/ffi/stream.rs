@@ -1,6 +1,9 @@
 //! `jw_stream`: a live bidirectional stream.
 
-use super::boundary::{arc_clone, arc_take, boundary, boundary_void, buf_out, ok, slice_in, timeout, write_out, Handle, Shared};
+use super::boundary::{
+    Handle, Shared, arc_clone, arc_take, boundary, boundary_void, buf_out, ok, slice_in, timeout,
+    write_out,
+};
 use super::error::jw_status;
 use crate::stream::Stream;
 use std::ffi::c_int;
@@ -28,7 +31,12 @@ impl Handle for jw_stream {
 /// datagram over 65507 bytes; `JW_ERR_CONNECTION` if the peer is gone.
 /// `data` may be NULL only when `len` is 0.
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_stream_send(s: *mut jw_stream, data: *const u8, len: usize, timeout_ms: c_int) -> jw_status {
+pub extern "C" fn jw_stream_send(
+    s: *mut jw_stream,
+    data: *const u8,
+    len: usize,
+    timeout_ms: c_int,
+) -> jw_status {
     boundary(|| {
         let s = arc_clone(s)?;
         let data = slice_in(data, len)?;
@@ -45,7 +53,13 @@ pub extern "C" fn jw_stream_send(s: *mut jw_stream, data: *const u8, len: usize,
 /// If `jw_stream_close` is called on another thread meanwhile, this returns
 /// `JW_ERR_CLOSED`.
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_stream_receive(s: *mut jw_stream, buf: *mut u8, cap: usize, out_len: *mut usize, timeout_ms: c_int) -> jw_status {
+pub extern "C" fn jw_stream_receive(
+    s: *mut jw_stream,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+    timeout_ms: c_int,
+) -> jw_status {
     boundary(|| {
         let s = arc_clone(s)?;
         let buf = buf_out(buf, cap)?;

@@ -3,7 +3,7 @@
 //! a bounded number of messages; a send into a full echo waits for room.
 
 use crate::error::{Error, Result};
-use crate::stream::{lock, queue, Event, Feeder, Stream, Transport};
+use crate::stream::{Event, Feeder, Stream, Transport, lock, queue};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -11,19 +11,27 @@ struct Echo(Mutex<Option<std::sync::Arc<Feeder>>>);
 
 impl Echo {
     fn feeder(&self) -> Result<std::sync::Arc<Feeder>> {
-        lock(&self.0).clone().ok_or_else(|| Error::Closed("echo: stream is closed".into()))
+        lock(&self.0)
+            .clone()
+            .ok_or_else(|| Error::Closed("echo: stream is closed".into()))
     }
 }
 
 /// A new echo stream.
 pub(crate) fn stream() -> Stream {
     let (feeder, tap) = queue();
-    Stream::new("echo:".into(), Echo(Mutex::new(Some(std::sync::Arc::new(feeder)))), tap, Vec::new())
+    Stream::new(
+        "echo:".into(),
+        Echo(Mutex::new(Some(std::sync::Arc::new(feeder)))),
+        tap,
+        Vec::new(),
+    )
 }
 
 impl Transport for Echo {
     fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
-        self.feeder()?.feed_until(Event::Data(data.to_vec()), deadline)
+        self.feeder()?
+            .feed_until(Event::Data(data.to_vec()), deadline)
     }
 
     fn send_eof(&self) -> Result<()> {

@@ -8,7 +8,7 @@
 //! nothing and no byte is ever lost or sent twice.
 
 use crate::error::{Error, Result};
-use crate::stream::{lock, queue, Event, Feeder, Stream, Transport};
+use crate::stream::{Event, Feeder, Stream, Transport, lock, queue};
 use crate::sys;
 use socket2::Socket;
 use std::io;
@@ -21,8 +21,11 @@ use std::time::{Duration, Instant};
 
 /// Bytes read per system call (and the largest chunk queued) on byte streams.
 const READ_CHUNK: usize = 256 * 1024;
-/// The largest UDP payload (IPv4: 65535 - 8 - 20).
+/// The largest UDP payload we send (IPv4: 65535 - 8 - 20).
 pub(crate) const MAX_DATAGRAM: usize = 65507;
+/// Receive buffer for one datagram: larger than any UDP payload (IPv6 allows
+/// 65527), so that a datagram is never truncated.
+const DATAGRAM_BUF: usize = 65536;
 /// How long `close` waits for data that a timed-out send left to the flusher.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
@@ -55,7 +58,8 @@ struct FdTransport(Arc<Shared>);
 /// Wraps a connected, non-blocking socket into a [`Stream`] with its reader
 /// thread.
 pub(crate) fn stream(sock: Socket, name: String, kind: Kind) -> Result<Stream> {
-    sock.set_nonblocking(true).map_err(|e| Error::io(&name, &e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| Error::io(&name, &e))?;
     let shared = Arc::new(Shared {
         sock,
         name,
@@ -91,7 +95,7 @@ fn read_loop(s: &Shared, feeder: &Feeder) {
         }
         let max = match s.kind {
             Kind::Bytes => READ_CHUNK,
-            Kind::Datagrams => MAX_DATAGRAM + 1,
+            Kind::Datagrams => DATAGRAM_BUF,
         };
         let mut buf = Vec::with_capacity(max);
         match sys::read_into(fd, &mut buf, max) {
@@ -107,7 +111,9 @@ fn read_loop(s: &Shared, feeder: &Feeder) {
                     return;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 if s.closing.load(Ordering::Acquire) {
                     return;
@@ -183,13 +189,19 @@ impl Shared {
         let mut f = lock(&self.flush);
         while f.running {
             f = match deadline {
-                None => self.flushed.wait(f).unwrap_or_else(std::sync::PoisonError::into_inner),
+                None => self
+                    .flushed
+                    .wait(f)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(Error::Timeout);
                     }
-                    self.flushed.wait_timeout(f, left).unwrap_or_else(std::sync::PoisonError::into_inner).0
+                    self.flushed
+                        .wait_timeout(f, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
                 }
             };
         }
@@ -242,7 +254,10 @@ impl Transport for FdTransport {
         let mut f = lock(&s.flush);
         f.running = true;
         let shared = s.clone();
-        match std::thread::Builder::new().name("jw-flush".into()).spawn(move || flush_rest(shared, rest)) {
+        match std::thread::Builder::new()
+            .name("jw-flush".into())
+            .spawn(move || flush_rest(shared, rest))
+        {
             Ok(t) => {
                 f.thread = Some(t);
                 Ok(())
@@ -279,7 +294,11 @@ impl Transport for FdTransport {
                     log::warn!("{}: closing with unsent data", s.name);
                     break;
                 }
-                f = s.flushed.wait_timeout(f, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+                f = s
+                    .flushed
+                    .wait_timeout(f, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
             }
         }
         s.closing.store(true, Ordering::Release);

@@ -19,7 +19,7 @@ mod echo;
 pub(crate) mod fd;
 
 use crate::error::{Error, Result};
-use crate::stream::{deadline, Stream};
+use crate::stream::{Stream, deadline};
 use crate::sys;
 use crate::url::{Endpoint, UnixPath};
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -43,7 +43,9 @@ pub struct Network {
 impl Network {
     /// Parses `url` (see the [`url`](crate::url) module for every form).
     pub fn new(url: &str) -> Result<Network> {
-        Ok(Network { endpoint: Endpoint::parse(url)? })
+        Ok(Network {
+            endpoint: Endpoint::parse(url)?,
+        })
     }
 
     /// A network for an already parsed endpoint.
@@ -62,19 +64,33 @@ impl Network {
         let deadline = deadline(timeout);
         let name = self.endpoint.to_string();
         let r = match &self.endpoint {
-            Endpoint::Tcp(c) => connect_inet(&c.host, c.port, Kind::Bytes, deadline, &name).and_then(|s| {
-                s.set_tcp_nodelay(c.nodelay).map_err(|e| Error::io(&name, &e))?;
-                fd::stream(s, name.clone(), Kind::Bytes)
-            }),
+            Endpoint::Tcp(c) => connect_inet(&c.host, c.port, Kind::Bytes, deadline, &name)
+                .and_then(|s| {
+                    s.set_tcp_nodelay(c.nodelay)
+                        .map_err(|e| Error::io(&name, &e))?;
+                    fd::stream(s, name.clone(), Kind::Bytes)
+                }),
             Endpoint::Udp(c) => connect_inet(&c.host, c.port, Kind::Datagrams, deadline, &name)
                 .and_then(|s| fd::stream(s, name.clone(), Kind::Datagrams)),
-            Endpoint::Unix(path) => connect_unix(path, deadline, &name).and_then(|s| fd::stream(s, name.clone(), Kind::Bytes)),
-            Endpoint::Vsock(c) => connect_socket(Domain::VSOCK, &SockAddr::vsock(c.cid, c.port), deadline, &name)
+            Endpoint::Unix(path) => connect_unix(path, deadline, &name)
                 .and_then(|s| fd::stream(s, name.clone(), Kind::Bytes)),
+            Endpoint::Vsock(c) => connect_socket(
+                Domain::VSOCK,
+                &SockAddr::vsock(c.cid, c.port),
+                deadline,
+                &name,
+            )
+            .and_then(|s| fd::stream(s, name.clone(), Kind::Bytes)),
             Endpoint::Echo => Ok(echo::stream()),
-            Endpoint::Dbus(_) => Err(Error::Unsupported(format!("{name}: the D-Bus driver is not built yet"))),
-            Endpoint::Websocket(_) => Err(Error::Unsupported(format!("{name}: the websocket driver is not built yet"))),
-            Endpoint::Router(_) => Err(Error::Unsupported(format!("{name}: router streams are not built yet"))),
+            Endpoint::Dbus(_) => Err(Error::Unsupported(format!(
+                "{name}: the D-Bus driver is not built yet"
+            ))),
+            Endpoint::Websocket(_) => Err(Error::Unsupported(format!(
+                "{name}: the websocket driver is not built yet"
+            ))),
+            Endpoint::Router(_) => Err(Error::Unsupported(format!(
+                "{name}: router streams are not built yet"
+            ))),
         };
         match &r {
             Ok(_) => log::debug!("{name}: connected"),
@@ -98,9 +114,9 @@ impl Network {
             Endpoint::Udp(c) => Ok(format!("udp://{}", format_address(&c.host, c.port))),
             Endpoint::Unix(_) | Endpoint::Vsock(_) => Ok(self.endpoint.to_string()),
             Endpoint::Websocket(c) => Ok(c.url.clone()),
-            Endpoint::Echo | Endpoint::Dbus(_) | Endpoint::Router(_) => {
-                Err(Error::Unsupported(format!("{} has no address", self.endpoint)))
-            }
+            Endpoint::Echo | Endpoint::Dbus(_) | Endpoint::Router(_) => Err(Error::Unsupported(
+                format!("{} has no address", self.endpoint),
+            )),
         }
     }
 }
@@ -115,7 +131,11 @@ pub fn connect(url: &str, timeout: Option<Duration>) -> Result<Stream> {
 /// in brackets, as upstream `_format_address` does.
 fn format_address(host: &str, port: u16) -> String {
     let ip = host.parse::<IpAddr>().ok().or_else(|| {
-        (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()).map(|a| a.ip())
+        (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(|a| a.ip())
     });
     match ip {
         Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
@@ -128,7 +148,12 @@ fn format_address(host: &str, port: u16) -> String {
 /// Resolves `host:port`, bounded by `deadline`: IP literals directly, names on
 /// a helper thread (the system resolver cannot be interrupted; a resolver that
 /// outlives the deadline finishes on its own and is ignored).
-pub(crate) fn resolve(host: &str, port: u16, deadline: Option<Instant>, name: &str) -> Result<Vec<SocketAddr>> {
+pub(crate) fn resolve(
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+    name: &str,
+) -> Result<Vec<SocketAddr>> {
     let host = host.split('%').next().unwrap_or(host);
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
@@ -138,21 +163,35 @@ pub(crate) fn resolve(host: &str, port: u16, deadline: Option<Instant>, name: &s
     std::thread::Builder::new()
         .name("jw-resolve".into())
         .spawn(move || {
-            let _ = tx.send((owned.as_str(), port).to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+            let _ = tx.send(
+                (owned.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect::<Vec<_>>),
+            );
         })
         .map_err(|e| Error::io("spawning the resolver thread", &e))?;
     let r = match deadline {
-        None => rx.recv().map_err(|_| Error::Internal("resolver thread vanished".into()))?,
+        None => rx
+            .recv()
+            .map_err(|_| Error::Internal("resolver thread vanished".into()))?,
         Some(d) => rx.recv_deadline(d).map_err(|_| Error::Timeout)?,
     };
     match r {
         Ok(addrs) if !addrs.is_empty() => Ok(addrs),
         Ok(_) => Err(Error::Connection(format!("{name}: {host} has no address"))),
-        Err(e) => Err(Error::Connection(format!("{name}: cannot resolve {host}: {e}"))),
+        Err(e) => Err(Error::Connection(format!(
+            "{name}: cannot resolve {host}: {e}"
+        ))),
     }
 }
 
-fn connect_inet(host: &str, port: u16, kind: Kind, deadline: Option<Instant>, name: &str) -> Result<Socket> {
+fn connect_inet(
+    host: &str,
+    port: u16,
+    kind: Kind,
+    deadline: Option<Instant>,
+    name: &str,
+) -> Result<Socket> {
     let mut last = None;
     for addr in resolve(host, port, deadline, name)? {
         let r = match kind {
@@ -188,9 +227,15 @@ pub(crate) fn unix_addr(path: &UnixPath, name: &str) -> Result<SockAddr> {
 }
 
 /// A non-blocking stream connect bounded by `deadline`.
-fn connect_socket(domain: Domain, addr: &SockAddr, deadline: Option<Instant>, name: &str) -> Result<Socket> {
+fn connect_socket(
+    domain: Domain,
+    addr: &SockAddr,
+    deadline: Option<Instant>,
+    name: &str,
+) -> Result<Socket> {
     let sock = Socket::new(domain, Type::STREAM, None).map_err(|e| Error::io(name, &e))?;
-    sock.set_nonblocking(true).map_err(|e| Error::io(name, &e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| Error::io(name, &e))?;
     loop {
         match sock.connect(addr) {
             Ok(()) => return Ok(sock),
@@ -206,7 +251,8 @@ fn connect_socket(domain: Domain, addr: &SockAddr, deadline: Option<Instant>, na
             Err(e) => return Err(Error::io(name, &e)),
         }
     }
-    let ready = sys::wait(sock.as_fd(), libc::POLLOUT, deadline).map_err(|e| Error::io(name, &e))?;
+    let ready =
+        sys::wait(sock.as_fd(), libc::POLLOUT, deadline).map_err(|e| Error::io(name, &e))?;
     if ready == 0 {
         return Err(Error::Timeout);
     }
@@ -222,20 +268,46 @@ mod tests {
 
     #[test]
     fn addresses_format_like_upstream() {
-        assert_eq!(Network::new("tcp://127.0.0.1:5201").unwrap().address().unwrap(), "tcp://127.0.0.1:5201");
-        assert_eq!(Network::new("tcp://[::1]:8080").unwrap().address().unwrap(), "tcp://[::1]:8080");
-        assert_eq!(Network::new("udp://127.0.0.1:53").unwrap().address().unwrap(), "udp://127.0.0.1:53");
-        let local = Network::new("tcp://localhost:80").unwrap().address().unwrap();
-        assert!(local == "tcp://127.0.0.1:80" || local == "tcp://[::1]:80", "{local}");
+        assert_eq!(
+            Network::new("tcp://127.0.0.1:5201")
+                .unwrap()
+                .address()
+                .unwrap(),
+            "tcp://127.0.0.1:5201"
+        );
+        assert_eq!(
+            Network::new("tcp://[::1]:8080").unwrap().address().unwrap(),
+            "tcp://[::1]:8080"
+        );
+        assert_eq!(
+            Network::new("udp://127.0.0.1:53")
+                .unwrap()
+                .address()
+                .unwrap(),
+            "udp://127.0.0.1:53"
+        );
+        let local = Network::new("tcp://localhost:80")
+            .unwrap()
+            .address()
+            .unwrap();
+        assert!(
+            local == "tcp://127.0.0.1:80" || local == "tcp://[::1]:80",
+            "{local}"
+        );
         let off = Network::new("tcp://127.0.0.1:1?enable_address=false").unwrap();
         assert!(matches!(off.address(), Err(Error::Disabled(_))));
-        assert!(matches!(Network::new("echo:").unwrap().address(), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            Network::new("echo:").unwrap().address(),
+            Err(Error::Unsupported(_))
+        ));
     }
 
     #[test]
     fn later_transports_say_unsupported() {
         for url in ["dbus:system", "ws://127.0.0.1:1/", "grpc://127.0.0.1:1"] {
-            let r = Network::new(url).unwrap().connect(Some(Duration::from_millis(100)));
+            let r = Network::new(url)
+                .unwrap()
+                .connect(Some(Duration::from_millis(100)));
             assert!(matches!(r, Err(Error::Unsupported(_))), "{url}");
         }
     }
