@@ -12,7 +12,11 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("jumpwire.h");
     let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let v = |k: &str| env::var(k).unwrap().parse::<u32>().unwrap();
-    let (major, minor, patch) = (v("CARGO_PKG_VERSION_MAJOR"), v("CARGO_PKG_VERSION_MINOR"), v("CARGO_PKG_VERSION_PATCH"));
+    let (major, minor, patch) = (
+        v("CARGO_PKG_VERSION_MAJOR"),
+        v("CARGO_PKG_VERSION_MINOR"),
+        v("CARGO_PKG_VERSION_PATCH"),
+    );
     config.after_includes = Some(format!(
         "\n#define JW_VERSION \"{major}.{minor}.{patch}\"\n\
          #define JW_VERSION_MAJOR {major}\n\

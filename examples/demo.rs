@@ -15,8 +15,13 @@ fn main() -> Result<(), jumpwire::Error> {
     let mut buf = vec![0u8; 64 * 1024];
     for msg in ["hello", "from", "jumpwire"] {
         s.send(msg.as_bytes(), Some(Duration::from_secs(5)))?;
-        let n = s.receive(&mut buf, Some(Duration::from_secs(5)))?.unwrap_or(0);
-        println!("sent {msg:?}, got back {:?}", String::from_utf8_lossy(&buf[..n]));
+        let n = s
+            .receive(&mut buf, Some(Duration::from_secs(5)))?
+            .unwrap_or(0);
+        println!(
+            "sent {msg:?}, got back {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
     }
 
     let total = 64 << 20;

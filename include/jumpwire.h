@@ -200,7 +200,7 @@ jw_status jw_connect(const char *url, int timeout_ms, jw_stream **out);
  * datagram over 65507 bytes; `JW_ERR_CONNECTION` if the peer is gone.
  * `data` may be NULL only when `len` is 0.
  */
-jw_status jw_stream_send(jw_stream *s, const uint8_t *data, size_t len, int timeout_ms);
+jw_status jw_stream_send(jw_stream *s, const void *data, size_t len, int timeout_ms);
 
 /**
  * Receives the next bytes into `buf` (`cap` > 0 bytes) and writes their count
@@ -212,16 +212,13 @@ jw_status jw_stream_send(jw_stream *s, const uint8_t *data, size_t len, int time
  * If `jw_stream_close` is called on another thread meanwhile, this returns
  * `JW_ERR_CLOSED`.
  */
-jw_status jw_stream_receive(jw_stream *s,
-                            uint8_t *buf,
-                            size_t cap,
-                            size_t *out_len,
-                            int timeout_ms);
+jw_status jw_stream_receive(jw_stream *s, void *buf, size_t cap, size_t *out_len, int timeout_ms);
 
 /**
  * Half-closes the stream: the peer sees end of stream once it has read what
- * was sent before (TCP/Unix `shutdown(SHUT_WR)`, echo EOF; a no-op on UDP).
- * Receiving goes on. Later sends return `JW_ERR_CLOSED`.
+ * was sent before (TCP/Unix `shutdown(SHUT_WR)`, echo EOF). Receiving goes
+ * on; later sends return `JW_ERR_CLOSED`. On UDP it is a no-op, as upstream:
+ * nothing is sent and sends still work.
  */
 jw_status jw_stream_send_eof(jw_stream *s);
 

@@ -14,3 +14,5 @@ cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
+echo "== the pinned static-library link list still matches rustc"
+cargo test --locked --test static_libs -- --include-ignored

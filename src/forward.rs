@@ -210,6 +210,7 @@ impl Listener {
 
     /// How many forwarded connections are open now.
     pub fn connections(&self) -> usize {
+        reap(&self.shared);
         lock(&self.shared.conns).len()
     }
 

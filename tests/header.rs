@@ -5,7 +5,8 @@ use std::path::Path;
 
 #[test]
 fn committed_header_matches_the_code() {
-    let generated = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/jumpwire.h")).expect("generated header");
+    let generated =
+        std::fs::read_to_string(concat!(env!("OUT_DIR"), "/jumpwire.h")).expect("generated header");
     let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("include/jumpwire.h");
     if std::env::var_os("JW_UPDATE_HEADER").is_some() {
         std::fs::write(&committed_path, &generated).expect("writing include/jumpwire.h");
@@ -20,15 +21,23 @@ fn committed_header_matches_the_code() {
 
 #[test]
 fn version_macros_match_the_package() {
-    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/jumpwire.h")).unwrap();
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/jumpwire.h"))
+            .unwrap();
     let major: u32 = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap();
     let minor: u32 = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap();
     let patch: u32 = env!("CARGO_PKG_VERSION_PATCH").parse().unwrap();
-    assert!(header.contains(&format!("#define JW_VERSION \"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert!(header.contains(&format!(
+        "#define JW_VERSION \"{}\"",
+        env!("CARGO_PKG_VERSION")
+    )));
     assert!(header.contains(&format!("#define JW_VERSION_MAJOR {major}\n")));
     assert!(header.contains(&format!("#define JW_VERSION_MINOR {minor}\n")));
     assert!(header.contains(&format!("#define JW_VERSION_PATCH {patch}\n")));
     // The combined number: MINOR shifted once, by 8 (rustls-ffi shifted it twice).
     let expected = (major << 16) | (minor << 8) | patch;
-    assert!(header.contains(&format!("#define JW_VERSION_NUM 0x{expected:06x}\n")), "JW_VERSION_NUM");
+    assert!(
+        header.contains(&format!("#define JW_VERSION_NUM 0x{expected:06x}\n")),
+        "JW_VERSION_NUM"
+    );
 }

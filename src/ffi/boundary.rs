@@ -6,7 +6,7 @@
 use super::error::{jw_status, status_of};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char, c_int};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,16 +173,16 @@ pub(crate) fn str_in<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
 }
 
 /// `len` bytes at `p` (NULL is allowed only when `len` is 0).
-pub(crate) fn slice_in<'a>(p: *const u8, len: usize) -> Result<&'a [u8]> {
+pub(crate) fn slice_in<'a>(p: *const c_void, len: usize) -> Result<&'a [u8]> {
     if p.is_null() {
         return if len == 0 { Ok(&[]) } else { Err(null("data")) };
     }
     // SAFETY: non-NULL; the caller promises `len` readable bytes.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
 /// A writable buffer of `cap` bytes at `p` (non-NULL, `cap` > 0).
-pub(crate) fn buf_out<'a>(p: *mut u8, cap: usize) -> Result<&'a mut [u8]> {
+pub(crate) fn buf_out<'a>(p: *mut c_void, cap: usize) -> Result<&'a mut [u8]> {
     if p.is_null() {
         return Err(null("buf"));
     }
@@ -190,7 +190,7 @@ pub(crate) fn buf_out<'a>(p: *mut u8, cap: usize) -> Result<&'a mut [u8]> {
         return Err(Error::invalid("cap is 0"));
     }
     // SAFETY: non-NULL; the caller promises `cap` writable bytes.
-    Ok(unsafe { std::slice::from_raw_parts_mut(p, cap) })
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), cap) })
 }
 
 /// Copies `s` and a NUL into `buf` (`cap` bytes). `JW_ERR_TOO_LARGE` when it

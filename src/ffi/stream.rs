@@ -6,7 +6,7 @@ use super::boundary::{
 };
 use super::error::jw_status;
 use crate::stream::Stream;
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
 /// A bidirectional byte or message stream, made by `jw_connect`,
 /// `jw_network_connect` (and, later, the websocket and router calls).
@@ -33,7 +33,7 @@ impl Handle for jw_stream {
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_stream_send(
     s: *mut jw_stream,
-    data: *const u8,
+    data: *const c_void,
     len: usize,
     timeout_ms: c_int,
 ) -> jw_status {
@@ -55,7 +55,7 @@ pub extern "C" fn jw_stream_send(
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_stream_receive(
     s: *mut jw_stream,
-    buf: *mut u8,
+    buf: *mut c_void,
     cap: usize,
     out_len: *mut usize,
     timeout_ms: c_int,
@@ -78,8 +78,9 @@ pub extern "C" fn jw_stream_receive(
 }
 
 /// Half-closes the stream: the peer sees end of stream once it has read what
-/// was sent before (TCP/Unix `shutdown(SHUT_WR)`, echo EOF; a no-op on UDP).
-/// Receiving goes on. Later sends return `JW_ERR_CLOSED`.
+/// was sent before (TCP/Unix `shutdown(SHUT_WR)`, echo EOF). Receiving goes
+/// on; later sends return `JW_ERR_CLOSED`. On UDP it is a no-op, as upstream:
+/// nothing is sent and sends still work.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_stream_send_eof(s: *mut jw_stream) -> jw_status {
     boundary(|| ok(arc_clone(s)?.send_eof()))

@@ -269,11 +269,12 @@ impl Transport for FdTransport {
         }
     }
 
+    fn half_closes(&self) -> bool {
+        self.0.kind == Kind::Bytes
+    }
+
     fn send_eof(&self) -> Result<()> {
         let s = &self.0;
-        if s.kind == Kind::Datagrams {
-            return Ok(());
-        }
         let mut f = lock(&s.flush);
         if f.running {
             f.eof_pending = true;

@@ -1,0 +1,315 @@
+//! Building and running C programs against jumpwire, shared by
+//! `tests/c_examples.rs` and `tests/static_libs.rs` (included with
+//! `#[path = "c/toolchain.rs"]`).
+//!
+//! The compiler is `$CC` (default `cc`; `$CXX`, default `c++`, for C++), with
+//! `-Wall -Wextra -Werror -pedantic` and then `$CFLAGS` (`$CXXFLAGS`). The
+//! libraries are the ones `cargo test` just built: `libjumpwire.so` and
+//! `libjumpwire.a` land in `target/<profile>/deps/` (the directory of the test
+//! executable), and in `target/<profile>/` after a `cargo build`; the newer of
+//! the two is used. Binaries go to a fresh directory under
+//! `CARGO_TARGET_TMPDIR` (`target/tmp/`), removed when the test passes.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The native libraries a program linking `libjumpwire.a` needs, in order, as
+/// `cargo rustc --lib --crate-type staticlib -- --print native-static-libs`
+/// prints them on Linux. `tests/static_libs.rs` checks this list; the README
+/// gives it to users.
+pub const NATIVE_STATIC_LIBS: &[&str] = &[
+    "-lgcc_s",
+    "-lutil",
+    "-lrt",
+    "-lpthread",
+    "-lm",
+    "-ldl",
+    "-lc",
+];
+
+/// How long a C program may run before it is killed and its test fails.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which jumpwire library a program is linked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// `-L<dir> -ljumpwire`, run with `LD_LIBRARY_PATH=<dir>`.
+    Shared,
+    /// `libjumpwire.a` plus [`NATIVE_STATIC_LIBS`], run without `LD_LIBRARY_PATH`.
+    Static,
+}
+
+impl Link {
+    /// Both kinds, for tests that run a program against each.
+    pub const BOTH: [Link; 2] = [Link::Shared, Link::Static];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Link::Shared => "shared",
+            Link::Static => "static",
+        }
+    }
+}
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The newest `file_name` among the test executable's directory
+/// (`target/<profile>/deps/`) and its parent (`target/<profile>/`).
+pub fn library(file_name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let deps = exe.parent().expect("the test executable's directory");
+    let candidates = [Some(deps), deps.parent()];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(file_name))
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| {
+            panic!(
+                "{file_name} not found in {} or its parent: was the crate built?",
+                deps.display()
+            )
+        })
+}
+
+/// A directory for one test's binaries, under `CARGO_TARGET_TMPDIR`. Removed
+/// when dropped, unless the test is failing (then it is kept for a look).
+pub struct WorkDir(PathBuf);
+
+impl WorkDir {
+    /// A fresh, empty directory named after `test` and this process.
+    pub fn new(test: &str) -> WorkDir {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("jw-c")
+            .join(format!("{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        WorkDir(dir)
+    }
+
+    /// `name` inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept the binaries in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A compiler from the environment variable `var` (it may hold arguments, as
+/// in `CC="ccache gcc"`), or `default`.
+fn tool(var: &str, default: &str) -> Command {
+    let value = std::env::var(var)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.into());
+    let mut words = value.split_whitespace();
+    let mut cmd = Command::new(words.next().expect("a compiler name"));
+    cmd.args(words);
+    cmd
+}
+
+fn flags_from(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .map(|v| v.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The C compiler command with the strict flags, `$CFLAGS` and the include path.
+pub fn c_compiler() -> Command {
+    let mut cmd = tool("CC", "cc");
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]);
+    cmd.args(flags_from("CFLAGS"));
+    cmd.arg("-I").arg(repo().join("include")).arg("-pthread");
+    cmd
+}
+
+/// The C++ compiler command compiling C sources as C++11 with the strict
+/// flags, `$CXXFLAGS` and the include path; `None` if there is no C++ compiler.
+pub fn cxx_compiler() -> Option<Command> {
+    let probe = tool("CXX", "c++")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        return None;
+    }
+    let mut cmd = tool("CXX", "c++");
+    cmd.args([
+        "-x",
+        "c++",
+        "-std=c++11",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+    ]);
+    cmd.args(flags_from("CXXFLAGS"));
+    cmd.arg("-I").arg(repo().join("include")).arg("-pthread");
+    Some(cmd)
+}
+
+/// Adds the link arguments for `link` (after the sources).
+pub fn link_args(cmd: &mut Command, link: Link) {
+    match link {
+        Link::Shared => {
+            let so = library("libjumpwire.so");
+            cmd.arg("-L").arg(so.parent().unwrap()).arg("-ljumpwire");
+        }
+        Link::Static => {
+            cmd.arg(library("libjumpwire.a")).args(NATIVE_STATIC_LIBS);
+        }
+    }
+}
+
+/// Runs a compiler command; panics with the command and its output if it fails.
+pub fn compile(mut cmd: Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "compiling failed ({}):\n{cmd:?}\n--- stderr ---\n{}--- stdout ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Compiles the C program `source` (relative to the repository) into `dir`,
+/// linked as `link`, and returns the binary's path.
+pub fn build(dir: &WorkDir, source: &str, link: Link) -> PathBuf {
+    let stem = Path::new(source).file_stem().unwrap().to_str().unwrap();
+    let bin = dir.path(&format!("{stem}-{}", link.suffix()));
+    let mut cmd = c_compiler();
+    cmd.arg(repo().join(source)).arg("-o").arg(&bin);
+    link_args(&mut cmd, link);
+    compile(cmd);
+    bin
+}
+
+/// What a finished program did.
+#[derive(Debug)]
+pub struct Run {
+    /// The command, for messages.
+    pub what: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics, showing everything, unless the program exited with 0.
+    pub fn assert_success(&self) -> &Run {
+        assert!(self.status.success(), "{self}");
+        self
+    }
+
+    /// Panics unless the program exited with `code`.
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.status.code(), Some(code), "{self}");
+        self
+    }
+
+    /// Panics unless stdout contains `text`.
+    pub fn assert_stdout_has(&self, text: &str) -> &Run {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}\n{self}");
+        self
+    }
+
+    /// Panics unless stderr contains `text`.
+    pub fn assert_stderr_has(&self, text: &str) -> &Run {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} exited with {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.what, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `bin` with `args`: a shared build with `LD_LIBRARY_PATH` pointing at
+/// the library, a static one without any. Killed after [`RUN_TIMEOUT`].
+pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env_remove("LD_LIBRARY_PATH");
+    if link == Link::Shared {
+        cmd.env(
+            "LD_LIBRARY_PATH",
+            library("libjumpwire.so").parent().unwrap(),
+        );
+    }
+    let what = format!("{} {}", bin.display(), args.join(" "));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the program") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child.wait().expect("waiting for the killed program");
+            let (out, err) = (stdout.join().unwrap(), stderr.join().unwrap());
+            panic!(
+                "{what} ran longer than {RUN_TIMEOUT:?} and was killed ({status})\n--- stdout ---\n{out}--- stderr ---\n{err}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        what,
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}

@@ -1,0 +1,293 @@
+//! The C programs: every `c-examples/*.c` and `tests/c/*.c` is compiled with
+//! `-std=c11 -Wall -Wextra -Werror -pedantic` (plus `$CC`/`$CFLAGS`) against
+//! `include/jumpwire.h` and both `libjumpwire.so` and `libjumpwire.a`, and run;
+//! each must exit 0. `tcp_client` talks to a local Rust TCP server, and its
+//! error paths (refused, timeout, EOF, bad URL) are checked too. The examples
+//! are also built as C++ to keep the header C++-compatible.
+
+#[path = "c/toolchain.rs"]
+mod toolchain;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use toolchain::{Link, WorkDir, build, compile, cxx_compiler, link_args, repo, run};
+
+/// How long a test server waits for its client at most.
+const SERVER_WAIT: Duration = Duration::from_secs(20);
+
+/// What a one-connection test server does with its client.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// Echoes everything back; after the client's EOF, ends its side too.
+    Echo,
+    /// Reads everything and never answers.
+    Silent,
+    /// Reads the first line, then closes the connection without a reply.
+    CloseAfterLine,
+}
+
+/// A TCP server on 127.0.0.1 for one client; the thread returns what the
+/// client sent.
+fn serve_one(peer: Peer) -> (String, JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut conn = accept(&listener);
+        conn.set_read_timeout(Some(SERVER_WAIT)).unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => panic!("test server: reading from the client: {e}"),
+            };
+            if n == 0 {
+                if matches!(peer, Peer::Echo) {
+                    let _ = conn.shutdown(Shutdown::Write);
+                }
+                return received;
+            }
+            received.extend_from_slice(&buf[..n]);
+            match peer {
+                Peer::Echo => conn.write_all(&buf[..n]).expect("test server: echoing"),
+                Peer::Silent => {}
+                Peer::CloseAfterLine if received.contains(&b'\n') => return received,
+                Peer::CloseAfterLine => {}
+            }
+        }
+    });
+    (url, server)
+}
+
+/// Accepts one connection, giving up after [`SERVER_WAIT`].
+fn accept(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + SERVER_WAIT;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false).unwrap();
+                return conn;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("test server: no client came: {e}"),
+        }
+    }
+}
+
+/// A loopback port that refuses connections: bound but not listening, kept
+/// bound (so nobody else takes it) while the returned socket lives.
+fn refusing_port() -> (socket2::Socket, u16) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    (s, port)
+}
+
+#[test]
+fn every_c_program_has_a_test() {
+    let mut found = Vec::new();
+    for dir in ["c-examples", "tests/c"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".c") {
+                found.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    found.sort();
+    let tested = [
+        "c-examples/echo_roundtrip.c",
+        "c-examples/port_forward.c",
+        "c-examples/tcp_client.c",
+        "tests/c/misuse.c",
+    ];
+    assert_eq!(
+        found, tested,
+        "a C program was added or removed: give it a test in tests/c_examples.rs"
+    );
+}
+
+#[test]
+fn echo_roundtrip_passes_with_both_libraries() {
+    let dir = WorkDir::new("echo_roundtrip");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/echo_roundtrip.c", link);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has(&format!(
+                "jumpwire {v} (header {v})",
+                v = env!("CARGO_PKG_VERSION")
+            ))
+            .assert_stdout_has("a 1000-byte message came back over 16 receives of at most 64 bytes")
+            .assert_stdout_has("end of stream after the last message")
+            .assert_stdout_has("echo round trip: OK");
+    }
+}
+
+#[test]
+fn port_forward_onto_echo_passes_with_both_libraries() {
+    let dir = WorkDir::new("port_forward");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/port_forward.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success()
+            .assert_stdout_has("forwarding tcp://127.0.0.1:")
+            .assert_stdout_has(" -> echo:")
+            .assert_stdout_has("round trip through the forward: \"hello through the forward\"")
+            .assert_stdout_has("round trip through the forward: \"and a second message\"")
+            .assert_stdout_has("end of stream came back through the forward")
+            .assert_stdout_has("port forward: OK");
+        // The port the system picked is in the address, not port 0.
+        assert!(!r.stdout.contains("127.0.0.1:0 "), "{r}");
+    }
+}
+
+#[test]
+fn port_forward_onto_a_tcp_server_reaches_it() {
+    let dir = WorkDir::new("port_forward_tcp");
+    let bin = build(&dir, "c-examples/port_forward.c", Link::Shared);
+    let (url, server) = serve_one(Peer::Echo);
+    run(&bin, &[&url], Link::Shared)
+        .assert_success()
+        .assert_stdout_has(&format!(" -> {url}\n"));
+    assert_eq!(
+        server.join().unwrap(),
+        b"hello through the forwardand a second message"
+    );
+}
+
+#[test]
+fn tcp_client_gets_the_reply_with_both_libraries() {
+    let dir = WorkDir::new("tcp_client");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/tcp_client.c", link);
+        let (url, server) = serve_one(Peer::Echo);
+        run(&bin, &[&url], link)
+            .assert_success()
+            .assert_stdout_has(&format!("connected to {url}\n"))
+            .assert_stdout_has("sent 20 bytes\n")
+            .assert_stdout_has("reply: hello from jumpwire\n");
+        assert_eq!(server.join().unwrap(), b"hello from jumpwire\n");
+
+        let (url, server) = serve_one(Peer::Echo);
+        run(&bin, &[&url, "custom line", "2000"], link)
+            .assert_success()
+            .assert_stdout_has("reply: custom line\n");
+        assert_eq!(server.join().unwrap(), b"custom line\n");
+    }
+}
+
+#[test]
+fn tcp_client_reports_each_failure() {
+    let dir = WorkDir::new("tcp_client_failures");
+    let bin = build(&dir, "c-examples/tcp_client.c", Link::Shared);
+
+    // Refused: JW_ERR_CONNECTION, with the endpoint in the message.
+    let (_held, port) = refusing_port();
+    let refused = format!("tcp://127.0.0.1:{port}");
+    run(&bin, &[&refused], Link::Shared)
+        .assert_code(1)
+        .assert_stderr_has("tcp_client: connect failed with connection error (-3): ")
+        .assert_stderr_has(&refused);
+
+    // A malformed URL: JW_ERR_INVALID_ARGUMENT, naming the wrong part.
+    run(&bin, &["tcp://127.0.0.1:99999"], Link::Shared)
+        .assert_code(1)
+        .assert_stderr_has("connect failed with invalid argument (-1): ")
+        .assert_stderr_has("port");
+
+    // No reply in time: JW_TIMEOUT, after the timeout and not much later.
+    let (url, server) = serve_one(Peer::Silent);
+    let started = Instant::now();
+    run(&bin, &[&url, "anyone there?", "300"], Link::Shared)
+        .assert_code(1)
+        .assert_stderr_has("tcp_client: no reply within 300 ms (timed out)");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(10),
+        "timed out after {took:?}"
+    );
+    assert_eq!(server.join().unwrap(), b"anyone there?\n");
+
+    // The server closes without a word: JW_EOF.
+    let (url, server) = serve_one(Peer::CloseAfterLine);
+    run(&bin, &[&url], Link::Shared)
+        .assert_code(1)
+        .assert_stderr_has("the server ended the connection without replying (end of stream)");
+    assert_eq!(server.join().unwrap(), b"hello from jumpwire\n");
+
+    // Wrong usage.
+    run(&bin, &[], Link::Shared)
+        .assert_code(2)
+        .assert_stderr_has("usage: ");
+}
+
+#[test]
+fn misuse_checks_pass_with_both_libraries() {
+    let dir = WorkDir::new("misuse");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/misuse.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn examples_build_as_cpp() {
+    let Some(_) = cxx_compiler() else {
+        eprintln!("no C++ compiler ($CXX or c++): skipped");
+        return;
+    };
+    let dir = WorkDir::new("cpp");
+    for example in ["echo_roundtrip", "port_forward", "tcp_client"] {
+        let bin = dir.path(&format!("{example}-cpp"));
+        let mut cmd = cxx_compiler().unwrap();
+        cmd.arg(repo().join(format!("c-examples/{example}.c")))
+            .arg("-o")
+            .arg(&bin);
+        link_args(&mut cmd, Link::Shared);
+        compile(cmd);
+        if example == "echo_roundtrip" {
+            run(&bin, &[], Link::Shared)
+                .assert_success()
+                .assert_stdout_has("echo round trip: OK");
+        }
+    }
+}
+
+/// The first fenced C block of README.md ("A quick example in C").
+fn readme_example() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("```c\n").expect("a ```c block in README.md") + "```c\n".len();
+    let len = readme[start..].find("```").expect("the end of the block");
+    readme[start..start + len].to_string()
+}
+
+#[test]
+fn readme_c_example_builds_warning_free_as_c_and_cpp() {
+    let dir = WorkDir::new("readme");
+    let source = dir.path("readme_example.c");
+    std::fs::write(&source, readme_example()).unwrap();
+    let mut cmd = toolchain::c_compiler();
+    cmd.arg(&source).arg("-o").arg(dir.path("readme-c"));
+    link_args(&mut cmd, Link::Shared);
+    compile(cmd);
+    if let Some(mut cmd) = cxx_compiler() {
+        cmd.arg(&source).arg("-o").arg(dir.path("readme-cpp"));
+        link_args(&mut cmd, Link::Shared);
+        compile(cmd);
+    }
+}
