@@ -148,6 +148,16 @@ jw_status jw_listen(const char *listen_url, const jw_network *target, jw_listene
 jw_status jw_listener_address(const jw_listener *l, char *buf, size_t cap);
 
 /**
+ * Writes the listener's address as a D-Bus address into `buf` (`cap` bytes,
+ * NUL included): what a D-Bus client puts in `DBUS_SESSION_BUS_ADDRESS` (or
+ * passes to `dbus-send --bus=`) to reach a bus forwarded by this listener:
+ * `unix:path=/PATH`, `unix:abstract=NAME`, `tcp:host=127.0.0.1,port=PORT`
+ * or `tcp:host=%3a%3a1,port=PORT,family=ipv6`. Values are escaped as D-Bus
+ * addresses require (`/tmp/a b` is written `/tmp/a%20b`).
+ */
+jw_status jw_listener_dbus_address(const jw_listener *l, char *buf, size_t cap);
+
+/**
  * Stops accepting, closes every forwarded connection, joins every thread and
  * frees the listener (a Unix socket file it created is removed). NULL is a
  * no-op.

@@ -17,12 +17,11 @@ use crate::network::{self, Kind, Network};
 use crate::stream::{Stream, lock};
 use crate::sys;
 use crate::url::{ListenEndpoint, UnixPath};
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,20 +30,31 @@ use std::time::{Duration, Instant};
 
 /// How long a listener waits for the target of an accepted connection.
 const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a blocked forwarding send looks whether it was cancelled.
+/// How often a forwarding direction that waits looks whether it was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(200);
+/// Bytes a forwarding direction moves per call.
+const FORWARD_CHUNK: usize = 256 * 1024;
+/// What a spliced forwarding direction may hold in its pipe.
+const RELAY_PIPE: usize = 1024 * 1024;
 
 /// Copies `a -> b` and `b -> a` until both directions have ended. When one side
 /// finishes sending (EOF), the other side's sending direction is half-closed
 /// (`send_eof`) and the other direction goes on. Returns `Ok` when both
 /// directions ended with EOF, or the first error; after an error in one
-/// direction the other is stopped. The streams are borrowed, not closed.
+/// direction the other is stopped. The streams are borrowed, not closed;
+/// closing either of them (from another thread) ends the forward with
+/// [`Error::Closed`]. Other sends and receives on the two streams must wait
+/// until it returns.
+///
+/// Between two socket streams (TCP, Unix, vsock) this runs on the calling
+/// thread alone and moves the bytes with `splice(2)`, never through user space
+/// (copying through a buffer where a socket cannot splice); otherwise each
+/// direction has a thread.
 pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
-    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(0);
-    let cancel = Cancel {
-        tx: Mutex::new(Some(cancel_tx)),
-        rx: cancel_rx,
-    };
+    if let (Some(fa), Some(fb)) = (a.socket(), b.socket()) {
+        return relay(a, b, fa, fb);
+    }
+    let cancel = Cancel(AtomicBool::new(false));
     let (r1, r2) = std::thread::scope(|s| {
         let back = std::thread::Builder::new()
             .name("jw-forward".into())
@@ -60,52 +70,284 @@ pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
         (r1, r2)
     });
     match (r1, r2) {
-        (Err(e), _) | (Ok(()), Err(e)) if !cancel.is_cancel(&e) => Err(e),
-        (Err(e), Err(f)) => Err(if cancel.is_cancel(&e) { f } else { e }),
+        (Err(e), _) | (Ok(()), Err(e)) if !is_cancel(&e) => Err(e),
+        (Err(e), Err(f)) => Err(if is_cancel(&e) { f } else { e }),
         (r1, r2) => r1.and(r2),
     }
 }
 
-struct Cancel {
-    tx: Mutex<Option<Sender<()>>>,
-    rx: Receiver<()>,
+/// Set when one direction of a forward failed: the other stops.
+struct Cancel(AtomicBool);
+
+fn cancelled() -> Error {
+    Error::Closed("forwarding cancelled".into())
 }
 
-impl Cancel {
-    fn fire(&self) {
-        drop(lock(&self.tx).take());
-    }
-    fn fired(&self) -> bool {
-        matches!(self.rx.try_recv(), Err(TryRecvError::Disconnected))
-    }
-    fn is_cancel(&self, e: &Error) -> bool {
-        matches!(e, Error::Closed(m) if m == "forwarding cancelled")
-    }
+fn is_cancel(e: &Error) -> bool {
+    matches!(e, Error::Closed(m) if m == "forwarding cancelled")
 }
 
+/// One direction of a forward through the streams' own receive and send.
 fn pump(src: &Stream, dst: &Stream, cancel: &Cancel) -> Result<()> {
+    let mut buf = vec![0u8; FORWARD_CHUNK];
     let r = (|| loop {
-        match src.receive_chunk(None, Some(&cancel.rx))? {
-            Some(chunk) => loop {
-                match dst.send_until(&chunk, Some(Instant::now() + CANCEL_CHECK)) {
-                    Ok(()) => break,
-                    Err(Error::Timeout) if !cancel.fired() => continue,
-                    Err(Error::Timeout) => {
-                        return Err(Error::Closed("forwarding cancelled".into()));
-                    }
-                    Err(e) => return Err(e),
-                }
-            },
-            None => return dst.send_eof(),
+        if cancel.0.load(Ordering::Acquire) {
+            return Err(cancelled());
+        }
+        let n = match src.receive_until(&mut buf, Some(Instant::now() + CANCEL_CHECK)) {
+            Ok(Some(n)) => n,
+            Ok(None) => return dst.send_eof(),
+            Err(Error::Timeout) => continue,
+            Err(e) => return Err(e),
+        };
+        loop {
+            match dst.send_until(&buf[..n], Some(Instant::now() + CANCEL_CHECK)) {
+                Ok(()) => break,
+                Err(Error::Timeout) if !cancel.0.load(Ordering::Acquire) => continue,
+                Err(Error::Timeout) => return Err(cancelled()),
+                Err(e) => return Err(e),
+            }
         }
     })();
     if let Err(e) = &r {
-        if !cancel.is_cancel(e) {
+        if !is_cancel(e) {
             log::debug!("forward {} -> {}: {e}", src.name(), dst.name());
         }
-        cancel.fire();
+        cancel.0.store(true, Ordering::Release);
     }
     r
+}
+
+/// One direction of a [`relay`]: bytes spliced from `src` into a pipe and from
+/// the pipe into `dst`.
+struct Leg<'a> {
+    src: &'a Stream,
+    dst: &'a Stream,
+    from: BorrowedFd<'a>,
+    to: BorrowedFd<'a>,
+    hold: Hold,
+    cap: usize,
+    held: usize,
+    moved: u64,
+    eof: bool,
+    done: bool,
+}
+
+impl<'a> Leg<'a> {
+    fn new(
+        src: &'a Stream,
+        dst: &'a Stream,
+        from: BorrowedFd<'a>,
+        to: BorrowedFd<'a>,
+        splice: bool,
+    ) -> Result<Leg<'a>> {
+        let (hold, cap) = if !splice {
+            (
+                Hold::Buffer {
+                    buf: vec![0u8; FORWARD_CHUNK],
+                    start: 0,
+                },
+                FORWARD_CHUNK,
+            )
+        } else {
+            let (r, w, cap) =
+                sys::pipe(RELAY_PIPE).map_err(|e| Error::io("creating a pipe", &e))?;
+            (Hold::Pipe { r, w }, cap)
+        };
+        Ok(Leg {
+            src,
+            dst,
+            from,
+            to,
+            hold,
+            cap,
+            held: 0,
+            moved: 0,
+            eof: false,
+            done: false,
+        })
+    }
+
+    /// Moves what can move now without waiting.
+    fn advance(&mut self) -> Result<()> {
+        loop {
+            let mut progress = false;
+            let room = self.room();
+            if !self.eof && room > 0 {
+                match self.hold.fill(self.from, self.held, room) {
+                    Ok(0) => {
+                        self.eof = true;
+                        progress = true;
+                    }
+                    Ok(n) => {
+                        self.held += n;
+                        progress = true;
+                    }
+                    Err(e) => self.fail(&e, self.src)?,
+                }
+            }
+            if self.held > 0 {
+                match self.hold.drain(self.to, self.held) {
+                    Ok(n) => {
+                        self.held -= n;
+                        if self.held == 0 {
+                            self.hold.reset();
+                        }
+                        self.moved += n as u64;
+                        progress |= n > 0;
+                    }
+                    Err(e) => self.fail(&e, self.dst)?,
+                }
+            }
+            if self.eof && self.held == 0 && !self.done {
+                self.done = true;
+                self.dst.send_eof()?;
+            }
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
+
+    fn room(&self) -> usize {
+        match &self.hold {
+            Hold::Pipe { .. } => self.cap - self.held,
+            Hold::Buffer { start, .. } => self.cap - start - self.held,
+        }
+    }
+
+    fn fail(&self, e: &io::Error, on: &Stream) -> Result<()> {
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(()),
+            Some(libc::EINVAL) if self.moved == 0 && self.held == 0 => {
+                Err(Error::Unsupported(format!("{} cannot splice", on.name())))
+            }
+            _ if on.is_closed() => Err(Error::Closed(format!("{}: stream is closed", on.name()))),
+            _ => Err(Error::io(on.name(), e)),
+        }
+    }
+
+    /// The descriptors this direction waits on, and for what.
+    fn interest(&self, fds: &mut Vec<libc::pollfd>) {
+        if self.done {
+            return;
+        }
+        if !self.eof && self.room() > 0 {
+            fds.push(libc::pollfd {
+                fd: self.from.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if self.held > 0 {
+            fds.push(libc::pollfd {
+                fd: self.to.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            });
+        }
+    }
+}
+
+/// Where a relay direction keeps bytes between reading and writing them.
+enum Hold {
+    /// A pipe: bytes are spliced in and out, never copied to user space.
+    Pipe { r: OwnedFd, w: OwnedFd },
+    /// A buffer: bytes are read into `buf[start..start + held]` and sent on.
+    Buffer { buf: Vec<u8>, start: usize },
+}
+
+impl Hold {
+    /// Takes up to `room` bytes from `from`; 0 at end of stream.
+    fn fill(&mut self, from: BorrowedFd<'_>, held: usize, room: usize) -> io::Result<usize> {
+        match self {
+            Hold::Pipe { w, .. } => sys::splice(from, w.as_fd(), room),
+            Hold::Buffer { buf, start } => {
+                let at = *start + held;
+                (&*socket2::SockRef::from(&from)).read(&mut buf[at..at + room])
+            }
+        }
+    }
+
+    /// Gives up to `held` bytes to `to`.
+    fn drain(&mut self, to: BorrowedFd<'_>, held: usize) -> io::Result<usize> {
+        match self {
+            Hold::Pipe { r, .. } => sys::splice(r.as_fd(), to, held),
+            Hold::Buffer { buf, start } => {
+                let n = socket2::SockRef::from(&to).send(&buf[*start..*start + held])?;
+                *start += n;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Called when everything held has gone out.
+    fn reset(&mut self) {
+        if let Hold::Buffer { start, .. } = self {
+            *start = 0;
+        }
+    }
+}
+
+/// [`forward`] between two sockets on the calling thread: one `poll` loop
+/// serving both directions, the bytes spliced through a pipe per direction.
+fn relay(a: &Stream, b: &Stream, fa: BorrowedFd<'_>, fb: BorrowedFd<'_>) -> Result<()> {
+    // Data an earlier timed-out send left to a background flusher goes first.
+    a.flush(None)?;
+    b.flush(None)?;
+    let _sigpipe = sys::SigpipeGuard::new();
+    let mut legs = [Leg::new(a, b, fa, fb, true)?, Leg::new(b, a, fb, fa, true)?];
+    match run_legs(a, b, &mut legs) {
+        Err(Error::Unsupported(why)) => {
+            log::debug!(
+                "forward {} <-> {}: {why}; copying instead",
+                a.name(),
+                b.name()
+            );
+            let mut legs = [
+                Leg::new(a, b, fa, fb, false)?,
+                Leg::new(b, a, fb, fa, false)?,
+            ];
+            run_legs(a, b, &mut legs)
+        }
+        r => r,
+    }
+}
+
+/// The relay loop over some directions: move what can move, then wait.
+fn run_legs(a: &Stream, b: &Stream, legs: &mut [Leg<'_>]) -> Result<()> {
+    let mut fds = Vec::with_capacity(4);
+    loop {
+        for i in 0..legs.len() {
+            if let Err(e) = legs[i].advance() {
+                let e = match e {
+                    // Nothing has moved yet: the relay may still copy instead.
+                    Error::Unsupported(_) if legs_untouched(legs) => return Err(e),
+                    Error::Unsupported(why) => Error::Io(why),
+                    e => e,
+                };
+                log::debug!("forward {} <-> {}: {e}", a.name(), b.name());
+                return Err(e);
+            }
+        }
+        if legs.iter().all(|l| l.done) {
+            return Ok(());
+        }
+        for s in [a, b] {
+            if s.is_closed() {
+                return Err(Error::Closed(format!("{}: stream is closed", s.name())));
+            }
+        }
+        fds.clear();
+        legs.iter().for_each(|l| l.interest(&mut fds));
+        sys::wait_any(&mut fds, None).map_err(|e| Error::io("waiting to forward", &e))?;
+    }
+}
+
+/// True when no byte has gone through any direction of a relay yet, so that
+/// the forward can still start over another way.
+fn legs_untouched(legs: &[Leg<'_>]) -> bool {
+    legs.iter().all(|l| l.moved == 0 && l.held == 0 && !l.eof)
 }
 
 /// A listening socket that forwards each accepted connection to a new stream of
@@ -206,6 +448,19 @@ impl Listener {
     /// `tcp://[::1]:PORT`, `unix:/PATH`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The listener's address as a D-Bus address, what a client puts in
+    /// `DBUS_SESSION_BUS_ADDRESS` to reach a bus forwarded here:
+    /// `unix:path=/PATH` (escaped as D-Bus escapes values), `unix:abstract=NAME`,
+    /// `tcp:host=127.0.0.1,port=PORT`, or `tcp:host=%3a%3a1,port=PORT,family=ipv6`.
+    pub fn dbus_address(&self) -> Result<String> {
+        let local = self
+            .shared
+            .sock
+            .local_addr()
+            .map_err(|e| Error::io(&self.address, &e))?;
+        network::dbus::listener_address(&self.address, &local)
     }
 
     /// How many forwarded connections are open now.
@@ -425,6 +680,38 @@ mod tests {
             assert_eq!(&buf, b"more");
             pb.shutdown(Shutdown::Write).unwrap();
             assert_eq!(pa.read(&mut buf).unwrap(), 0);
+            assert_eq!(f.join().unwrap(), Ok(()));
+        });
+    }
+
+    #[test]
+    fn the_copying_relay_moves_bytes_and_half_closes_too() {
+        let (a, mut pa) = pair();
+        let (b, mut pb) = pair();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::thread::scope(|s| {
+            let f = s.spawn(|| {
+                let (fa, fb) = (a.socket().unwrap(), b.socket().unwrap());
+                let mut legs = [
+                    Leg::new(&a, &b, fa, fb, false)?,
+                    Leg::new(&b, &a, fb, fa, false)?,
+                ];
+                run_legs(&a, &b, &mut legs)
+            });
+            let writer = s.spawn(|| {
+                pa.write_all(&big).unwrap();
+                pa.shutdown(Shutdown::Write).unwrap();
+                pa
+            });
+            let mut got = Vec::new();
+            pb.read_to_end(&mut got).unwrap();
+            assert!(got == big, "every byte, in order");
+            let mut pa = writer.join().unwrap();
+            pb.write_all(b"back").unwrap();
+            pb.shutdown(Shutdown::Write).unwrap();
+            let mut back = Vec::new();
+            pa.read_to_end(&mut back).unwrap();
+            assert_eq!(back, b"back");
             assert_eq!(f.join().unwrap(), Ok(()));
         });
     }

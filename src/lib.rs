@@ -1,11 +1,12 @@
 //! jumpwire: the network-stream layer of a hardware-in-the-loop lab, as a
 //! library with a C ABI and a blocking Rust API.
 //!
-//! A harness opens a [`Stream`] to a device over TCP, UDP, a Unix socket, vsock
-//! or the in-memory echo driver, all named by one URL (see [`url`]); moves bytes
-//! both ways with timeouts; and forwards local ports onto such streams
-//! ([`forward`]). Every call blocks, bounded by a timeout; each live stream owns
-//! its own reader thread and hands data over on a `crossbeam-channel` channel.
+//! A harness opens a [`Stream`] to a device over TCP, UDP, a Unix socket, vsock,
+//! a D-Bus bus or the in-memory echo driver, all named by one URL (see [`url`]);
+//! moves bytes both ways with timeouts; and forwards local ports onto such
+//! streams ([`forward`]). Every call blocks, bounded by a timeout. Socket streams
+//! do their I/O on the caller's thread; transports with threads of their own
+//! hand data over on `crossbeam-channel` queues.
 //!
 //! ```
 //! use jumpwire::network::Network;

@@ -1,11 +1,12 @@
 //! [`Stream`]: the one bidirectional stream type that every transport produces.
 //!
 //! A stream has a sending half and a receiving half that work independently: one
-//! thread may send while another receives. What arrives from the peer is read by
-//! the transport (usually on the stream's own reader thread) and handed over as
-//! [`Event`]s on a bounded `crossbeam-channel`; [`Stream::receive`] takes them
-//! from there with a deadline. Sends go straight to the transport on the
-//! caller's thread.
+//! thread may send while another receives. Socket-backed streams (TCP, UDP, Unix,
+//! vsock) do their I/O on the caller's thread, waiting with `poll` until the
+//! deadline, so that a round trip costs no thread hand-off. Transports that
+//! produce data on threads of their own (echo, and the protocol transports) hand
+//! it over as [`Event`]s on a bounded `crossbeam-channel` queue, which an
+//! [`Inbox`] turns back into receives with the same semantics.
 //!
 //! Semantics every transport keeps:
 //! - [`Stream::send`] delivers all of `data` (byte streams) or exactly one
@@ -20,24 +21,28 @@
 
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How many events a stream buffers between its transport and the receiver.
+/// How many events an [`Inbox`] buffers between its producer and the receiver.
 const EVENT_QUEUE: usize = 16;
 
-/// What a transport hands to the receiving side.
+/// What a producing thread hands to an [`Inbox`].
 #[derive(Debug)]
+#[allow(
+    dead_code,
+    reason = "Eof and Error come from the producer threads of the websocket and router transports"
+)]
 pub(crate) enum Event {
-    /// Bytes, or one whole message. May be empty (an empty datagram or message).
+    /// Bytes, or one whole message. May be empty (an empty message).
     Data(Vec<u8>),
     /// The peer finished sending.
     Eof,
     /// Receiving failed. A terminal error ends the receiving direction (every
-    /// later receive returns it again); a non-terminal one (an ICMP error on a
-    /// UDP socket) is reported once.
+    /// later receive returns it again); a non-terminal one is reported once.
     Error(Error, bool),
 }
 
@@ -50,47 +55,42 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
-/// The producing end of a stream's event queue, held by the transport's reader.
+/// The producing end of an [`Inbox`]'s queue.
 pub(crate) struct Feeder {
     tx: Sender<Event>,
     stop: Receiver<()>,
 }
 
-/// The consuming end, held by the [`Stream`].
-pub(crate) struct Tap {
-    rx: Receiver<Event>,
-    stop: Sender<()>,
-}
-
-/// A new event queue.
-pub(crate) fn queue() -> (Feeder, Tap) {
+/// A new event queue: the producer's end and the [`Inbox`] that receives.
+pub(crate) fn queue() -> (Feeder, Inbox) {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-    (Feeder { tx, stop: stop_rx }, Tap { rx, stop: stop_tx })
+    let inbox = Inbox {
+        rx,
+        stop: Mutex::new(Some(stop_tx)),
+        state: Mutex::new(RecvState::default()),
+    };
+    (Feeder { tx, stop: stop_rx }, inbox)
 }
 
 impl Feeder {
     /// Queues `event`, waiting while the queue is full. Returns false when the
-    /// stream is closing (or gone) and the reader should stop.
+    /// stream is closing (or gone) and the producer should stop.
+    #[allow(
+        dead_code,
+        reason = "for the producer threads of the websocket and router transports"
+    )]
     pub(crate) fn feed(&self, event: Event) -> bool {
-        match self.tx.try_send(event) {
-            Ok(()) => true,
-            Err(TrySendError::Disconnected(_)) => false,
-            Err(TrySendError::Full(event)) => crossbeam_channel::select! {
-                send(self.tx, event) -> r => r.is_ok(),
-                recv(self.stop) -> _ => false,
-            },
-        }
+        self.feed_until(event, None).is_ok()
     }
 
     /// Queues `event` unless `deadline` passes first (then nothing is queued
     /// and the result is [`Error::Timeout`]) or the stream closes.
     pub(crate) fn feed_until(&self, event: Event, deadline: Option<Instant>) -> Result<()> {
+        let closed = || Error::Closed("stream is closed".into());
         let event = match self.tx.try_send(event) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(Error::Closed("stream is closed".into()));
-            }
+            Err(TrySendError::Disconnected(_)) => return Err(closed()),
             Err(TrySendError::Full(event)) => event,
         };
         let mut sel = crossbeam_channel::Select::new();
@@ -101,83 +101,12 @@ impl Feeder {
             Some(d) => sel.select_deadline(d).map_err(|_| Error::Timeout)?,
         };
         if op.index() == send {
-            op.send(&self.tx, event)
-                .map_err(|_| Error::Closed("stream is closed".into()))
+            op.send(&self.tx, event).map_err(|_| closed())
         } else {
             let _ = op.recv(&self.stop);
-            Err(Error::Closed("stream is closed".into()))
+            Err(closed())
         }
     }
-}
-
-/// The sending half of a transport, and its way to end.
-pub(crate) trait Transport: Send + Sync + 'static {
-    /// Sends all of `data` (one message on message transports), or nothing if
-    /// `deadline` passes first ([`Error::Timeout`]). `Ok` means the data was
-    /// accepted and will be delivered in order before anything sent later.
-    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()>;
-    /// Half-closes the sending direction (a no-op where the transport has none).
-    fn send_eof(&self) -> Result<()>;
-    /// Whether `send_eof` really ends the sending direction. Where it is a
-    /// no-op (UDP, websocket, as upstream) sending goes on after it.
-    fn half_closes(&self) -> bool {
-        true
-    }
-    /// Ends the stream gracefully: finishes what was accepted (bounded), says
-    /// goodbye the transport's way, and makes the stream's threads return.
-    fn close(&self);
-}
-
-/// A timed lock: serialises senders (and receivers) while letting each waiter
-/// give up at its own deadline.
-struct Gate {
-    busy: Mutex<bool>,
-    cv: Condvar,
-}
-
-struct GateGuard<'a>(&'a Gate);
-
-impl Gate {
-    fn new() -> Gate {
-        Gate {
-            busy: Mutex::new(false),
-            cv: Condvar::new(),
-        }
-    }
-
-    fn enter(&self, deadline: Option<Instant>) -> Result<GateGuard<'_>> {
-        let mut busy = lock(&self.busy);
-        while *busy {
-            busy = match deadline {
-                None => self.cv.wait(busy).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(Error::Timeout);
-                    }
-                    self.cv
-                        .wait_timeout(busy, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
-        *busy = true;
-        Ok(GateGuard(self))
-    }
-}
-
-impl Drop for GateGuard<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.busy) = false;
-        self.0.cv.notify_one();
-    }
-}
-
-/// Locks a mutex, ignoring poisoning (a panicking holder cannot leave our
-/// simple states inconsistent).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Default)]
@@ -188,6 +117,162 @@ struct RecvState {
     end: Option<Option<Error>>,
 }
 
+/// The receiving end of an event queue: turns [`Event`]s into receives with the
+/// stream semantics (pieces of a large message, sticky end of stream).
+pub(crate) struct Inbox {
+    rx: Receiver<Event>,
+    stop: Mutex<Option<Sender<()>>>,
+    state: Mutex<RecvState>,
+}
+
+impl Inbox {
+    /// Receives the next bytes into `buf`. When every producer is gone the
+    /// queue has ended: end of stream after what it held.
+    pub(crate) fn receive(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<Option<usize>> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some((msg, pos)) = &mut state.current {
+                let n = (msg.len() - *pos).min(buf.len());
+                buf[..n].copy_from_slice(&msg[*pos..*pos + n]);
+                *pos += n;
+                if *pos == msg.len() {
+                    state.current = None;
+                }
+                return Ok(Some(n));
+            }
+            if let Some(end) = &state.end {
+                return end.clone().map_or(Ok(None), Err);
+            }
+            let event = match deadline {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(d) => self.rx.recv_deadline(d),
+            };
+            match event {
+                Ok(Event::Data(d)) => state.current = Some((d, 0)),
+                Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => state.end = Some(None),
+                Ok(Event::Error(e, terminal)) => {
+                    if terminal {
+                        state.end = Some(Some(e.clone()));
+                    }
+                    return Err(e);
+                }
+                Err(RecvTimeoutError::Timeout) => return Err(Error::Timeout),
+            }
+        }
+    }
+
+    /// Tells the producers to stop (a producer blocked on a full queue wakes).
+    pub(crate) fn close(&self) {
+        drop(lock(&self.stop).take());
+    }
+}
+
+/// One transport: how a stream sends, receives and ends. The [`Stream`]
+/// serialises senders and receivers and tracks closing; each method is called
+/// by one thread at a time per direction.
+pub(crate) trait Transport: Send + Sync + 'static {
+    /// Sends all of `data` (one message on message transports), or nothing if
+    /// `deadline` passes first ([`Error::Timeout`]). `Ok` means the data was
+    /// accepted and will be delivered in order before anything sent later.
+    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()>;
+    /// Half-closes the sending direction.
+    fn send_eof(&self) -> Result<()>;
+    /// Whether `send_eof` really ends the sending direction. Where it is a
+    /// no-op (UDP, websocket, as upstream) sending goes on after it.
+    fn half_closes(&self) -> bool {
+        true
+    }
+    /// Receives the next bytes (at most one message) into `buf`, which is not
+    /// empty: `Some(n)`, `None` at end of stream (again on every later call),
+    /// or [`Error::Timeout`] with nothing consumed.
+    fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>>;
+    /// Ends the stream gracefully: finishes what was accepted (bounded), says
+    /// goodbye the transport's way, and wakes every blocked call.
+    fn close(&self);
+    /// The connected socket of a byte-stream transport, for forwarding that
+    /// moves data between two sockets without copying it through user space.
+    fn socket(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Waits (at most until `deadline`) for data accepted by an earlier send
+    /// that is still being written in the background.
+    fn flush(&self, deadline: Option<Instant>) -> Result<()> {
+        let _ = deadline;
+        Ok(())
+    }
+}
+
+/// A timed lock: serialises senders (and receivers) while letting each waiter
+/// give up at its own deadline. Uncontended, entering and leaving cost no
+/// system call (the condition variable is signalled only when someone waits).
+struct Gate {
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    busy: bool,
+    waiters: usize,
+}
+
+struct GateGuard<'a>(&'a Gate);
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            state: Mutex::new(GateState::default()),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn enter(&self, deadline: Option<Instant>) -> Result<GateGuard<'_>> {
+        let mut st = lock(&self.state);
+        while st.busy {
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return Err(Error::Timeout),
+                    left => Some(left),
+                },
+            };
+            st.waiters += 1;
+            st = match left {
+                None => self.cv.wait(st).unwrap_or_else(PoisonError::into_inner),
+                Some(left) => {
+                    self.cv
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+            st.waiters -= 1;
+        }
+        st.busy = true;
+        Ok(GateGuard(self))
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0.state);
+        st.busy = false;
+        if st.waiters > 0 {
+            self.0.cv.notify_one();
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking holder cannot leave our
+/// simple states inconsistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A bidirectional stream to a peer. See the [module docs](self).
 ///
 /// `Stream` is `Send + Sync`: share it (for example in an `Arc`) to send from one
@@ -195,10 +280,7 @@ struct RecvState {
 pub struct Stream {
     name: String,
     transport: Box<dyn Transport>,
-    rx: Receiver<Event>,
-    stop: Mutex<Option<Sender<()>>>,
     recv_gate: Gate,
-    recv: Mutex<RecvState>,
     send_gate: Gate,
     eof_sent: AtomicBool,
     closed: AtomicBool,
@@ -214,22 +296,18 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
-    /// Assembles a stream from a transport, the consuming end of its event
-    /// queue and the threads it owns (joined by [`Stream::close`]).
+    /// Assembles a stream from a transport and the threads it owns (joined by
+    /// [`Stream::close`]).
     pub(crate) fn new(
         name: String,
         transport: impl Transport,
-        tap: Tap,
         threads: Vec<JoinHandle<()>>,
     ) -> Stream {
         log::debug!("{name}: open");
         Stream {
             name,
             transport: Box::new(transport),
-            rx: tap.rx,
-            stop: Mutex::new(Some(tap.stop)),
             recv_gate: Gate::new(),
-            recv: Mutex::new(RecvState::default()),
             send_gate: Gate::new(),
             eof_sent: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -242,8 +320,12 @@ impl Stream {
         &self.name
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             return Err(Error::Closed(format!("{}: stream is closed", self.name)));
         }
         Ok(())
@@ -265,7 +347,9 @@ impl Stream {
         if self.eof_sent.load(Ordering::Acquire) {
             return Err(Error::Closed(format!("{}: send after send_eof", self.name)));
         }
-        self.transport.send(data, deadline).inspect_err(|e| {
+        let r = self.transport.send(data, deadline);
+        self.check_open()?;
+        r.inspect_err(|e| {
             if *e != Error::Timeout {
                 log::debug!("{}: send failed: {e}", self.name);
             }
@@ -279,10 +363,7 @@ impl Stream {
     pub fn send_eof(&self) -> Result<()> {
         self.check_open()?;
         let _gate = self.send_gate.enter(None)?;
-        if !self.transport.half_closes() {
-            return Ok(());
-        }
-        if self.eof_sent.swap(true, Ordering::AcqRel) {
+        if !self.transport.half_closes() || self.eof_sent.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         log::debug!("{}: send_eof", self.name);
@@ -294,116 +375,38 @@ impl Stream {
     /// an empty message), `None` at end of stream (after every byte before it),
     /// or [`Error::Timeout`] when nothing arrived in time.
     pub fn receive(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<Option<usize>> {
+        self.receive_until(buf, deadline(timeout))
+    }
+
+    pub(crate) fn receive_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<Option<usize>> {
         if buf.is_empty() {
             return Err(Error::invalid("receive buffer is empty"));
         }
-        self.receive_with(deadline(timeout), None, |state| {
-            let (msg, pos) = state.as_mut().expect("current message");
-            let n = (msg.len() - *pos).min(buf.len());
-            buf[..n].copy_from_slice(&msg[*pos..*pos + n]);
-            *pos += n;
-            if *pos == msg.len() {
-                *state = None;
-            }
-            n
-        })
-    }
-
-    /// Receives the rest of the current message, or the next one whole: the
-    /// copy-free path used by forwarding. `cancel` ends the wait with
-    /// [`Error::Closed`] when its sender goes away.
-    pub(crate) fn receive_chunk(
-        &self,
-        deadline: Option<Instant>,
-        cancel: Option<&Receiver<()>>,
-    ) -> Result<Option<Vec<u8>>> {
-        self.receive_with(deadline, cancel, |state| {
-            let (mut msg, pos) = state.take().expect("current message");
-            if pos > 0 {
-                msg.drain(..pos);
-            }
-            msg
-        })
-    }
-
-    fn receive_with<T>(
-        &self,
-        deadline: Option<Instant>,
-        cancel: Option<&Receiver<()>>,
-        take: impl FnOnce(&mut Option<(Vec<u8>, usize)>) -> T,
-    ) -> Result<Option<T>> {
         self.check_open()?;
         let _gate = self.recv_gate.enter(deadline)?;
-        let mut state = lock(&self.recv);
-        loop {
-            if state.current.is_some() {
-                return Ok(Some(take(&mut state.current)));
-            }
-            if let Some(end) = &state.end {
-                return match end {
-                    None => Ok(None),
-                    Some(e) => Err(e.clone()),
-                };
-            }
-            self.check_open()?;
-            let event = match self.wait_event(deadline, cancel) {
-                Ok(ev) => ev,
-                Err(RecvTimeoutError::Timeout) => return Err(Error::Timeout),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.check_open()?;
-                    Event::Eof
-                }
-            };
-            match event {
-                Event::Data(d) => state.current = Some((d, 0)),
-                Event::Eof => {
-                    log::debug!("{}: end of stream", self.name);
-                    state.end = Some(None);
-                }
-                Event::Error(e, terminal) => {
-                    log::debug!("{}: receive failed: {e}", self.name);
-                    if terminal {
-                        state.end = Some(Some(e.clone()));
-                    }
-                    return Err(e);
-                }
-            }
+        self.check_open()?;
+        let r = self.transport.receive(buf, deadline);
+        self.check_open()?;
+        match &r {
+            Ok(None) => log::debug!("{}: end of stream", self.name),
+            Err(Error::Timeout) | Ok(Some(_)) => {}
+            Err(e) => log::debug!("{}: receive failed: {e}", self.name),
         }
+        r
     }
 
-    fn wait_event(
-        &self,
-        deadline: Option<Instant>,
-        cancel: Option<&Receiver<()>>,
-    ) -> Result<Event, RecvTimeoutError> {
-        let Some(cancel) = cancel else {
-            return match deadline {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => self.rx.recv_deadline(d),
-            };
-        };
-        if let Ok(ev) = self.rx.try_recv() {
-            return Ok(ev);
-        }
-        let mut sel = crossbeam_channel::Select::new();
-        let data = sel.recv(&self.rx);
-        sel.recv(cancel);
-        let op = match deadline {
-            None => sel.select(),
-            Some(d) => sel
-                .select_deadline(d)
-                .map_err(|_| RecvTimeoutError::Timeout)?,
-        };
-        if op.index() == data {
-            op.recv(&self.rx)
-                .map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            let _ = op.recv(cancel);
-            Ok(Event::Error(
-                Error::Closed("forwarding cancelled".into()),
-                false,
-            ))
-        }
+    /// The socket of a byte-stream transport (see [`Transport::socket`]).
+    pub(crate) fn socket(&self) -> Option<BorrowedFd<'_>> {
+        self.transport.socket()
+    }
+
+    /// See [`Transport::flush`].
+    pub(crate) fn flush(&self, deadline: Option<Instant>) -> Result<()> {
+        self.transport.flush(deadline)
     }
 
     /// Closes the stream gracefully (socket close with FIN, websocket close
@@ -416,7 +419,6 @@ impl Stream {
             return;
         }
         self.transport.close();
-        drop(lock(&self.stop).take());
         let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             let _ = t.join();
@@ -528,6 +530,46 @@ mod tests {
         assert!(matches!(r.join().unwrap(), Err(Error::Closed(_))));
         assert!(matches!(s.send(b"x", None), Err(Error::Closed(_))));
         s.close();
+    }
+
+    #[test]
+    fn an_inbox_reports_a_terminal_error_after_the_data_and_keeps_it() {
+        let (feeder, inbox) = queue();
+        assert!(feeder.feed(Event::Data(b"ab".to_vec())));
+        assert!(feeder.feed(Event::Error(Error::Protocol("soft".into()), false)));
+        assert!(feeder.feed(Event::Data(b"c".to_vec())));
+        assert!(feeder.feed(Event::Error(Error::Connection("reset".into()), true)));
+        let mut buf = [0u8; 8];
+        assert_eq!(inbox.receive(&mut buf, None).unwrap(), Some(2));
+        assert_eq!(
+            inbox.receive(&mut buf, None),
+            Err(Error::Protocol("soft".into()))
+        );
+        assert_eq!(inbox.receive(&mut buf, None).unwrap(), Some(1));
+        for _ in 0..2 {
+            assert_eq!(
+                inbox.receive(&mut buf, None),
+                Err(Error::Connection("reset".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_inbox_ends_with_eof_and_stops_a_blocked_producer_on_close() {
+        let (feeder, inbox) = queue();
+        assert!(feeder.feed(Event::Eof));
+        assert_eq!(inbox.receive(&mut [0u8; 4], None).unwrap(), None);
+        assert_eq!(inbox.receive(&mut [0u8; 4], None).unwrap(), None);
+        for _ in 0..EVENT_QUEUE {
+            assert!(feeder.feed(Event::Data(vec![1])));
+        }
+        let producer = std::thread::spawn(move || feeder.feed(Event::Data(vec![2])));
+        std::thread::sleep(Duration::from_millis(30));
+        inbox.close();
+        assert!(
+            !producer.join().unwrap(),
+            "a producer blocked on a full queue stops"
+        );
     }
 
     #[test]

@@ -1,10 +1,22 @@
-//! The few socket calls that need `libc` directly: waiting on a descriptor with
-//! a deadline, and reading straight into a `Vec`'s spare capacity. This and
-//! `src/ffi/` are the only places with `unsafe`.
+//! The few socket calls that need `libc` directly: waiting on descriptors with a
+//! deadline, `splice` through a pipe, and keeping `SIGPIPE` away from the host
+//! while splicing. This and `src/ffi/` are the only places with `unsafe`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Instant;
+
+/// Milliseconds until `deadline` for `poll(2)`, rounded up (-1 = forever).
+fn poll_timeout(deadline: Option<Instant>) -> libc::c_int {
+    match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            let ms = left.as_micros().div_ceil(1000);
+            ms.min(libc::c_int::MAX as u128) as libc::c_int
+        }
+    }
+}
 
 /// Waits until `fd` is ready for `events` (`libc::POLLIN` / `libc::POLLOUT`) or
 /// `deadline` passes (`None` waits forever). Returns the revents, or 0 on
@@ -15,15 +27,7 @@ pub(crate) fn wait(
     deadline: Option<Instant>,
 ) -> io::Result<libc::c_short> {
     loop {
-        let timeout_ms: libc::c_int = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                // Round up so that a wait never ends before the deadline.
-                let ms = left.as_micros().div_ceil(1000);
-                ms.min(libc::c_int::MAX as u128) as libc::c_int
-            }
-        };
+        let timeout_ms = poll_timeout(deadline);
         let mut pfd = libc::pollfd {
             fd: fd.as_raw_fd(),
             events,
@@ -48,22 +52,139 @@ pub(crate) fn wait(
     }
 }
 
-/// Reads once from `fd` into the spare capacity of `buf` (at most `max` bytes
-/// past its current length) and extends its length by what was read. Returns
-/// the byte count; 0 means end of stream (or an empty datagram).
-pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    buf.reserve(max);
-    let spare = buf.spare_capacity_mut();
-    let len = spare.len().min(max);
-    // SAFETY: `spare` is writable memory of at least `len` bytes owned by `buf`.
-    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
-    if n < 0 {
+/// The real user id of the process.
+pub(crate) fn getuid() -> u32 {
+    // SAFETY: getuid takes no arguments, cannot fail and touches no memory.
+    unsafe { libc::getuid() }
+}
+
+/// Waits until one of `fds` is ready or `deadline` passes: `poll(2)` on
+/// several descriptors (their `revents` are filled in). `EINTR` is retried.
+pub(crate) fn wait_any(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::Result<()> {
+    loop {
+        let timeout_ms = poll_timeout(deadline);
+        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// A non-blocking, close-on-exec pipe sized to hold `size` bytes where the
+/// system allows it. Returns (read end, write end, capacity).
+pub(crate) fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let n = n as usize;
-    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    // SAFETY: pipe2 succeeded: both descriptors are new and owned by us.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let want = size.min(libc::c_int::MAX as usize) as libc::c_int;
+    // SAFETY: plain fcntl calls on a descriptor we own; failure leaves the
+    // default size, which the F_GETPIPE_SZ below reports.
+    let cap = unsafe {
+        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, want);
+        libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
+    };
+    if cap <= 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r, w, cap as usize))
+}
+
+/// Moves up to `len` bytes from `from` to `to` (one of them a pipe) without
+/// copying them through user space. Non-blocking: `WouldBlock` when nothing
+/// can move now. 0 means end of stream on `from`.
+pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: both descriptors are borrowed for the call; no offsets.
+        let n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Keeps `SIGPIPE` from reaching the host while it lives: `splice` into a
+/// socket whose peer is gone raises it (there is no `MSG_NOSIGNAL` for splice).
+/// Blocks the signal on this thread, and on drop takes away a `SIGPIPE` that
+/// became pending meanwhile and restores the thread's mask — curl's
+/// `sigpipe_ignore` does the same.
+pub(crate) struct SigpipeGuard {
+    old: libc::sigset_t,
+    was_pending: bool,
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        set
+    }
+}
+
+fn sigpipe_pending() -> bool {
+    // SAFETY: sigpending fills the set we own; sigismember reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGPIPE) == 1
+    }
+}
+
+impl SigpipeGuard {
+    pub(crate) fn new() -> SigpipeGuard {
+        let set = sigpipe_set();
+        // SAFETY: valid sets; changes only this thread's mask.
+        let old = unsafe {
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            old
+        };
+        SigpipeGuard {
+            old,
+            was_pending: sigpipe_pending(),
+        }
+    }
+}
+
+impl Drop for SigpipeGuard {
+    fn drop(&mut self) {
+        let set = sigpipe_set();
+        if !self.was_pending {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid set and timespec; takes at most one pending
+            // SIGPIPE per call without waiting.
+            while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) } == libc::SIGPIPE
+            {
+            }
+        }
+        // SAFETY: restores the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
 }
 
 #[cfg(test)]
@@ -89,8 +210,44 @@ mod tests {
         b.write_all(b"hi").unwrap();
         let r = wait(a.as_fd(), libc::POLLIN, None).unwrap();
         assert_ne!(r & libc::POLLIN, 0);
-        let mut v = b"x".to_vec();
-        assert_eq!(read_into(a.as_fd(), &mut v, 100).unwrap(), 2);
-        assert_eq!(v, b"xhi");
+    }
+
+    #[test]
+    fn splice_moves_bytes_through_a_pipe() {
+        use std::io::Read;
+        let (a, mut a_peer) = UnixStream::pair().unwrap();
+        let (b, mut b_peer) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (r, w, cap) = pipe(1 << 20).unwrap();
+        assert!(cap >= 4096);
+        assert_eq!(
+            splice(a.as_fd(), w.as_fd(), cap).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        a_peer.write_all(b"spliced").unwrap();
+        assert_eq!(splice(a.as_fd(), w.as_fd(), cap).unwrap(), 7);
+        assert_eq!(splice(r.as_fd(), b.as_fd(), 7).unwrap(), 7);
+        let mut got = [0u8; 7];
+        b_peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"spliced");
+        drop(a_peer);
+        assert_eq!(splice(a.as_fd(), w.as_fd(), cap).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_sigpipe_raised_under_the_guard_is_taken_away() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let (r, w, _) = pipe(4096).unwrap();
+        let mut w_file = std::fs::File::from(w);
+        w_file.write_all(b"x").unwrap();
+        {
+            let _guard = SigpipeGuard::new();
+            // Into a socket whose peer is gone: EPIPE, and a SIGPIPE that would
+            // kill the process without the guard.
+            let err = splice(r.as_fd(), a.as_fd(), 1).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+        }
+        assert!(!sigpipe_pending());
     }
 }

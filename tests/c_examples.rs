@@ -108,6 +108,7 @@ fn every_c_program_has_a_test() {
     }
     found.sort();
     let tested = [
+        "c-examples/dbus_forward.c",
         "c-examples/echo_roundtrip.c",
         "c-examples/port_forward.c",
         "c-examples/tcp_client.c",
@@ -252,7 +253,12 @@ fn examples_build_as_cpp() {
         return;
     };
     let dir = WorkDir::new("cpp");
-    for example in ["echo_roundtrip", "port_forward", "tcp_client"] {
+    for example in [
+        "dbus_forward",
+        "echo_roundtrip",
+        "port_forward",
+        "tcp_client",
+    ] {
         let bin = dir.path(&format!("{example}-cpp"));
         let mut cmd = cxx_compiler().unwrap();
         cmd.arg(repo().join(format!("c-examples/{example}.c")))

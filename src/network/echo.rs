@@ -3,15 +3,18 @@
 //! a bounded number of messages; a send into a full echo waits for room.
 
 use crate::error::{Error, Result};
-use crate::stream::{Event, Feeder, Stream, Transport, lock, queue};
-use std::sync::Mutex;
+use crate::stream::{Event, Feeder, Inbox, Stream, Transport, lock, queue};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-struct Echo(Mutex<Option<std::sync::Arc<Feeder>>>);
+struct Echo {
+    feeder: Mutex<Option<Arc<Feeder>>>,
+    inbox: Inbox,
+}
 
 impl Echo {
-    fn feeder(&self) -> Result<std::sync::Arc<Feeder>> {
-        lock(&self.0)
+    fn feeder(&self) -> Result<Arc<Feeder>> {
+        lock(&self.feeder)
             .clone()
             .ok_or_else(|| Error::Closed("echo: stream is closed".into()))
     }
@@ -19,11 +22,13 @@ impl Echo {
 
 /// A new echo stream.
 pub(crate) fn stream() -> Stream {
-    let (feeder, tap) = queue();
+    let (feeder, inbox) = queue();
     Stream::new(
         "echo:".into(),
-        Echo(Mutex::new(Some(std::sync::Arc::new(feeder)))),
-        tap,
+        Echo {
+            feeder: Mutex::new(Some(Arc::new(feeder))),
+            inbox,
+        },
         Vec::new(),
     )
 }
@@ -41,11 +46,17 @@ impl Transport for Echo {
     fn send_eof(&self) -> Result<()> {
         // Dropping the producer ends the queue after what it holds: end of
         // stream comes after every byte sent before it.
-        drop(lock(&self.0).take());
+        drop(lock(&self.feeder).take());
         Ok(())
     }
 
+    fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
+        self.inbox.receive(buf, deadline)
+    }
+
     fn close(&self) {
-        drop(lock(&self.0).take());
+        // Ends the queue, which wakes a blocked receiver, and a blocked sender.
+        drop(lock(&self.feeder).take());
+        self.inbox.close();
     }
 }

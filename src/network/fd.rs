@@ -1,26 +1,29 @@
 //! The transport shared by every socket-backed stream (TCP, UDP, Unix, vsock).
 //!
-//! The socket is non-blocking. A reader thread waits for it to become readable
-//! and queues what it reads; sends are written on the caller's thread and wait
-//! for room with `poll` until their deadline. A send that has written part of its
-//! data when the deadline passes is not undone: the rest is handed to a short-
-//! lived flusher thread and the send counts as accepted, so that a send is all or
-//! nothing and no byte is ever lost or sent twice.
+//! The socket is non-blocking and all I/O happens on the caller's thread: a
+//! receive reads what is there, or waits with `poll` until the deadline; a send
+//! writes, waiting for room the same way. `close` shuts the socket down, which
+//! wakes a call blocked in `poll` on another thread. No thread hand-off sits on
+//! the data path, so a round trip through a stream costs what it costs on a raw
+//! socket.
+//!
+//! A send that has written part of its data when its deadline passes is not
+//! undone: the rest is handed to a short-lived flusher thread and the send
+//! counts as accepted, so that a send is all or nothing and no byte is ever lost
+//! or sent twice.
 
 use crate::error::{Error, Result};
-use crate::stream::{Event, Feeder, Stream, Transport, lock, queue};
+use crate::stream::{Stream, Transport, lock};
 use crate::sys;
 use socket2::Socket;
-use std::io;
+use std::io::{self, Read};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Bytes read per system call (and the largest chunk queued) on byte streams.
-const READ_CHUNK: usize = 256 * 1024;
 /// The largest UDP payload we send (IPv4: 65535 - 8 - 20).
 pub(crate) const MAX_DATAGRAM: usize = 65507;
 /// Receive buffer for one datagram: larger than any UDP payload (IPv6 allows
@@ -43,6 +46,18 @@ struct Shared {
     closing: AtomicBool,
     flush: Mutex<Flush>,
     flushed: Condvar,
+    recv: Mutex<Recv>,
+}
+
+/// The receiving side's state.
+#[derive(Default)]
+struct Recv {
+    /// Set once the receiving direction has ended: `None` inside = EOF. A
+    /// socket reports an error once; the stream reports it on every receive.
+    end: Option<Option<Error>>,
+    /// Datagram sockets: the datagram being delivered and how far.
+    datagram: Vec<u8>,
+    pos: usize,
 }
 
 #[derive(Default)]
@@ -55,81 +70,97 @@ struct Flush {
 
 struct FdTransport(Arc<Shared>);
 
-/// Wraps a connected, non-blocking socket into a [`Stream`] with its reader
-/// thread.
+/// Wraps a connected socket into a [`Stream`].
 pub(crate) fn stream(sock: Socket, name: String, kind: Kind) -> Result<Stream> {
     sock.set_nonblocking(true)
         .map_err(|e| Error::io(&name, &e))?;
     let shared = Arc::new(Shared {
         sock,
-        name,
+        name: name.clone(),
         kind,
         closing: AtomicBool::new(false),
         flush: Mutex::new(Flush::default()),
         flushed: Condvar::new(),
+        recv: Mutex::new(Recv::default()),
     });
-    let (feeder, tap) = queue();
-    let reader = {
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("jw-reader".into())
-            .spawn(move || read_loop(&shared, &feeder))
-            .map_err(|e| Error::io("spawning the reader thread", &e))?
-    };
-    let name = shared.name.clone();
-    Ok(Stream::new(name, FdTransport(shared), tap, vec![reader]))
-}
-
-fn read_loop(s: &Shared, feeder: &Feeder) {
-    let fd = s.sock.as_fd();
-    loop {
-        if s.closing.load(Ordering::Acquire) {
-            return;
-        }
-        if let Err(e) = sys::wait(fd, libc::POLLIN, None) {
-            feeder.feed(Event::Error(Error::io(&s.name, &e), true));
-            return;
-        }
-        if s.closing.load(Ordering::Acquire) {
-            return;
-        }
-        let max = match s.kind {
-            Kind::Bytes => READ_CHUNK,
-            Kind::Datagrams => DATAGRAM_BUF,
-        };
-        let mut buf = Vec::with_capacity(max);
-        match sys::read_into(fd, &mut buf, max) {
-            Ok(0) if s.kind == Kind::Bytes => {
-                feeder.feed(Event::Eof);
-                return;
-            }
-            Ok(n) => {
-                if n < max / 4 {
-                    buf.shrink_to_fit();
-                }
-                if !feeder.feed(Event::Data(buf)) {
-                    return;
-                }
-            }
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                if s.closing.load(Ordering::Acquire) {
-                    return;
-                }
-                // On a connected UDP socket an ICMP error (port unreachable) is
-                // about one datagram; the socket stays usable.
-                let terminal = s.kind == Kind::Bytes;
-                if !feeder.feed(Event::Error(Error::io(&s.name, &e), terminal)) || terminal {
-                    return;
-                }
-            }
-        }
-    }
+    Ok(Stream::new(name, FdTransport(shared), Vec::new()))
 }
 
 impl Shared {
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Reads once into `buf`, waiting for data until `deadline` (`None` when
+    /// it passed).
+    fn read(&self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<Option<usize>> {
+        loop {
+            match (&self.sock).read(buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if sys::wait(self.sock.as_fd(), libc::POLLIN, deadline)? == 0 {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn receive_bytes(
+        &self,
+        r: &mut Recv,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<Option<usize>> {
+        match self.read(buf, deadline) {
+            Ok(None) => Err(Error::Timeout),
+            Ok(Some(0)) => {
+                r.end = Some(None);
+                Ok(None)
+            }
+            Ok(Some(n)) => Ok(Some(n)),
+            Err(e) => {
+                let e = Error::io(&self.name, &e);
+                r.end = Some(Some(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    fn receive_datagram(
+        &self,
+        r: &mut Recv,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<Option<usize>> {
+        if r.pos >= r.datagram.len() {
+            r.pos = 0;
+            r.datagram.resize(DATAGRAM_BUF, 0);
+            match self.read(&mut r.datagram, deadline) {
+                Ok(Some(n)) => r.datagram.truncate(n),
+                Ok(None) => {
+                    r.datagram.clear();
+                    return Err(Error::Timeout);
+                }
+                // An ICMP error (port unreachable) is about one datagram; the
+                // socket stays usable.
+                Err(e) => {
+                    r.datagram.clear();
+                    return Err(Error::io(&self.name, &e));
+                }
+            }
+            if r.datagram.is_empty() {
+                return Ok(Some(0));
+            }
+        }
+        let n = (r.datagram.len() - r.pos).min(buf.len());
+        buf[..n].copy_from_slice(&r.datagram[r.pos..r.pos + n]);
+        r.pos += n;
+        Ok(Some(n))
+    }
+
     /// Writes `data` from `off` until done or `deadline`; returns how far it got.
     fn write(&self, data: &[u8], mut off: usize, deadline: Option<Instant>) -> Result<usize> {
         while off < data.len() {
@@ -150,7 +181,7 @@ impl Shared {
     }
 
     fn send_error(&self, e: &io::Error) -> Error {
-        if self.closing.load(Ordering::Acquire) {
+        if self.is_closing() {
             Error::Closed(format!("{}: stream is closed", self.name))
         } else if e.raw_os_error() == Some(libc::EMSGSIZE) {
             Error::TooLarge(format!("{}: datagram too large", self.name))
@@ -273,6 +304,26 @@ impl Transport for FdTransport {
         self.0.kind == Kind::Bytes
     }
 
+    fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
+        let s = &self.0;
+        let mut r = lock(&s.recv);
+        if let Some(end) = &r.end {
+            return end.clone().map_or(Ok(None), Err);
+        }
+        match s.kind {
+            Kind::Bytes => s.receive_bytes(&mut r, buf, deadline),
+            Kind::Datagrams => s.receive_datagram(&mut r, buf, deadline),
+        }
+    }
+
+    fn socket(&self) -> Option<BorrowedFd<'_>> {
+        (self.0.kind == Kind::Bytes).then(|| self.0.sock.as_fd())
+    }
+
+    fn flush(&self, deadline: Option<Instant>) -> Result<()> {
+        self.0.wait_flush(deadline)
+    }
+
     fn send_eof(&self) -> Result<()> {
         let s = &self.0;
         let mut f = lock(&s.flush);
@@ -303,7 +354,7 @@ impl Transport for FdTransport {
             }
         }
         s.closing.store(true, Ordering::Release);
-        // Wakes the reader (and a flusher) blocked in poll.
+        // Wakes a receiver, sender or flusher blocked in poll.
         let _ = s.sock.shutdown(Shutdown::Both);
         let thread = lock(&s.flush).thread.take();
         if let Some(t) = thread {

@@ -15,6 +15,7 @@
 //! # Ok::<(), jumpwire::Error>(())
 //! ```
 
+pub(crate) mod dbus;
 mod echo;
 pub(crate) mod fd;
 
@@ -43,9 +44,9 @@ pub struct Network {
 impl Network {
     /// Parses `url` (see the [`url`](crate::url) module for every form).
     pub fn new(url: &str) -> Result<Network> {
-        Ok(Network {
-            endpoint: Endpoint::parse(url)?,
-        })
+        let endpoint = Endpoint::parse(url)?;
+        dbus::check(&endpoint)?;
+        Ok(Network { endpoint })
     }
 
     /// A network for an already parsed endpoint.
@@ -82,9 +83,7 @@ impl Network {
             )
             .and_then(|s| fd::stream(s, name.clone(), Kind::Bytes)),
             Endpoint::Echo => Ok(echo::stream()),
-            Endpoint::Dbus(_) => Err(Error::Unsupported(format!(
-                "{name}: the D-Bus driver is not built yet"
-            ))),
+            Endpoint::Dbus(bus) => dbus::connect(bus, &name, deadline),
             Endpoint::Websocket(_) => Err(Error::Unsupported(format!(
                 "{name}: the websocket driver is not built yet"
             ))),
@@ -102,7 +101,9 @@ impl Network {
     /// The address a client would use to reach this endpoint directly, as
     /// upstream's `address()` reports it: `tcp://127.0.0.1:5201`,
     /// `tcp://[::1]:8080`, `udp://…` (host names resolved to an IP when they
-    /// can be), `unix:/PATH`, `vsock://CID:PORT`, the websocket URL.
+    /// can be), `unix:/PATH`, `vsock://CID:PORT`, the websocket URL, the bus
+    /// address of a `dbus:` endpoint (`unix:path=/run/dbus/system_bus_socket`:
+    /// the environment variable's value or its default, read now).
     /// [`Error::Disabled`] when the URL says `enable_address=false`;
     /// [`Error::Unsupported`] for endpoints without an address (echo).
     pub fn address(&self) -> Result<String> {
@@ -114,9 +115,11 @@ impl Network {
             Endpoint::Udp(c) => Ok(format!("udp://{}", format_address(&c.host, c.port))),
             Endpoint::Unix(_) | Endpoint::Vsock(_) => Ok(self.endpoint.to_string()),
             Endpoint::Websocket(c) => Ok(c.url.clone()),
-            Endpoint::Echo | Endpoint::Dbus(_) | Endpoint::Router(_) => Err(Error::Unsupported(
-                format!("{} has no address", self.endpoint),
-            )),
+            Endpoint::Dbus(bus) => dbus::address(bus, &self.endpoint.to_string()),
+            Endpoint::Echo | Endpoint::Router(_) => Err(Error::Unsupported(format!(
+                "{} has no address",
+                self.endpoint
+            ))),
         }
     }
 }
@@ -227,7 +230,7 @@ pub(crate) fn unix_addr(path: &UnixPath, name: &str) -> Result<SockAddr> {
 }
 
 /// A non-blocking stream connect bounded by `deadline`.
-fn connect_socket(
+pub(crate) fn connect_socket(
     domain: Domain,
     addr: &SockAddr,
     deadline: Option<Instant>,
@@ -304,7 +307,7 @@ mod tests {
 
     #[test]
     fn later_transports_say_unsupported() {
-        for url in ["dbus:system", "ws://127.0.0.1:1/", "grpc://127.0.0.1:1"] {
+        for url in ["ws://127.0.0.1:1/", "grpc://127.0.0.1:1"] {
             let r = Network::new(url)
                 .unwrap()
                 .connect(Some(Duration::from_millis(100)));
