@@ -5,7 +5,8 @@
 //! API), each with a small round trip, some half-closed first; and 100 forwarding
 //! listeners (TCP and Unix, 20 through the C API), each with one forwarded
 //! connection doing a round trip, a quarter of them closed while that
-//! connection is still open, which the close must end.
+//! connection is still open, which the close must end; and 10 private D-Bus
+//! daemons killed mid-conversation under a direct stream and a forwarded one.
 //!
 //! Everything is in ONE test so that no other test of this process runs at the
 //! same time and changes the counts. The baseline is taken after a warm-up
@@ -470,6 +471,70 @@ fn listeners_round(servers: &Servers, dir: &Path, count: usize) {
 
 // ---------------------------------------------------------------- the test
 
+/// A private bus that goes away mid-conversation, `count` times: once under a
+/// stream straight to the bus and once under a forwarded connection each time.
+/// Everything must end cleanly (the bus's death is EOF or a connection error,
+/// within the step) and leave nothing behind.
+fn dbus_round(dir: &Path, count: usize) {
+    if std::process::Command::new("dbus-daemon")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "dbus-daemon is not installed: the D-Bus round is skipped (scripts/setup.sh installs it)"
+        );
+        return;
+    }
+    for i in 0..count {
+        let bus = dir.join(format!("bus-{i}"));
+        let mut daemon = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address"])
+            .arg(format!("--address=unix:path={}", bus.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting dbus-daemon");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(daemon.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(
+            line.starts_with("unix:path="),
+            "dbus-daemon printed {line:?}"
+        );
+        let net = jumpwire::Network::new(&format!("dbus:unix:path={}", bus.display())).unwrap();
+        let listener = Listener::bind("tcp://127.0.0.1:0", &net).unwrap();
+        let direct = net.connect(Some(STEP)).unwrap();
+        let forwarded = jumpwire::connect(listener.address(), Some(STEP)).unwrap();
+        for s in [&direct, &forwarded] {
+            // The start of SASL: the bus answers with the mechanisms it offers.
+            s.send(b"\0AUTH\r\n", Some(STEP)).unwrap();
+            let mut buf = [0u8; 256];
+            let n = s.receive(&mut buf, Some(STEP)).unwrap().unwrap();
+            assert!(
+                buf[..n].starts_with(b"REJECTED"),
+                "{:?}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+        }
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        for s in [&direct, &forwarded] {
+            let t0 = Instant::now();
+            match s.receive(&mut [0u8; 64], Some(STEP)) {
+                Ok(None) | Err(jumpwire::Error::Connection(_)) => {}
+                other => panic!("after the bus died: {other:?}"),
+            }
+            assert!(t0.elapsed() < STEP);
+            s.close();
+        }
+        listener.close();
+    }
+}
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -492,6 +557,7 @@ fn streams_and_listeners_leave_no_threads_or_fds_behind() {
     // Warm-up: every path once, so lazy process-wide state exists before the baseline.
     streams_round(&servers, 20);
     listeners_round(&servers, &dir.0, 20);
+    dbus_round(&dir.0, 1);
     let base = steady();
     eprintln!("baseline (threads, fds): {:?}", base.counts());
 
@@ -504,6 +570,9 @@ fn streams_and_listeners_leave_no_threads_or_fds_behind() {
     listeners_round(&servers, &dir.0, 100);
     eprintln!("100 listeners in {:?}", t0.elapsed());
     assert_settles("after 100 listeners", &base);
+
+    dbus_round(&dir.0, 10);
+    assert_settles("after 10 buses died mid-conversation", &base);
 
     drop(servers);
 }
