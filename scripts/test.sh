@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# The interop tests find the upstream Python packages through JW_PYTHON.
+JW_PYTHON=$(scripts/venv.sh)
+export JW_PYTHON
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
