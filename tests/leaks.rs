@@ -481,10 +481,7 @@ fn dbus_round(dir: &Path, count: usize) {
         .output()
         .is_err()
     {
-        eprintln!(
-            "dbus-daemon is not installed: the D-Bus round is skipped (scripts/setup.sh installs it)"
-        );
-        return;
+        panic!("dbus-daemon is not installed: run scripts/setup.sh");
     }
     for i in 0..count {
         let bus = dir.join(format!("bus-{i}"));

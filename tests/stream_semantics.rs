@@ -488,8 +488,20 @@ fn timed_out_sends_are_all_or_nothing() {
     }
 }
 
-#[test]
-fn timed_out_send_then_close_delivers_what_was_accepted() {
+/// What [`send_until_a_timeout`] leaves: the stream, the `go` switch, the
+/// peer's reader and the sends that were accepted.
+type Stalled = (
+    Stream,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<Vec<u8>>,
+    Vec<Vec<u8>>,
+);
+
+/// A TCP stream whose peer does not read until told to (`go`): 1 MiB sends
+/// with a 100 ms timeout go out until one times out, which leaves a partly
+/// written send to the background flusher. Returns the stream, the `go`
+/// switch, the peer's reader (all it receives, to EOF) and the accepted sends.
+fn send_until_a_timeout(seed: u64) -> Stalled {
     let (s, peer) = tcp_pair();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::spawn(move || {
@@ -502,7 +514,7 @@ fn timed_out_send_then_close_delivers_what_was_accepted() {
     let mut accepted: Vec<Vec<u8>> = Vec::new();
     let mut timed_out = false;
     for i in 0..512u64 {
-        let chunk = pattern(MIB, 1000 + i);
+        let chunk = pattern(MIB, seed + i);
         match s.send(&chunk, ms(100)) {
             Ok(()) => accepted.push(chunk),
             Err(Error::Timeout) => {
@@ -516,6 +528,12 @@ fn timed_out_send_then_close_delivers_what_was_accepted() {
         timed_out,
         "no send timed out against a peer that never reads"
     );
+    (s, go_tx, reader, accepted)
+}
+
+#[test]
+fn timed_out_send_then_close_delivers_what_was_accepted() {
+    let (s, go_tx, reader, accepted) = send_until_a_timeout(1000);
     // close waits (bounded) for the accepted rest; the peer starts reading
     // shortly after close starts.
     std::thread::scope(|scope| {
@@ -533,32 +551,7 @@ fn timed_out_send_then_close_delivers_what_was_accepted() {
 
 #[test]
 fn send_eof_while_the_flusher_runs_comes_after_the_rest() {
-    let (s, peer) = tcp_pair();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let reader = std::thread::spawn(move || {
-        let mut peer: TcpStream = peer;
-        go_rx.recv().unwrap();
-        let mut got = Vec::new();
-        peer.read_to_end(&mut got).unwrap();
-        got
-    });
-    let mut accepted: Vec<Vec<u8>> = Vec::new();
-    let mut timed_out = false;
-    for i in 0..512u64 {
-        let chunk = pattern(MIB, 2000 + i);
-        match s.send(&chunk, ms(100)) {
-            Ok(()) => accepted.push(chunk),
-            Err(Error::Timeout) => {
-                timed_out = true;
-                break;
-            }
-            Err(e) => panic!("send {i}: {e:?}"),
-        }
-    }
-    assert!(
-        timed_out,
-        "no send timed out against a peer that never reads"
-    );
+    let (s, go_tx, reader, accepted) = send_until_a_timeout(2000);
     // The half-close is queued behind the rest of the partly written send.
     s.send_eof().unwrap();
     let r = s.send(b"x", LONG);
