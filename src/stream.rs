@@ -5,8 +5,8 @@
 //! vsock) do their I/O on the caller's thread, waiting with `poll` until the
 //! deadline, so that a round trip costs no thread hand-off. Transports that
 //! produce data on threads of their own (echo, and the protocol transports) hand
-//! it over as [`Event`]s on a bounded `crossbeam-channel` queue, which an
-//! [`Inbox`] turns back into receives with the same semantics.
+//! it over as events on a bounded `crossbeam-channel` queue, which an
+//! `Inbox` turns back into receives with the same semantics.
 //!
 //! Semantics every transport keeps:
 //! - [`Stream::send`] delivers all of `data` (byte streams) or exactly one
