@@ -1,11 +1,16 @@
 //! Generates the C header from `src/ffi/` with cbindgen into `OUT_DIR`.
 //! `tests/header.rs` compares it with the committed `include/jumpwire.h`
 //! (set `JW_UPDATE_HEADER=1` to rewrite that file).
+//!
+//! Also generates the router's protobuf types and gRPC client/server from
+//! `proto/jumpstarter/v1/router.proto`, with the pure-Rust `protox` compiler
+//! (no `protoc` needed), into `OUT_DIR/jumpstarter.v1.rs`.
 
 use std::env;
 use std::path::PathBuf;
 
 fn main() {
+    router_proto();
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -33,4 +38,14 @@ fn main() {
         .generate()
         .expect("generating the C header");
     bindings.write_to_file(&out);
+}
+
+fn router_proto() {
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(["jumpstarter/v1/router.proto"], ["proto"]).expect("router.proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+        .expect("generating the router's gRPC code");
 }

@@ -23,6 +23,21 @@
 #define JW_AT_LEAST_VERSION(x, y, z) (JW_VERSION_NUM >= (((x) << 16) | ((y) << 8) | (z)))
 
 /**
+ * Largest message the router and the client accept (as upstream: 64 MiB).
+ */
+#define MAX_MESSAGE (64 << 20)
+
+/**
+ * Largest DATA frame a router client sends; larger sends are split.
+ */
+#define MAX_FRAME (64 << 10)
+
+/**
+ * Default largest message (and frame) accepted from a peer: 16 MiB.
+ */
+#define DEFAULT_MAX_MESSAGE (16 << 20)
+
+/**
  * What every jumpwire C function returns. Zero and positive values are
  * outcomes (`JW_OK`, end of stream, timeout); negative values are failures,
  * whose text `jw_last_error()` gives on the same thread. New codes are added at
@@ -98,6 +113,13 @@ typedef struct jw_listener jw_listener;
 typedef struct jw_network jw_network;
 
 /**
+ * An embedded Jumpstarter router: pairs the two callers of each stream token
+ * and relays their frames. Made by `jw_router_serve`, released with
+ * `jw_router_close`. `jw_router_address` may be called from any thread.
+ */
+typedef struct jw_router jw_router;
+
+/**
  * A bidirectional byte or message stream, made by `jw_connect`,
  * `jw_network_connect` (and, later, the websocket and router calls).
  *
@@ -106,6 +128,23 @@ typedef struct jw_network jw_network;
  * `jw_stream_close` exactly once.
  */
 typedef struct jw_stream jw_stream;
+
+/**
+ * A websocket server made by `jw_ws_serve`. Release with
+ * `jw_ws_server_close`.
+ */
+typedef struct jw_ws_server jw_ws_server;
+
+/**
+ * Called on each connection's own thread with a stream for the connection
+ * (one send = one binary message; receives return message payloads; a close
+ * frame from the client is `JW_EOF`) and the `user` pointer given to
+ * `jw_ws_serve`. `conn` belongs to the server: use it until the handler
+ * returns, and do not pass it to `jw_stream_close` (the server closes the
+ * connection, with a close frame, when the handler returns). The handler must
+ * return once `conn` is closed (its calls then return `JW_ERR_CLOSED`).
+ */
+typedef void (*jw_ws_handler)(jw_stream *conn, void *user);
 
 #ifdef __cplusplus
 extern "C" {
@@ -203,6 +242,61 @@ void jw_network_free(jw_network *n);
 jw_status jw_connect(const char *url, int timeout_ms, jw_stream **out);
 
 /**
+ * Starts a router on `listen_url`, `grpc://HOST:PORT?key=SECRET` (port 0
+ * picks a free port; `key` signs the stream tokens it admits), and writes it
+ * to `*out`. It runs on the library's own threads until `jw_router_close`.
+ * `JW_ERR_IO` if the address cannot be bound; `JW_ERR_UNSUPPORTED` for
+ * `grpcs://` in this build.
+ */
+jw_status jw_router_serve(const char *listen_url, jw_router **out);
+
+/**
+ * Writes the router's address with the real port (`grpc://127.0.0.1:PORT`,
+ * `grpc://[::1]:PORT`; never the key) into `buf` (`cap` bytes, NUL included).
+ */
+jw_status jw_router_address(const jw_router *r, char *buf, size_t cap);
+
+/**
+ * Stops the router (waiting callers and running pairs end with a connection
+ * error), releases its port and frees it. NULL is a no-op.
+ */
+void jw_router_close(jw_router *r);
+
+/**
+ * Mints a stream token for `stream_id`, valid for `ttl_s` seconds, signed
+ * with `key`, as the Jumpstarter controller mints them (HS256 JWT, `sub` =
+ * `stream_id`), and writes it into `buf` (`cap` bytes, NUL included;
+ * `JW_ERR_TOO_LARGE` if it does not fit). Thread-safe.
+ */
+jw_status jw_router_token(const char *key, const char *stream_id, int ttl_s, char *buf, size_t cap);
+
+/**
+ * Opens a stream through the router at `router_url` (`grpc://HOST:PORT`)
+ * with the stream token `token`, and writes it to `*out` (release with
+ * `jw_stream_close`). Returns once the connection is up and the call has
+ * started, waiting at most `timeout_ms` for that; the peer may come later. A
+ * router that refuses the token answers at the first `jw_stream_receive` or
+ * `jw_stream_send` with `JW_ERR_UNAUTHENTICATED`. `JW_ERR_CONNECTION` if the
+ * router cannot be reached.
+ */
+jw_status jw_router_connect(const char *router_url,
+                            const char *token,
+                            int timeout_ms,
+                            jw_stream **out);
+
+/**
+ * The exporter side of a routed stream: opens a stream through the router
+ * with `token`, opens a stream of `target` (borrowed), and forwards both
+ * ways, half-close propagated, until both directions have ended (`JW_OK`) or
+ * either side fails. `timeout_ms` bounds the two connects; forwarding has no
+ * time limit. Blocks the calling thread throughout.
+ */
+jw_status jw_router_export(const char *router_url,
+                           const char *token,
+                           const jw_network *target,
+                           int timeout_ms);
+
+/**
  * Sends all `len` bytes of `data` (on UDP one datagram, on a websocket one
  * message), waiting at most `timeout_ms`. Either everything is accepted
  * (`JW_OK`) or nothing is (`JW_TIMEOUT`: the stream is unchanged, send again).
@@ -247,6 +341,79 @@ void jw_stream_close(jw_stream *s);
  * other direction is stopped too. Borrows both streams: close them afterwards.
  */
 jw_status jw_forward(jw_stream *a, jw_stream *b);
+
+/**
+ * Turns `raw` (a byte stream from a websocket client: an accepted TCP
+ * connection, a stream that came through the router) into a websocket server
+ * connection: reads the client's upgrade request (waiting at most
+ * `timeout_ms`) and answers it. Afterwards each `jw_stream_send` on `*out` is
+ * one binary message, receives return message payloads (text as its UTF-8
+ * bytes), pings and close frames are answered, and a close frame from the
+ * client is `JW_EOF`. Messages and frames over 16 MiB are refused (close
+ * 1009).
+ *
+ * `JW_ERR_INVALID_ARGUMENT` (NULL `raw` or `out`, a negative `timeout_ms`
+ * other than -1) leaves `raw` untouched and still the caller's. Otherwise
+ * `raw` is taken (do not use or close it afterwards): on failure it is closed
+ * (a request that is not a websocket upgrade is answered with HTTP 400 first)
+ * and `JW_ERR_PROTOCOL`, `JW_TIMEOUT` or `JW_ERR_CONNECTION` is returned.
+ * Thread-safe; the new stream follows `jw_stream`'s rules.
+ */
+jw_status jw_ws_accept(jw_stream *raw, int timeout_ms, jw_stream **out);
+
+/**
+ * Writes the request path (with its query, e.g. `/chat?room=1`) that the
+ * client of a websocket server connection asked for into `buf` (`cap` bytes,
+ * NUL included): for streams made by `jw_ws_accept` and those passed to a
+ * `jw_ws_serve` handler. `JW_ERR_UNSUPPORTED` for any other stream,
+ * `JW_ERR_TOO_LARGE` if `cap` is too small. Thread-safe.
+ */
+jw_status jw_ws_path(jw_stream *s, char *buf, size_t cap);
+
+/**
+ * Binds `listen_url` (`ws://HOST:PORT[/PATH][?OPTIONS]`, port 0 picks a free
+ * port; options `max_message`, `max_frame` (bytes, default 16 MiB each),
+ * `max_connections` (default 1024), `handshake_timeout_ms` (default 10000),
+ * `queue` (broadcast messages queued per connection, default 1024)) and
+ * serves every websocket client: after its handshake, `handler(conn, user)`
+ * runs on the connection's own thread (see `jw_ws_handler`). Writes the
+ * server to `*out`. `handler` runs concurrently on many threads, so `user`
+ * must be safe to use from them. NULL `listen_url`, `handler` or `out`:
+ * `JW_ERR_INVALID_ARGUMENT`; `JW_ERR_IO` if the address cannot be bound.
+ */
+jw_status jw_ws_serve(const char *listen_url,
+                      jw_ws_handler handler,
+                      void *user,
+                      jw_ws_server **out);
+
+/**
+ * Writes the bound address with the real port (`ws://127.0.0.1:PORT/`) into
+ * `buf` (`cap` bytes, NUL included). Thread-safe.
+ */
+jw_status jw_ws_server_address(const jw_ws_server *w, char *buf, size_t cap);
+
+/**
+ * Queues `len` bytes of `data` as one binary message to every open
+ * connection and returns at once; each connection's own thread sends it. A
+ * connection whose queue is full (a client that does not keep up) is dropped
+ * with close code 1008; that is counted (`jw_ws_server_dropped`) and logged.
+ * `data` may be NULL only when `len` is 0. `JW_ERR_CLOSED` once the server is
+ * closing. Thread-safe.
+ */
+jw_status jw_ws_broadcast(jw_ws_server *w, const void *data, size_t len);
+
+/**
+ * Writes to `*out` how many clients have been dropped because they could not
+ * keep up with broadcasts. Thread-safe.
+ */
+jw_status jw_ws_server_dropped(const jw_ws_server *w, uint64_t *out);
+
+/**
+ * Stops accepting, closes every connection with a close frame (1001), waits
+ * for every handler to return, joins every thread and frees the server. Do
+ * not call it from a handler. NULL is a no-op.
+ */
+void jw_ws_server_close(jw_ws_server *w);
 
 #ifdef __cplusplus
 }  // extern "C"

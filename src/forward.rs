@@ -369,6 +369,9 @@ struct Shared {
     conns: Mutex<HashMap<u64, Conn>>,
     finished: Mutex<Vec<u64>>,
     unlink: Option<PathBuf>,
+    /// A `ws://` listener: each connection is a websocket client (the
+    /// websockify bridge), accepted before forwarding, with these limits.
+    websocket: Option<crate::websocket::ServerConfig>,
 }
 
 #[derive(Default)]
@@ -387,9 +390,13 @@ impl std::fmt::Debug for Listener {
 
 impl Listener {
     /// Binds `listen_url` (`tcp://HOST:PORT`, port 0 for a free one, or
-    /// `unix:/PATH` / `unix:@NAME`) and starts forwarding each accepted
-    /// connection to a new stream of `target` (cloned).
+    /// `unix:/PATH` / `unix:@NAME`, or `ws://HOST:PORT` for the websocket
+    /// bridge: each client's websocket handshake is answered and its messages
+    /// are forwarded as bytes, the target's bytes come back as binary
+    /// messages) and starts forwarding each accepted connection to a new
+    /// stream of `target` (cloned).
     pub fn bind(listen_url: &str, target: &Network) -> Result<Listener> {
+        let mut websocket = None;
         let (sock, address, unlink) = match ListenEndpoint::parse(listen_url)? {
             ListenEndpoint::Tcp { host, port } => {
                 let addr = network::resolve(&host, port, None, listen_url)?[0];
@@ -413,12 +420,22 @@ impl Listener {
                 };
                 (sock, address, unlink)
             }
+            ListenEndpoint::Websocket {
+                host,
+                port,
+                options,
+            } => {
+                let (sock, address) = crate::websocket::bind_listener(listen_url, &host, port)?;
+                websocket = Some(crate::websocket::ServerConfig::from(options));
+                (sock, address, None)
+            }
             other => {
                 return Err(Error::Unsupported(format!(
-                    "{other}: forwarding listeners take tcp:// or unix: URLs"
+                    "{other}: forwarding listeners take tcp://, unix: or ws:// URLs"
                 )));
             }
         };
+
         let shared = Arc::new(Shared {
             sock,
             name: address.clone(),
@@ -428,6 +445,7 @@ impl Listener {
             conns: Mutex::new(HashMap::new()),
             finished: Mutex::new(Vec::new()),
             unlink,
+            websocket,
         });
         let accept = {
             let shared = shared.clone();
@@ -614,6 +632,17 @@ fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
             a.close();
             return Ok(());
         }
+        let a = if let Some(ws) = &s.websocket {
+            let deadline = Some(Instant::now() + ws.handshake_timeout);
+            let ws = Arc::new(crate::websocket::accept_shared(a, deadline, ws.limits)?.0);
+            if !register(s, id, &ws) {
+                ws.close();
+                return Ok(());
+            }
+            ws
+        } else {
+            a
+        };
         let b = match s.target.connect(Some(TARGET_CONNECT_TIMEOUT)) {
             Ok(b) => Arc::new(b),
             Err(e) => {

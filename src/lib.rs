@@ -33,9 +33,11 @@ pub mod ffi;
 pub mod forward;
 mod logging;
 pub mod network;
+pub mod router;
 pub mod stream;
 mod sys;
 pub mod url;
+pub mod websocket;
 
 pub use error::{Error, Result};
 pub use network::{Network, connect};

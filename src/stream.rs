@@ -204,6 +204,10 @@ pub(crate) trait Transport: Send + Sync + 'static {
         let _ = deadline;
         Ok(())
     }
+    /// The request path (with query) of a websocket server connection.
+    fn websocket_path(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A timed lock: serialises senders (and receivers) while letting each waiter
@@ -402,6 +406,12 @@ impl Stream {
     /// The socket of a byte-stream transport (see [`Transport::socket`]).
     pub(crate) fn socket(&self) -> Option<BorrowedFd<'_>> {
         self.transport.socket()
+    }
+
+    /// The request path (and query) a websocket client asked for, on a stream
+    /// made by [`crate::websocket::accept`] (`None` on every other stream).
+    pub fn websocket_path(&self) -> Option<&str> {
+        self.transport.websocket_path()
     }
 
     /// See [`Transport::flush`].

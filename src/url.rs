@@ -134,15 +134,49 @@ pub enum ListenEndpoint {
     },
     /// `unix:/PATH`, `unix:///PATH`, `unix:@NAME`.
     Unix(UnixPath),
-    /// `ws://HOST:PORT[/PATH]`: a websocket server.
+    /// `ws://HOST:PORT[/PATH][?OPTIONS]`: a websocket server (or bridge).
     Websocket {
         /// Address to bind, without brackets for IPv6.
         host: String,
         /// Port to bind; 0 picks a free one.
         port: u16,
+        /// Limits set in the query.
+        options: WebsocketListenOptions,
     },
     /// `grpc://HOST:PORT?key=SECRET`, `grpcs://HOST:PORT?key=SECRET[&cert=FILE&key_file=FILE]`.
     Router(RouterListenConfig),
+}
+
+/// Limits of a websocket server, set in its listen URL's query:
+/// `ws://127.0.0.1:0?max_message=1048576&max_frame=65536&max_connections=100&handshake_timeout_ms=2000&queue=64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebsocketListenOptions {
+    /// `max_message`: largest message accepted from a client, in bytes
+    /// (default 16 MiB); a larger one is refused with close code 1009.
+    pub max_message: usize,
+    /// `max_frame`: largest single frame accepted, in bytes (default 16 MiB).
+    pub max_frame: usize,
+    /// `max_connections`: connections open at once (default 1024); more are
+    /// answered with HTTP 503.
+    pub max_connections: usize,
+    /// `handshake_timeout_ms`: time a client has for its handshake (default
+    /// 10000).
+    pub handshake_timeout_ms: u64,
+    /// `queue`: broadcast messages queued per connection before the
+    /// connection counts as too slow and is dropped (default 1024).
+    pub queue: usize,
+}
+
+impl Default for WebsocketListenOptions {
+    fn default() -> WebsocketListenOptions {
+        WebsocketListenOptions {
+            max_message: 16 << 20,
+            max_frame: 16 << 20,
+            max_connections: 1024,
+            handshake_timeout_ms: 10_000,
+            queue: 1024,
+        }
+    }
 }
 
 /// Router server configuration.
@@ -246,10 +280,7 @@ impl ListenEndpoint {
                 Ok(ListenEndpoint::Tcp { host, port })
             }
             "unix" => parse_unix(&cx, rest).map(ListenEndpoint::Unix),
-            "ws" => {
-                let (host, port) = parse_listen_net(&cx, rest, "ws://HOST:PORT[/PATH]", true)?;
-                Ok(ListenEndpoint::Websocket { host, port })
-            }
+            "ws" => parse_ws_listen(&cx, rest),
             "grpc" | "grpcs" => parse_router_listen(&cx, rest).map(ListenEndpoint::Router),
             _ => Err(cx.err(format_args!(
                 "{scheme:?} is not a listen scheme (expected {LISTEN_SCHEMES})"
@@ -344,8 +375,39 @@ impl std::fmt::Display for ListenEndpoint {
         match self {
             ListenEndpoint::Tcp { host, port } => write!(f, "tcp://{}:{port}", HostFmt(host)),
             ListenEndpoint::Unix(p) => write!(f, "{p}"),
-            ListenEndpoint::Websocket { host, port } => {
-                write!(f, "ws://{}:{port}/", HostFmt(host))
+            ListenEndpoint::Websocket {
+                host,
+                port,
+                options,
+            } => {
+                write!(f, "ws://{}:{port}/", HostFmt(host))?;
+                let d = WebsocketListenOptions::default();
+                let mut w = OptWriter::new('?');
+                let counts = [
+                    (
+                        "max_message",
+                        options.max_message as u64,
+                        d.max_message as u64,
+                    ),
+                    ("max_frame", options.max_frame as u64, d.max_frame as u64),
+                    (
+                        "max_connections",
+                        options.max_connections as u64,
+                        d.max_connections as u64,
+                    ),
+                    (
+                        "handshake_timeout_ms",
+                        options.handshake_timeout_ms,
+                        d.handshake_timeout_ms,
+                    ),
+                    ("queue", options.queue as u64, d.queue as u64),
+                ];
+                for (name, value, default) in counts {
+                    if value != default {
+                        w.write(f, name, &value.to_string())?;
+                    }
+                }
+                Ok(())
             }
             ListenEndpoint::Router(c) => {
                 let scheme = if c.tls { "grpcs" } else { "grpc" };
@@ -603,6 +665,7 @@ enum OptKind {
     Bool,
     Path,
     Secret,
+    Count,
 }
 
 impl OptKind {
@@ -611,6 +674,7 @@ impl OptKind {
             OptKind::Bool => "0, 1, true or false",
             OptKind::Path => "a file path",
             OptKind::Secret => "a non-empty secret",
+            OptKind::Count => "a whole number from 1 to 1073741824",
         }
     }
 }
@@ -708,6 +772,22 @@ impl Options<'_> {
                 kind.expected()
             ))),
             v => Ok(v),
+        }
+    }
+
+    /// A whole number from 1 to 2^30.
+    fn count(&self, cx: &Ctx<'_>, name: &str) -> Result<Option<u64>> {
+        let Some(value) = self.string(cx, name)? else {
+            return Ok(None);
+        };
+        match value.parse::<u64>() {
+            Ok(n) if (1..=1 << 30).contains(&n) && value.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Some(n))
+            }
+            _ => Err(cx.err(format_args!(
+                "option {name}: expected {}, got {value:?}",
+                OptKind::Count.expected()
+            ))),
         }
     }
 
@@ -968,6 +1048,43 @@ fn parse_listen_net(cx: &Ctx<'_>, rest: &str, form: &str, path_ok: bool) -> Resu
     let what = format!("{}:// listen URL", cx.scheme);
     parse_options(cx, parts.query, &[], &what)?;
     Ok((host, port))
+}
+
+const WS_LISTEN_OPTIONS: &[(&str, OptKind)] = &[
+    ("max_message", OptKind::Count),
+    ("max_frame", OptKind::Count),
+    ("max_connections", OptKind::Count),
+    ("handshake_timeout_ms", OptKind::Count),
+    ("queue", OptKind::Count),
+];
+
+/// `ws://HOST:PORT[/PATH][?OPTIONS]`: port 0..=65535, no fragment. The server
+/// answers upgrades on any path, so the path is accepted and not kept.
+fn parse_ws_listen(cx: &Ctx<'_>, rest: &str) -> Result<ListenEndpoint> {
+    const FORM: &str = "ws://HOST:PORT[/PATH][?OPTIONS]";
+    let parts = split_net(cx, rest, FORM)?;
+    let (host, port) = parse_authority(cx, parts.authority)?;
+    let port = parse_port(cx, port, FORM, 0)?;
+    parts.no_fragment(cx)?;
+    let opts = parse_options(cx, parts.query, WS_LISTEN_OPTIONS, "ws:// listen URL")?;
+    let d = WebsocketListenOptions::default();
+    let size = |name: &str, default: usize| -> Result<usize> {
+        Ok(opts.count(cx, name)?.map_or(default, |n| n as usize))
+    };
+    let options = WebsocketListenOptions {
+        max_message: size("max_message", d.max_message)?,
+        max_frame: size("max_frame", d.max_frame)?,
+        max_connections: size("max_connections", d.max_connections)?,
+        handshake_timeout_ms: opts
+            .count(cx, "handshake_timeout_ms")?
+            .unwrap_or(d.handshake_timeout_ms),
+        queue: size("queue", d.queue)?,
+    };
+    Ok(ListenEndpoint::Websocket {
+        host,
+        port,
+        options,
+    })
 }
 
 fn parse_router_listen(cx: &Ctx<'_>, rest: &str) -> Result<RouterListenConfig> {
@@ -1648,6 +1765,7 @@ mod tests {
                 ListenEndpoint::Websocket {
                     host: "127.0.0.1".into(),
                     port: 0,
+                    options: WebsocketListenOptions::default(),
                 },
             ),
             (
@@ -1655,6 +1773,7 @@ mod tests {
                 ListenEndpoint::Websocket {
                     host: "127.0.0.1".into(),
                     port: 0,
+                    options: WebsocketListenOptions::default(),
                 },
             ),
             (
@@ -1662,6 +1781,7 @@ mod tests {
                 ListenEndpoint::Websocket {
                     host: "::1".into(),
                     port: 9,
+                    options: WebsocketListenOptions::default(),
                 },
             ),
             (
@@ -1669,6 +1789,21 @@ mod tests {
                 ListenEndpoint::Websocket {
                     host: "h".into(),
                     port: 1,
+                    options: WebsocketListenOptions::default(),
+                },
+            ),
+            (
+                "ws://h:1/p?max_message=1000&max_frame=100&max_connections=5&handshake_timeout_ms=250&queue=7",
+                ListenEndpoint::Websocket {
+                    host: "h".into(),
+                    port: 1,
+                    options: WebsocketListenOptions {
+                        max_message: 1000,
+                        max_frame: 100,
+                        max_connections: 5,
+                        handshake_timeout_ms: 250,
+                        queue: 7,
+                    },
                 },
             ),
             (
@@ -1729,11 +1864,34 @@ mod tests {
             ("unix:", "path is empty"),
             ("unix:/x?mode=0600", "takes no options"),
             // ws
-            ("ws://h", "port is missing (expected ws://HOST:PORT[/PATH])"),
+            (
+                "ws://h",
+                "port is missing (expected ws://HOST:PORT[/PATH][?OPTIONS])",
+            ),
             ("ws://h:x", "port \"x\" is not a decimal number"),
             (
                 "ws://h:1?x=1",
-                "unknown option \"x\" (ws:// listen URL takes no options)",
+                "unknown option \"x\" (expected max_message, max_frame, max_connections, handshake_timeout_ms, queue)",
+            ),
+            (
+                "ws://h:1?queue=0",
+                "option queue: expected a whole number from 1 to 1073741824, got \"0\"",
+            ),
+            (
+                "ws://h:1?max_message=-1",
+                "option max_message: expected a whole number from 1 to 1073741824",
+            ),
+            (
+                "ws://h:1?max_frame=1073741825",
+                "option max_frame: expected a whole number",
+            ),
+            (
+                "ws://h:1?max_connections=+5",
+                "option max_connections: expected",
+            ),
+            (
+                "ws://h:1?queue=1&queue=2",
+                "option queue is given more than once",
             ),
             ("ws://h:1#ca=/x", "takes no fragment"),
             // router
@@ -1914,6 +2072,10 @@ mod tests {
             ("unix:@n", "unix:@n"),
             ("ws://127.0.0.1:0", "ws://127.0.0.1:0/"),
             ("ws://h:1/x/y", "ws://h:1/"),
+            (
+                "ws://h:1?queue=5&max_message=1024",
+                "ws://h:1/?max_message=1024&queue=5",
+            ),
             ("grpc://127.0.0.1:0?key=S", "grpc://127.0.0.1:0"),
             (
                 "grpcs://[::1]:1?key=S&cert=/c&key_file=/k",
@@ -1953,6 +2115,7 @@ mod tests {
             "unix:/x",
             "unix:@y",
             "ws://h:0/p",
+            "ws://h:0?max_frame=9&handshake_timeout_ms=1",
         ] {
             let parsed = ListenEndpoint::parse(url).unwrap();
             assert_eq!(

@@ -111,7 +111,11 @@ fn every_c_program_has_a_test() {
         "c-examples/dbus_forward.c",
         "c-examples/echo_roundtrip.c",
         "c-examples/port_forward.c",
+        "c-examples/router_export.c",
         "c-examples/tcp_client.c",
+        "c-examples/ws_bridge.c",
+        "c-examples/ws_chat.c",
+        "c-examples/ws_client.c",
         "tests/c/misuse.c",
     ];
     assert_eq!(
@@ -295,5 +299,84 @@ fn readme_c_example_builds_warning_free_as_c_and_cpp() {
         cmd.arg(&source).arg("-o").arg(dir.path("readme-cpp"));
         link_args(&mut cmd, Link::Shared);
         compile(cmd);
+    }
+}
+
+#[test]
+fn ws_chat_broadcasts_to_every_client_with_both_libraries() {
+    let dir = WorkDir::new("ws_chat");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/ws_chat.c", link);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has("chat server on ws://127.0.0.1:")
+            .assert_stdout_has("a client joined on /room2")
+            .assert_stdout_has("client 2 got \"hello, everyone\"")
+            .assert_stdout_has("chat: OK");
+    }
+}
+
+#[test]
+fn ws_bridge_round_trips_with_both_libraries() {
+    let dir = WorkDir::new("ws_bridge");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/ws_bridge.c", link);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has(" -> echo:")
+            .assert_stdout_has("round trip through the bridge: \"through the websocket bridge\"")
+            .assert_stdout_has("ws bridge: OK");
+    }
+}
+
+#[test]
+fn ws_client_gets_the_reply_from_a_websocket_server() {
+    let dir = WorkDir::new("ws_client");
+    let server = jumpwire::websocket::Server::serve("ws://127.0.0.1:0", |s| {
+        let mut buf = vec![0u8; 4096];
+        let path = s.websocket_path().unwrap_or("").to_string();
+        while let Ok(Some(n)) = s.receive(&mut buf, None) {
+            let mut reply = format!("{path}: ").into_bytes();
+            reply.extend_from_slice(&buf[..n]);
+            if s.send(&reply, Some(SERVER_WAIT)).is_err() {
+                break;
+            }
+        }
+    })
+    .unwrap();
+    let url = format!("{}chat?x=1", server.address());
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/ws_client.c", link);
+        run(&bin, &[&url, "hi there"], link)
+            .assert_success()
+            .assert_stdout_has(&format!("connected to {url}\n"))
+            .assert_stdout_has("sent one message of 8 bytes\n")
+            .assert_stdout_has("reply: /chat?x=1: hi there\n");
+    }
+    // A refused port: JW_ERR_CONNECTION with the URL in the message.
+    let (_held, port) = refusing_port();
+    let bin = build(&dir, "c-examples/ws_client.c", Link::Shared);
+    let r = run(&bin, &[&format!("ws://127.0.0.1:{port}/")], Link::Shared);
+    assert!(!r.status.success(), "{r}");
+    assert!(r.stderr.contains("connection error (-3)"), "{r}");
+    assert!(r.stderr.contains(&format!("ws://127.0.0.1:{port}/")), "{r}");
+    server.close();
+}
+
+#[test]
+fn router_export_runs_the_routed_path_with_both_libraries() {
+    let dir = WorkDir::new("router_export");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/router_export.c", link);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has("router listening on grpc://127.0.0.1:")
+            .assert_stdout_has("exporter exporting echo: through the router")
+            .assert_stdout_has(
+                "round trip through router and exporter: \"hello through the router\"",
+            )
+            .assert_stdout_has("end of stream came back")
+            .assert_stdout_has("exporter finished")
+            .assert_stdout_has("router export: OK");
     }
 }

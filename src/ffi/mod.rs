@@ -15,12 +15,16 @@ mod boundary;
 mod error;
 mod listener;
 mod network;
+mod router;
 mod stream;
+mod ws;
 
 pub use error::jw_status;
 pub use listener::*;
 pub use network::*;
+pub use router::*;
 pub use stream::*;
+pub use ws::*;
 
 use std::ffi::c_char;
 

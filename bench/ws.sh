@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Websocket benchmark: jumpwire's websocket client + server against the Python
+# `websockets` client + server (compression off), the raw TCP echo floor, and
+# broadcast fan-out to 200 clients, side by side in one run on 127.0.0.1.
+# Prints a markdown table. See examples/bench_ws.rs for what is measured.
+#
+#   bench/ws.sh            # COUNT=N sets the round trips per size (default 5000)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+JW_PYTHON=${JW_PYTHON:-$(scripts/venv.sh)}
+export JW_PYTHON
+echo "== building (release)" >&2
+cargo build --release --example bench_ws --quiet
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_ws
+echo "jumpwire websocket benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+"$BIN"

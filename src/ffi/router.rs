@@ -1,0 +1,137 @@
+//! `jw_router`: the embedded router, stream tokens, router client streams and
+//! the exporter side of a routed stream.
+
+use super::boundary::{
+    Boxed, Handle, arc_out, boundary, boundary_void, box_free, box_out, box_ref, check_out, ok,
+    str_in, str_out, timeout,
+};
+use super::error::jw_status;
+use super::network::jw_network;
+use super::stream::jw_stream;
+use crate::error::Error;
+use crate::router::{self, Router};
+use std::ffi::{c_char, c_int};
+use std::time::Duration;
+
+/// An embedded Jumpstarter router: pairs the two callers of each stream token
+/// and relays their frames. Made by `jw_router_serve`, released with
+/// `jw_router_close`. `jw_router_address` may be called from any thread.
+pub struct jw_router {
+    _private: [u8; 0],
+}
+
+impl Handle for jw_router {
+    type Rust = Router;
+    type Ownership = Boxed;
+    const NAME: &'static str = "router";
+}
+
+/// Starts a router on `listen_url`, `grpc://HOST:PORT?key=SECRET` (port 0
+/// picks a free port; `key` signs the stream tokens it admits), and writes it
+/// to `*out`. It runs on the library's own threads until `jw_router_close`.
+/// `JW_ERR_IO` if the address cannot be bound; `JW_ERR_UNSUPPORTED` for
+/// `grpcs://` in this build.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_serve(
+    listen_url: *const c_char,
+    out: *mut *mut jw_router,
+) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let url = str_in(listen_url, "listen_url")?;
+        ok(box_out(out, Router::serve(url)?))
+    })
+}
+
+/// Writes the router's address with the real port (`grpc://127.0.0.1:PORT`,
+/// `grpc://[::1]:PORT`; never the key) into `buf` (`cap` bytes, NUL included).
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_address(
+    r: *const jw_router,
+    buf: *mut c_char,
+    cap: usize,
+) -> jw_status {
+    boundary(|| str_out(buf, cap, box_ref(r)?.address()))
+}
+
+/// Stops the router (waiting callers and running pairs end with a connection
+/// error), releases its port and frees it. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_close(r: *mut jw_router) {
+    boundary_void(|| {
+        if let Some(r) = box_free(r) {
+            r.close();
+        }
+    })
+}
+
+/// Mints a stream token for `stream_id`, valid for `ttl_s` seconds, signed
+/// with `key`, as the Jumpstarter controller mints them (HS256 JWT, `sub` =
+/// `stream_id`), and writes it into `buf` (`cap` bytes, NUL included;
+/// `JW_ERR_TOO_LARGE` if it does not fit). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_token(
+    key: *const c_char,
+    stream_id: *const c_char,
+    ttl_s: c_int,
+    buf: *mut c_char,
+    cap: usize,
+) -> jw_status {
+    boundary(|| {
+        let key = str_in(key, "key")?;
+        let id = str_in(stream_id, "stream_id")?;
+        let ttl = u64::try_from(ttl_s)
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| Error::invalid(format!("ttl_s is {ttl_s}: it must be positive")))?;
+        str_out(
+            buf,
+            cap,
+            &router::token::mint(key, id, Duration::from_secs(ttl))?,
+        )
+    })
+}
+
+/// Opens a stream through the router at `router_url` (`grpc://HOST:PORT`)
+/// with the stream token `token`, and writes it to `*out` (release with
+/// `jw_stream_close`). Returns once the connection is up and the call has
+/// started, waiting at most `timeout_ms` for that; the peer may come later. A
+/// router that refuses the token answers at the first `jw_stream_receive` or
+/// `jw_stream_send` with `JW_ERR_UNAUTHENTICATED`. `JW_ERR_CONNECTION` if the
+/// router cannot be reached.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_connect(
+    router_url: *const c_char,
+    token: *const c_char,
+    timeout_ms: c_int,
+    out: *mut *mut jw_stream,
+) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let url = str_in(router_url, "router_url")?;
+        let token = str_in(token, "token")?;
+        let t = timeout(timeout_ms)?;
+        ok(arc_out(out, router::connect(url, token, t)?))
+    })
+}
+
+/// The exporter side of a routed stream: opens a stream through the router
+/// with `token`, opens a stream of `target` (borrowed), and forwards both
+/// ways, half-close propagated, until both directions have ended (`JW_OK`) or
+/// either side fails. `timeout_ms` bounds the two connects; forwarding has no
+/// time limit. Blocks the calling thread throughout.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_export(
+    router_url: *const c_char,
+    token: *const c_char,
+    target: *const jw_network,
+    timeout_ms: c_int,
+) -> jw_status {
+    boundary(|| {
+        let url = str_in(router_url, "router_url")?;
+        let token = str_in(token, "token")?;
+        let target = box_ref(target)?;
+        let t = timeout(timeout_ms)?;
+        ok(router::export(url, token, target, t))
+    })
+}

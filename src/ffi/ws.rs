@@ -1,0 +1,185 @@
+//! Websocket calls on `jw_stream`: the server handshake and the request path.
+
+use super::boundary::{
+    Boxed, Handle, arc_clone, arc_out, arc_take, boundary, boundary_void, box_free, box_out,
+    box_ref, check_out, ok, slice_in, str_in, str_out, timeout, write_out,
+};
+use super::error::jw_status;
+use super::stream::jw_stream;
+use crate::error::Error;
+use crate::stream::{Stream, deadline};
+use crate::websocket::{Limits, Server, accept_shared};
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::Arc;
+
+/// Turns `raw` (a byte stream from a websocket client: an accepted TCP
+/// connection, a stream that came through the router) into a websocket server
+/// connection: reads the client's upgrade request (waiting at most
+/// `timeout_ms`) and answers it. Afterwards each `jw_stream_send` on `*out` is
+/// one binary message, receives return message payloads (text as its UTF-8
+/// bytes), pings and close frames are answered, and a close frame from the
+/// client is `JW_EOF`. Messages and frames over 16 MiB are refused (close
+/// 1009).
+///
+/// `JW_ERR_INVALID_ARGUMENT` (NULL `raw` or `out`, a negative `timeout_ms`
+/// other than -1) leaves `raw` untouched and still the caller's. Otherwise
+/// `raw` is taken (do not use or close it afterwards): on failure it is closed
+/// (a request that is not a websocket upgrade is answered with HTTP 400 first)
+/// and `JW_ERR_PROTOCOL`, `JW_TIMEOUT` or `JW_ERR_CONNECTION` is returned.
+/// Thread-safe; the new stream follows `jw_stream`'s rules.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_accept(
+    raw: *mut jw_stream,
+    timeout_ms: c_int,
+    out: *mut *mut jw_stream,
+) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        if raw.is_null() {
+            return Err(Error::invalid("raw is NULL"));
+        }
+        let t = timeout(timeout_ms)?;
+        let raw = arc_take(raw).ok_or_else(|| Error::invalid("raw is NULL"))?;
+        let (ws, _) = accept_shared(raw, deadline(t), Limits::default())?;
+        arc_out(out, ws)?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
+/// Writes the request path (with its query, e.g. `/chat?room=1`) that the
+/// client of a websocket server connection asked for into `buf` (`cap` bytes,
+/// NUL included): for streams made by `jw_ws_accept` and those passed to a
+/// `jw_ws_serve` handler. `JW_ERR_UNSUPPORTED` for any other stream,
+/// `JW_ERR_TOO_LARGE` if `cap` is too small. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_path(s: *mut jw_stream, buf: *mut c_char, cap: usize) -> jw_status {
+    boundary(|| {
+        let s = arc_clone(s)?;
+        let Some(path) = s.websocket_path() else {
+            return Err(Error::Unsupported(format!(
+                "{}: not a websocket server connection",
+                s.name()
+            )));
+        };
+        str_out(buf, cap, path)
+    })
+}
+
+/// A websocket server made by `jw_ws_serve`. Release with
+/// `jw_ws_server_close`.
+pub struct jw_ws_server {
+    _private: [u8; 0],
+}
+
+impl Handle for jw_ws_server {
+    type Rust = Server;
+    type Ownership = Boxed;
+    const NAME: &'static str = "ws_server";
+}
+
+/// Called on each connection's own thread with a stream for the connection
+/// (one send = one binary message; receives return message payloads; a close
+/// frame from the client is `JW_EOF`) and the `user` pointer given to
+/// `jw_ws_serve`. `conn` belongs to the server: use it until the handler
+/// returns, and do not pass it to `jw_stream_close` (the server closes the
+/// connection, with a close frame, when the handler returns). The handler must
+/// return once `conn` is closed (its calls then return `JW_ERR_CLOSED`).
+pub type jw_ws_handler = Option<extern "C" fn(conn: *mut jw_stream, user: *mut c_void)>;
+
+/// The handler and its user pointer, moved to connection threads.
+struct CHandler {
+    f: extern "C" fn(*mut jw_stream, *mut c_void),
+    user: *mut c_void,
+}
+
+// SAFETY: the C caller of `jw_ws_serve` promises that `handler` may run on
+// any thread with `user` (documented there); we only pass the pointer on.
+unsafe impl Send for CHandler {}
+// SAFETY: as above: the handler is called concurrently from many threads.
+unsafe impl Sync for CHandler {}
+
+/// Binds `listen_url` (`ws://HOST:PORT[/PATH][?OPTIONS]`, port 0 picks a free
+/// port; options `max_message`, `max_frame` (bytes, default 16 MiB each),
+/// `max_connections` (default 1024), `handshake_timeout_ms` (default 10000),
+/// `queue` (broadcast messages queued per connection, default 1024)) and
+/// serves every websocket client: after its handshake, `handler(conn, user)`
+/// runs on the connection's own thread (see `jw_ws_handler`). Writes the
+/// server to `*out`. `handler` runs concurrently on many threads, so `user`
+/// must be safe to use from them. NULL `listen_url`, `handler` or `out`:
+/// `JW_ERR_INVALID_ARGUMENT`; `JW_ERR_IO` if the address cannot be bound.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_serve(
+    listen_url: *const c_char,
+    handler: jw_ws_handler,
+    user: *mut c_void,
+    out: *mut *mut jw_ws_server,
+) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let url = str_in(listen_url, "listen_url")?;
+        let f = handler.ok_or_else(|| Error::invalid("handler is NULL"))?;
+        let h = CHandler { f, user };
+        let server = Server::serve(url, move |conn: &Arc<Stream>| {
+            let h = &h;
+            // A handle holding one more reference to the connection, taken
+            // back when the handler returns.
+            let ptr = Arc::into_raw(conn.clone()).cast_mut().cast::<jw_stream>();
+            (h.f)(ptr, h.user);
+            drop(arc_take(ptr));
+        })?;
+        ok(box_out(out, server))
+    })
+}
+
+/// Writes the bound address with the real port (`ws://127.0.0.1:PORT/`) into
+/// `buf` (`cap` bytes, NUL included). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_server_address(
+    w: *const jw_ws_server,
+    buf: *mut c_char,
+    cap: usize,
+) -> jw_status {
+    boundary(|| str_out(buf, cap, box_ref(w)?.address()))
+}
+
+/// Queues `len` bytes of `data` as one binary message to every open
+/// connection and returns at once; each connection's own thread sends it. A
+/// connection whose queue is full (a client that does not keep up) is dropped
+/// with close code 1008; that is counted (`jw_ws_server_dropped`) and logged.
+/// `data` may be NULL only when `len` is 0. `JW_ERR_CLOSED` once the server is
+/// closing. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_broadcast(
+    w: *mut jw_ws_server,
+    data: *const c_void,
+    len: usize,
+) -> jw_status {
+    boundary(|| {
+        let w = box_ref(w.cast_const())?;
+        let data = slice_in(data, len)?;
+        w.broadcast(data).map(|_| jw_status::JW_OK)
+    })
+}
+
+/// Writes to `*out` how many clients have been dropped because they could not
+/// keep up with broadcasts. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_server_dropped(w: *const jw_ws_server, out: *mut u64) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, box_ref(w)?.dropped())?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
+/// Stops accepting, closes every connection with a close frame (1001), waits
+/// for every handler to return, joins every thread and frees the server. Do
+/// not call it from a handler. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_server_close(w: *mut jw_ws_server) {
+    boundary_void(|| {
+        if let Some(w) = box_free(w) {
+            w.close();
+        }
+    })
+}

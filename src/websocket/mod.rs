@@ -1,0 +1,864 @@
+//! Websockets: client streams (`ws://`) and the server handshake over any
+//! [`Stream`] ([`accept`]).
+//!
+//! The handshake uses `tungstenite`'s key helpers and `httparse`; the framing
+//! (RFC 6455) is done here, directly on the underlying byte stream, so that a
+//! websocket stream keeps every property of [`Stream`]:
+//! - a send builds one whole frame (header and masked payload) and hands it to
+//!   the underlying stream's all-or-nothing `send`: frames never interleave,
+//!   and a send that times out sent nothing;
+//! - a receive parses frames on the caller's thread from the bytes the
+//!   underlying stream delivers, keeping a partly received frame across calls
+//!   (a timeout consumes nothing that is lost), and answers pings and close
+//!   frames as it meets them;
+//! - one thread may send while another receives (the underlying stream allows
+//!   it; a pong goes out between two frames of the sender).
+//!
+//! No thread sits on the data path, so a round trip costs what it costs on the
+//! socket plus the framing. Pings are answered while someone receives (as in
+//! every blocking websocket library); a stream nobody reads from does not
+//! answer pings.
+
+mod server;
+mod tls;
+
+pub(crate) use server::bind as bind_listener;
+pub use server::{Handler, Server, ServerConfig};
+
+use crate::error::{Error, Result};
+use crate::stream::{Stream, Transport, lock};
+use crate::url::WebsocketConfig;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default largest message (and frame) accepted from a peer: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+/// Largest handshake request or response head we read.
+const MAX_HEAD: usize = 16 << 10;
+/// How long `close` waits for the peer's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long answering a ping or a close may wait for room to send.
+const CONTROL_SEND: Duration = Duration::from_secs(5);
+/// How much the receiver reads from the underlying stream at a time.
+const READ_CHUNK: usize = 64 << 10;
+
+const OP_CONT: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Close codes (RFC 6455 section 7.4.1).
+const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL: u16 = 1002;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
+const CLOSE_INVALID_DATA: u16 = 1007;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Size limits of one websocket connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message accepted from the peer (bytes).
+    pub max_message: usize,
+    /// Largest single frame accepted from the peer (bytes).
+    pub max_frame: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_frame: DEFAULT_MAX_MESSAGE,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Client,
+    Server,
+}
+
+/// The receiving side's state.
+#[derive(Default)]
+struct Recv {
+    /// Bytes read from the underlying stream: `buf[start..filled]` is not
+    /// parsed yet (the rest of `buf` is room to read into).
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// The message being assembled from fragments: opcode and payload.
+    partial: Option<(u8, Vec<u8>)>,
+    /// The message being delivered and how far.
+    current: Option<(Vec<u8>, usize)>,
+    /// Set once the receiving direction ended: `None` inside = EOF.
+    end: Option<Option<Error>>,
+}
+
+pub(crate) struct Ws {
+    inner: Arc<Stream>,
+    name: String,
+    role: Role,
+    limits: Limits,
+    path: Option<String>,
+    recv: Mutex<Recv>,
+    close_sent: AtomicBool,
+    mask_seed: AtomicU64,
+}
+
+/// One parsed frame header.
+#[derive(Debug)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    /// Header length in bytes.
+    size: usize,
+}
+
+/// Parses a frame header from `b`: `Ok(None)` when more bytes are needed.
+fn parse_header(
+    b: &[u8],
+    role: Role,
+    limits: &Limits,
+) -> std::result::Result<Option<Header>, (u16, String)> {
+    if b.len() < 2 {
+        return Ok(None);
+    }
+    let fin = b[0] & 0x80 != 0;
+    if b[0] & 0x70 != 0 {
+        return Err((
+            CLOSE_PROTOCOL,
+            "reserved bits set (no extension was negotiated)".into(),
+        ));
+    }
+    let opcode = b[0] & 0x0F;
+    let masked = b[1] & 0x80 != 0;
+    let (len, mut size) = match b[1] & 0x7F {
+        126 => {
+            if b.len() < 4 {
+                return Ok(None);
+            }
+            (u64::from(u16::from_be_bytes([b[2], b[3]])), 4)
+        }
+        127 => {
+            if b.len() < 10 {
+                return Ok(None);
+            }
+            let mut l = [0u8; 8];
+            l.copy_from_slice(&b[2..10]);
+            (u64::from_be_bytes(l), 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    match opcode {
+        OP_CONT | OP_TEXT | OP_BINARY => {}
+        OP_CLOSE | OP_PING | OP_PONG => {
+            if !fin || len > 125 {
+                return Err((
+                    CLOSE_PROTOCOL,
+                    "fragmented or oversized control frame".into(),
+                ));
+            }
+        }
+        op => return Err((CLOSE_PROTOCOL, format!("unknown opcode {op:#x}"))),
+    }
+    match (role, masked) {
+        (Role::Server, false) => {
+            return Err((CLOSE_PROTOCOL, "unmasked frame from a client".into()));
+        }
+        (Role::Client, true) => {
+            return Err((CLOSE_PROTOCOL, "masked frame from a server".into()));
+        }
+        _ => {}
+    }
+    if len > limits.max_frame as u64 {
+        return Err((
+            CLOSE_TOO_BIG,
+            format!(
+                "frame of {len} bytes is over the limit of {}",
+                limits.max_frame
+            ),
+        ));
+    }
+    let mask = if masked {
+        if b.len() < size + 4 {
+            return Ok(None);
+        }
+        let mut m = [0u8; 4];
+        m.copy_from_slice(&b[size..size + 4]);
+        size += 4;
+        Some(m)
+    } else {
+        None
+    };
+    Ok(Some(Header {
+        fin,
+        opcode,
+        mask,
+        len: len as usize,
+        size,
+    }))
+}
+
+/// XORs `data` with the masking key (in place).
+fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = data.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i];
+    }
+}
+
+impl Ws {
+    fn next_mask(&self) -> [u8; 4] {
+        // xorshift64*: masks only need to be unpredictable to intermediaries
+        // that do not see them, which any varying value achieves here.
+        let mut x = self.mask_seed.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_seed.store(x, Ordering::Relaxed);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32).to_ne_bytes()[..4]
+            .try_into()
+            .unwrap_or([1, 2, 3, 4])
+    }
+
+    /// One whole frame, masked when we are the client.
+    fn frame(&self, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::with_capacity(payload.len() + 14);
+        f.push(0x80 | opcode);
+        let mbit = if self.role == Role::Client { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => f.push(mbit | n as u8),
+            n if n <= 0xFFFF => {
+                f.push(mbit | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(mbit | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if self.role == Role::Client {
+            let mask = self.next_mask();
+            f.extend_from_slice(&mask);
+            let at = f.len();
+            f.extend_from_slice(payload);
+            apply_mask(&mut f[at..], mask);
+        } else {
+            f.extend_from_slice(payload);
+        }
+        f
+    }
+
+    /// Sends a close frame once.
+    fn send_close(&self, code: u16, reason: &str) {
+        if self.close_sent.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(123)]);
+        let frame = self.frame(OP_CLOSE, &payload);
+        if let Err(e) = self
+            .inner
+            .send_until(&frame, Some(Instant::now() + CONTROL_SEND))
+        {
+            log::debug!("{}: sending the close frame failed: {e}", self.name);
+        }
+    }
+
+    /// Ends the receiving direction with a protocol failure: tells the peer
+    /// (close frame with `code`) and records the error.
+    fn fail(&self, r: &mut Recv, code: u16, msg: String) -> Error {
+        log::warn!("{}: closing with {code}: {msg}", self.name);
+        self.send_close(code, &msg);
+        let e = if code == CLOSE_TOO_BIG {
+            Error::TooLarge(format!("{}: {msg}", self.name))
+        } else {
+            Error::Protocol(format!("{}: {msg}", self.name))
+        };
+        r.end = Some(Some(e.clone()));
+        e
+    }
+
+    /// Reads more bytes from the underlying stream into `r.buf`, making room
+    /// for at least `need` unparsed bytes first.
+    fn fill(&self, r: &mut Recv, need: usize, deadline: Option<Instant>) -> Result<bool> {
+        if r.start == r.filled {
+            r.start = 0;
+            r.filled = 0;
+            if r.buf.len() > 4 * READ_CHUNK && need <= READ_CHUNK {
+                // A large message went through: give the memory back.
+                r.buf = vec![0; READ_CHUNK];
+            }
+        }
+        if r.buf.len() - r.filled < READ_CHUNK / 2 || r.buf.len() - r.start < need {
+            r.buf.copy_within(r.start..r.filled, 0);
+            r.filled -= r.start;
+            r.start = 0;
+            let target = (r.filled + READ_CHUNK).max(need);
+            if r.buf.len() < target {
+                r.buf.resize(target, 0);
+            }
+        }
+        let filled = r.filled;
+        match self.inner.receive_until(&mut r.buf[filled..], deadline)? {
+            Some(n) => {
+                r.filled += n;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Parses frames until a whole message is ready (`Some`) or the peer
+    /// closed (`None`).
+    fn next_message(&self, r: &mut Recv, deadline: Option<Instant>) -> Result<Option<Msg>> {
+        loop {
+            let avail = &r.buf[r.start..r.filled];
+            let header = match parse_header(avail, self.role, &self.limits) {
+                Ok(h) => h,
+                Err((code, msg)) => return Err(self.fail(r, code, msg)),
+            };
+            let h = match header {
+                Some(h) if avail.len() >= h.size + h.len => h,
+                _ => match self.fill(r, header.map_or(14, |h| h.size + h.len), deadline) {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        let e = Error::Connection(format!(
+                            "{}: connection closed without a close frame (1006)",
+                            self.name
+                        ));
+                        r.end = Some(Some(e.clone()));
+                        return Err(e);
+                    }
+                    Err(Error::Timeout) => return Err(Error::Timeout),
+                    Err(e) => {
+                        if !matches!(e, Error::Closed(_)) {
+                            r.end = Some(Some(e.clone()));
+                        }
+                        return Err(e);
+                    }
+                },
+            };
+            let from = r.start + h.size;
+            let to = from + h.len;
+            r.start = to;
+            let payload = &mut r.buf[from..to];
+            if let Some(mask) = h.mask {
+                apply_mask(payload, mask);
+            }
+            match h.opcode {
+                OP_PING => {
+                    let pong = self.frame(OP_PONG, payload);
+                    if let Err(e) = self
+                        .inner
+                        .send_until(&pong, Some(Instant::now() + CONTROL_SEND))
+                    {
+                        log::debug!("{}: answering a ping failed: {e}", self.name);
+                    }
+                }
+                OP_PONG => {}
+                OP_CLOSE => {
+                    let (code, reason) = match payload.len() {
+                        0 => (None, String::new()),
+                        1 => {
+                            return Err(self.fail(
+                                r,
+                                CLOSE_PROTOCOL,
+                                "close frame of 1 byte".into(),
+                            ));
+                        }
+                        _ => {
+                            let code = u16::from_be_bytes([payload[0], payload[1]]);
+                            match std::str::from_utf8(&payload[2..]) {
+                                Ok(s) => (Some(code), s.to_string()),
+                                Err(_) => {
+                                    return Err(self.fail(
+                                        r,
+                                        CLOSE_INVALID_DATA,
+                                        "close reason is not UTF-8".into(),
+                                    ));
+                                }
+                            }
+                        }
+                    };
+                    log::debug!("{}: peer closed ({code:?} {reason:?})", self.name);
+                    // Echo the code back, as RFC 6455 asks.
+                    self.send_close(code.unwrap_or(CLOSE_NORMAL), "");
+                    r.end = Some(None);
+                    return Ok(None);
+                }
+                op if h.fin && r.partial.is_none() && op != OP_CONT => {
+                    // A whole message in one frame: delivered from the buffer.
+                    if op == OP_TEXT && std::str::from_utf8(payload).is_err() {
+                        return Err(self.fail(
+                            r,
+                            CLOSE_INVALID_DATA,
+                            "text message is not valid UTF-8".into(),
+                        ));
+                    }
+                    if h.len > self.limits.max_message {
+                        let msg = format!(
+                            "message over the limit of {} bytes",
+                            self.limits.max_message
+                        );
+                        return Err(self.fail(r, CLOSE_TOO_BIG, msg));
+                    }
+                    return Ok(Some(Msg::InBuf(from, to)));
+                }
+                op => {
+                    let data = payload.to_vec();
+                    let (opcode, mut msg) = match (op, r.partial.take()) {
+                        (OP_CONT, Some(p)) => p,
+                        (OP_CONT, None) => {
+                            return Err(self.fail(
+                                r,
+                                CLOSE_PROTOCOL,
+                                "continuation frame without a message".into(),
+                            ));
+                        }
+                        (_, Some(_)) => {
+                            return Err(self.fail(
+                                r,
+                                CLOSE_PROTOCOL,
+                                "new message before the last one ended".into(),
+                            ));
+                        }
+                        (op, None) => (op, Vec::new()),
+                    };
+                    if msg.len() + data.len() > self.limits.max_message {
+                        let msg = format!(
+                            "message over the limit of {} bytes",
+                            self.limits.max_message
+                        );
+                        return Err(self.fail(r, CLOSE_TOO_BIG, msg));
+                    }
+                    if msg.is_empty() {
+                        msg = data;
+                    } else {
+                        msg.extend_from_slice(&data);
+                    }
+                    if !h.fin {
+                        r.partial = Some((opcode, msg));
+                        continue;
+                    }
+                    if opcode == OP_TEXT && std::str::from_utf8(&msg).is_err() {
+                        return Err(self.fail(
+                            r,
+                            CLOSE_INVALID_DATA,
+                            "text message is not valid UTF-8".into(),
+                        ));
+                    }
+                    return Ok(Some(Msg::Owned(msg)));
+                }
+            }
+        }
+    }
+}
+
+/// A whole message: in the receive buffer (`buf[from..to]`, valid until the
+/// next read) or assembled from fragments.
+enum Msg {
+    InBuf(usize, usize),
+    Owned(Vec<u8>),
+}
+
+/// The transport: the connection's state, shared with a server that may have
+/// to drop the connection.
+struct WsTransport(Arc<Ws>);
+
+impl Ws {
+    /// Drops the connection: a close frame with `code` if it can go within
+    /// `wait`, then the underlying stream is closed, which wakes every call
+    /// blocked on the connection.
+    pub(crate) fn abort(&self, code: u16, reason: &str, wait: Duration) {
+        if !self.close_sent.swap(true, Ordering::AcqRel) {
+            let mut payload = code.to_be_bytes().to_vec();
+            payload.extend_from_slice(reason.as_bytes());
+            let frame = self.frame(OP_CLOSE, &payload);
+            let _ = self.inner.send_until(&frame, Some(Instant::now() + wait));
+        }
+        self.inner.close();
+    }
+}
+
+impl Transport for WsTransport {
+    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+        if self.0.close_sent.load(Ordering::Acquire) {
+            return Err(Error::Closed(format!(
+                "{}: websocket is closing",
+                self.0.name
+            )));
+        }
+        let frame = self.0.frame(OP_BINARY, data);
+        self.0.inner.send_until(&frame, deadline)
+    }
+
+    fn send_eof(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn half_closes(&self) -> bool {
+        false
+    }
+
+    fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
+        let mut r = lock(&self.0.recv);
+        if r.current.is_none() {
+            if let Some(end) = &r.end {
+                return end.clone().map_or(Ok(None), Err);
+            }
+            match self.0.next_message(&mut r, deadline)? {
+                Some(Msg::InBuf(from, to)) if to - from <= buf.len() => {
+                    buf[..to - from].copy_from_slice(&r.buf[from..to]);
+                    return Ok(Some(to - from));
+                }
+                Some(Msg::InBuf(from, to)) => r.current = Some((r.buf[from..to].to_vec(), 0)),
+                Some(Msg::Owned(m)) => r.current = Some((m, 0)),
+                None => return Ok(None),
+            }
+        }
+        let Some((msg, pos)) = &mut r.current else {
+            return Ok(None);
+        };
+        let n = (msg.len() - *pos).min(buf.len());
+        buf[..n].copy_from_slice(&msg[*pos..*pos + n]);
+        *pos += n;
+        if *pos == msg.len() {
+            r.current = None;
+        }
+        Ok(Some(n))
+    }
+
+    fn close(&self) {
+        self.0.send_close(CLOSE_NORMAL, "");
+        // Wait (briefly) for the peer's close frame unless another thread is
+        // receiving; then the underlying close wakes everyone.
+        if let Ok(mut r) = self.0.recv.try_lock() {
+            let until = Instant::now() + CLOSE_WAIT;
+            while r.end.is_none() {
+                r.current = None;
+                match self.0.next_message(&mut r, Some(until)) {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        self.0.inner.close();
+    }
+
+    fn websocket_path(&self) -> Option<&str> {
+        self.0.path.as_deref()
+    }
+}
+
+fn mask_seed() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (t ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(0x9E37_79B9, Ordering::Relaxed)) | 1
+}
+
+fn wrap(
+    inner: Arc<Stream>,
+    name: String,
+    role: Role,
+    limits: Limits,
+    path: Option<String>,
+    leftover: Vec<u8>,
+) -> (Stream, Arc<Ws>) {
+    let ws = Arc::new(Ws {
+        inner,
+        name: name.clone(),
+        role,
+        limits,
+        path,
+        recv: Mutex::new(Recv {
+            filled: leftover.len(),
+            buf: leftover,
+            ..Recv::default()
+        }),
+        close_sent: AtomicBool::new(false),
+        mask_seed: AtomicU64::new(mask_seed()),
+    });
+    (Stream::new(name, WsTransport(ws.clone()), Vec::new()), ws)
+}
+
+/// Reads an HTTP head (up to the blank line) from `s`: the head and the bytes
+/// that came after it.
+fn read_head(s: &Stream, deadline: Option<Instant>, name: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(p + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Error::Protocol(format!(
+                "{name}: handshake head longer than {MAX_HEAD} bytes"
+            )));
+        }
+        match s.receive_until(&mut chunk, deadline)? {
+            Some(n) => buf.extend_from_slice(&chunk[..n]),
+            None => {
+                return Err(Error::Connection(format!(
+                    "{name}: connection closed during the handshake"
+                )));
+            }
+        }
+    }
+}
+
+fn header<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+fn has_token(value: Option<&[u8]>, token: &str) -> bool {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Opens a websocket client stream (`ws://`).
+pub(crate) fn connect(
+    cfg: &WebsocketConfig,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<Stream> {
+    if cfg.secure {
+        let config = tls::client_config(cfg.ca.as_deref(), cfg.insecure, name)?;
+        let sock = connect_tcp(&cfg.host, cfg.port, deadline, name)?;
+        let raw = tls::connect(sock, &cfg.host, config, name.to_string(), deadline)?;
+        return client_handshake(Arc::new(raw), cfg, name, deadline);
+    }
+    let sock = connect_tcp(&cfg.host, cfg.port, deadline, name)?;
+    let raw = crate::network::fd::stream(sock, name.to_string(), crate::network::Kind::Bytes)?;
+    client_handshake(Arc::new(raw), cfg, name, deadline)
+}
+
+/// A TCP connection to `host:port` (each address in turn), bounded by
+/// `deadline`.
+fn connect_tcp(
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+    name: &str,
+) -> Result<socket2::Socket> {
+    let mut last = None;
+    for addr in crate::network::resolve(host, port, deadline, name)? {
+        match crate::network::connect_socket(
+            socket2::Domain::for_address(addr),
+            &addr.into(),
+            deadline,
+            name,
+        ) {
+            Ok(s) => {
+                let _ = s.set_tcp_nodelay(true);
+                return Ok(s);
+            }
+            Err(Error::Timeout) => return Err(Error::Timeout),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Connection(format!("{name}: no address to connect to"))))
+}
+
+/// The client handshake over an open byte stream.
+fn client_handshake(
+    raw: Arc<Stream>,
+    cfg: &WebsocketConfig,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<Stream> {
+    let after = cfg.url.split_once("://").map_or("", |(_, r)| r);
+    let (authority, target) = match after.find(['/', '?']) {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, "/"),
+    };
+    let target = if target.starts_with('?') {
+        format!("/{target}")
+    } else {
+        target.to_string()
+    };
+    let key = tungstenite::handshake::client::generate_key();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
+         User-Agent: jumpwire/{}\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    raw.send_until(request.as_bytes(), deadline)?;
+    let (head, rest) = read_head(&raw, deadline, name)?;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => {
+            return Err(Error::Protocol(format!(
+                "{name}: the handshake response is not HTTP"
+            )));
+        }
+    }
+    let code = resp.code.unwrap_or(0);
+    if code != 101 {
+        return Err(Error::Connection(format!(
+            "{name}: the server refused the websocket upgrade: HTTP {code} {}",
+            resp.reason.unwrap_or("")
+        )));
+    }
+    let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if !has_token(header(resp.headers, "upgrade"), "websocket")
+        || header(resp.headers, "sec-websocket-accept") != Some(want.as_bytes())
+    {
+        return Err(Error::Protocol(format!(
+            "{name}: the server's handshake response is not a valid websocket upgrade"
+        )));
+    }
+    Ok(wrap(
+        raw,
+        name.to_string(),
+        Role::Client,
+        Limits::default(),
+        None,
+        rest,
+    )
+    .0)
+}
+
+/// Turns `raw` (a byte stream from a websocket client: a TCP connection, a
+/// stream that came through the router) into a websocket server connection:
+/// reads the upgrade request and answers it, waiting at most until `deadline`
+/// for it. A request that is not a websocket upgrade is answered with HTTP 400
+/// and the stream is closed. The request path (with its query) is kept:
+/// [`Stream::websocket_path`].
+pub fn accept(raw: Stream, deadline: Option<Instant>, limits: Limits) -> Result<Stream> {
+    accept_shared(Arc::new(raw), deadline, limits).map(|(s, _)| s)
+}
+
+/// [`accept`] for a stream that other holders may still reference (the C
+/// handle): they keep a closed stream once this fails.
+pub(crate) fn accept_shared(
+    raw: Arc<Stream>,
+    deadline: Option<Instant>,
+    limits: Limits,
+) -> Result<(Stream, Arc<Ws>)> {
+    let name = raw.name().to_string();
+    let (head, rest) = match read_head(&raw, deadline, &name) {
+        Ok(x) => x,
+        Err(e) => {
+            raw.close();
+            return Err(e);
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = matches!(req.parse(&head), Ok(httparse::Status::Complete(_)));
+    let key = header(req.headers, "sec-websocket-key");
+    let problem = if !parsed {
+        Some("the request is not HTTP")
+    } else if req.method != Some("GET") {
+        Some("the method is not GET")
+    } else if !has_token(header(req.headers, "upgrade"), "websocket")
+        || !has_token(header(req.headers, "connection"), "upgrade")
+    {
+        Some("not a websocket upgrade request")
+    } else if header(req.headers, "sec-websocket-version") != Some(b"13") {
+        Some("unsupported Sec-WebSocket-Version (expected 13)")
+    } else if key.is_none_or(|k| k.is_empty()) {
+        Some("Sec-WebSocket-Key is missing")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let body = format!("{problem}\n");
+        let resp = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = raw.send_until(resp.as_bytes(), Some(Instant::now() + CONTROL_SEND));
+        raw.close();
+        return Err(Error::Protocol(format!("{name}: bad handshake: {problem}")));
+    }
+    let accept = tungstenite::handshake::derive_accept_key(key.unwrap_or_default());
+    let path = req.path.unwrap_or("/").to_string();
+    let resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if let Err(e) = raw.send_until(resp.as_bytes(), deadline) {
+        raw.close();
+        return Err(e);
+    }
+    Ok(wrap(raw, name, Role::Server, limits, Some(path), rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_is_its_own_inverse_for_every_length() {
+        for len in 0..20 {
+            let orig: Vec<u8> = (0..len as u8).collect();
+            let mut d = orig.clone();
+            apply_mask(&mut d, [1, 2, 3, 0xFF]);
+            for (i, b) in d.iter().enumerate() {
+                assert_eq!(*b, orig[i] ^ [1, 2, 3, 0xFF][i % 4]);
+            }
+            apply_mask(&mut d, [1, 2, 3, 0xFF]);
+            assert_eq!(d, orig);
+        }
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        let l = Limits {
+            max_message: 10,
+            max_frame: 10,
+        };
+        assert!(parse_header(&[0x82], Role::Client, &l).unwrap().is_none());
+        let h = parse_header(&[0x82, 3], Role::Client, &l).unwrap().unwrap();
+        assert_eq!((h.fin, h.opcode, h.len, h.size), (true, 2, 3, 2));
+        assert_eq!(
+            parse_header(&[0x82, 3], Role::Server, &l).unwrap_err().0,
+            1002
+        );
+        assert_eq!(
+            parse_header(&[0x82, 0x83], Role::Client, &l).unwrap_err().0,
+            1002
+        );
+        assert_eq!(
+            parse_header(&[0x82, 11], Role::Client, &l).unwrap_err().0,
+            1009
+        );
+        assert_eq!(
+            parse_header(&[0xC2, 1], Role::Client, &l).unwrap_err().0,
+            1002
+        );
+        assert_eq!(
+            parse_header(&[0x83, 1], Role::Client, &l).unwrap_err().0,
+            1002
+        );
+        assert_eq!(
+            parse_header(&[0x09, 1], Role::Client, &l).unwrap_err().0,
+            1002
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! A websocket server: each connection on a thread of its own runs a handler
+//! with a [`Stream`] for it; [`Server::broadcast`] sends one message to every
+//! open connection through a bounded queue per connection, so that one slow or
+//! dead client never stalls the others (a client whose queue is full is
+//! dropped with a close frame, counted and logged).
+
+use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Limits, Ws, accept_shared};
+use crate::error::{Error, Result};
+use crate::network::{self, Kind};
+use crate::stream::{Stream, lock};
+use crate::sys;
+use crate::url::{ListenEndpoint, WebsocketListenOptions};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use socket2::{Domain, Socket, Type};
+use std::collections::HashMap;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What runs on each connection's thread. The connection is closed (close
+/// frame) when it returns.
+pub type Handler = dyn Fn(&Arc<Stream>) + Send + Sync + 'static;
+
+/// How often a broadcast writer blocked on a slow client checks whether the
+/// client was dropped meanwhile.
+const WRITER_CHECK: Duration = Duration::from_millis(100);
+/// How long a close frame to a dropped or closing connection may take.
+const ABORT_WAIT: Duration = Duration::from_millis(200);
+
+/// Server settings (the listen URL's options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Message and frame size limits of each connection.
+    pub limits: Limits,
+    /// Most connections open at once; more are refused with HTTP 503.
+    pub max_connections: usize,
+    /// How long a client has to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// Broadcast messages queued per connection before it counts as too slow.
+    pub queue: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig::from(WebsocketListenOptions::default())
+    }
+}
+
+impl From<WebsocketListenOptions> for ServerConfig {
+    fn from(o: WebsocketListenOptions) -> ServerConfig {
+        ServerConfig {
+            limits: Limits {
+                max_message: o.max_message,
+                max_frame: o.max_frame,
+            },
+            max_connections: o.max_connections,
+            handshake_timeout: Duration::from_millis(o.handshake_timeout_ms),
+            queue: o.queue,
+        }
+    }
+}
+
+/// A websocket server: a handler per connection on its own thread, and
+/// [`Server::broadcast`] through a bounded queue per connection.
+pub struct Server {
+    address: String,
+    shared: Arc<Shared>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    sock: Socket,
+    name: String,
+    config: ServerConfig,
+    handler: Box<Handler>,
+    closing: AtomicBool,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Conn>>,
+    finished: Mutex<Vec<u64>>,
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Conn {
+    raw: Option<Arc<Stream>>,
+    ws: Option<Arc<Ws>>,
+    tx: Option<Sender<Arc<[u8]>>>,
+    slow: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds a TCP listening socket for `ws://HOST:PORT`: the socket and its
+/// `ws://IP:PORT/` address.
+pub(crate) fn bind(listen_url: &str, host: &str, port: u16) -> Result<(Socket, String)> {
+    let addr = network::resolve(host, port, None, listen_url)?[0];
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .map_err(|e| Error::io(listen_url, &e))?;
+    sock.set_reuse_address(true)
+        .map_err(|e| Error::io(listen_url, &e))?;
+    sock.bind(&addr.into())
+        .map_err(|e| Error::Io(format!("{listen_url}: cannot bind: {e}")))?;
+    sock.listen(1024).map_err(|e| Error::io(listen_url, &e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| Error::io(listen_url, &e))?;
+    let local = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| Error::Internal("listener has no local address".into()))?;
+    Ok((sock, format!("ws://{local}/")))
+}
+
+impl Server {
+    /// Binds `listen_url` (`ws://HOST:PORT`, port 0 for a free one) and serves
+    /// every websocket client with `handler`, on the connection's own thread.
+    pub fn serve(
+        listen_url: &str,
+        handler: impl Fn(&Arc<Stream>) + Send + Sync + 'static,
+    ) -> Result<Server> {
+        let (host, port, config) = match ListenEndpoint::parse(listen_url)? {
+            ListenEndpoint::Websocket {
+                host,
+                port,
+                options,
+            } => (host, port, ServerConfig::from(options)),
+            other => {
+                return Err(Error::invalid(format!(
+                    "{other}: a websocket server listens on ws://HOST:PORT"
+                )));
+            }
+        };
+        Server::serve_with(listen_url, &host, port, config, Box::new(handler))
+    }
+
+    /// [`Server::serve`] with explicit settings (instead of the URL's).
+    pub fn serve_config(
+        listen_url: &str,
+        config: ServerConfig,
+        handler: impl Fn(&Arc<Stream>) + Send + Sync + 'static,
+    ) -> Result<Server> {
+        match ListenEndpoint::parse(listen_url)? {
+            ListenEndpoint::Websocket { host, port, .. } => {
+                Server::serve_with(listen_url, &host, port, config, Box::new(handler))
+            }
+            other => Err(Error::invalid(format!(
+                "{other}: a websocket server listens on ws://HOST:PORT"
+            ))),
+        }
+    }
+
+    pub(crate) fn serve_with(
+        listen_url: &str,
+        host: &str,
+        port: u16,
+        config: ServerConfig,
+        handler: Box<Handler>,
+    ) -> Result<Server> {
+        let (sock, address) = bind(listen_url, host, port)?;
+        let shared = Arc::new(Shared {
+            sock,
+            name: address.clone(),
+            config,
+            handler,
+            closing: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+        });
+        let accept = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("jw-ws-accept".into())
+                .spawn(move || accept_loop(&shared))
+                .map_err(|e| Error::io("spawning the accept thread", &e))?
+        };
+        log::info!("{address}: websocket server listening");
+        Ok(Server {
+            address,
+            shared,
+            accept: Mutex::new(Some(accept)),
+        })
+    }
+
+    /// The bound address with the real port: `ws://127.0.0.1:PORT/`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// How many connections are open now (handshake done, handler running).
+    pub fn connections(&self) -> usize {
+        reap(&self.shared);
+        lock(&self.shared.conns)
+            .values()
+            .filter(|c| c.ws.is_some())
+            .count()
+    }
+
+    /// How many clients were dropped because they could not keep up with
+    /// broadcasts.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Queues `data` as one binary message to every open connection and
+    /// returns at once with the number of connections it was queued to. A
+    /// connection whose queue is full is dropped (close 1008), counted
+    /// ([`Server::dropped`]) and logged.
+    pub fn broadcast(&self, data: &[u8]) -> Result<usize> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed(format!("{}: server is closed", self.address)));
+        }
+        let msg: Arc<[u8]> = data.into();
+        let mut n = 0;
+        let mut conns = lock(&self.shared.conns);
+        for (id, c) in conns.iter_mut() {
+            let Some(tx) = &c.tx else { continue };
+            match tx.try_send(msg.clone()) {
+                Ok(()) => n += 1,
+                Err(TrySendError::Full(_)) => {
+                    c.tx = None;
+                    c.slow.store(true, Ordering::Release);
+                    let total = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    log::warn!(
+                        "{}: connection {id} cannot keep up with broadcasts ({} queued): \
+                         dropping it ({total} dropped so far)",
+                        self.address,
+                        self.shared.config.queue
+                    );
+                }
+                Err(TrySendError::Disconnected(_)) => c.tx = None,
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stops accepting, closes every connection with a close frame (1001),
+    /// and joins every thread (each handler must return once its stream is
+    /// closed). Closing twice does nothing.
+    pub fn close(&self) {
+        let Some(accept) = lock(&self.accept).take() else {
+            return;
+        };
+        let s = &self.shared;
+        s.closing.store(true, Ordering::Release);
+        let _ = s.sock.shutdown(Shutdown::Both);
+        let _ = accept.join();
+        let conns: Vec<Conn> = lock(&s.conns).drain().map(|(_, c)| c).collect();
+        for c in &conns {
+            if let Some(ws) = &c.ws {
+                ws.abort(CLOSE_GOING_AWAY, "server closing", ABORT_WAIT);
+            }
+            if let Some(raw) = &c.raw {
+                raw.close();
+            }
+        }
+        for c in conns {
+            drop(c.tx);
+            if let Some(t) = c.thread {
+                let _ = t.join();
+            }
+        }
+        log::info!("{}: websocket server closed", s.name);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn accept_loop(s: &Arc<Shared>) {
+    loop {
+        if let Err(e) = sys::wait(s.sock.as_fd(), libc::POLLIN, None) {
+            log::error!("{}: accept failed: {e}", s.name);
+            return;
+        }
+        if s.closing.load(Ordering::Acquire) {
+            return;
+        }
+        reap(s);
+        let (conn, peer) = match s.sock.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                log::debug!("{}: accept: {e}", s.name);
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                continue;
+            }
+        };
+        let peer = peer
+            .as_socket()
+            .map_or_else(|| format!("{} (peer)", s.name), |a| format!("ws://{a}/"));
+        let mut conns = lock(&s.conns);
+        if conns.len() >= s.config.max_connections {
+            drop(conns);
+            log::warn!(
+                "{}: refusing {peer}: {} connections are open (the maximum)",
+                s.name,
+                s.config.max_connections
+            );
+            let _ = conn.send_with_flags(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            );
+            continue;
+        }
+        let _ = conn.set_tcp_nodelay(true);
+        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        conns.insert(id, Conn::default());
+        let shared = s.clone();
+        let t = std::thread::Builder::new()
+            .name("jw-ws-conn".into())
+            .spawn(move || serve_conn(&shared, id, conn, peer));
+        match t {
+            Ok(t) => conns.get_mut(&id).expect("just inserted").thread = Some(t),
+            Err(e) => {
+                conns.remove(&id);
+                log::error!("{}: cannot start a connection thread: {e}", s.name);
+            }
+        }
+    }
+}
+
+fn reap(s: &Shared) {
+    let ids = std::mem::take(&mut *lock(&s.finished));
+    for id in ids {
+        let c = lock(&s.conns).remove(&id);
+        if let Some(t) = c.and_then(|c| c.thread) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends queued broadcasts until the queue ends or the client is dropped.
+fn write_loop(stream: &Stream, ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
+    while let Ok(msg) = rx.recv() {
+        loop {
+            if slow.load(Ordering::Acquire) {
+                ws.abort(CLOSE_POLICY, "too slow for the broadcast", ABORT_WAIT);
+                return;
+            }
+            match stream.send(&msg, Some(WRITER_CHECK)) {
+                Ok(()) => break,
+                Err(Error::Timeout) => {}
+                Err(_) => return,
+            }
+        }
+    }
+    if slow.load(Ordering::Acquire) {
+        ws.abort(CLOSE_POLICY, "too slow for the broadcast", ABORT_WAIT);
+    }
+}
+
+fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
+    let run = || -> Result<()> {
+        let raw = Arc::new(network::fd::stream(conn, peer.clone(), Kind::Bytes)?);
+        {
+            let mut conns = lock(&s.conns);
+            match conns.get_mut(&id) {
+                Some(c) if !s.closing.load(Ordering::Acquire) => c.raw = Some(raw.clone()),
+                _ => return Ok(()),
+            }
+        }
+        let deadline = Some(Instant::now() + s.config.handshake_timeout);
+        let (stream, ws) = accept_shared(raw, deadline, s.config.limits)?;
+        let stream = Arc::new(stream);
+        let (tx, rx) = crossbeam_channel::bounded(s.config.queue.max(1));
+        let slow = {
+            let mut conns = lock(&s.conns);
+            match conns.get_mut(&id) {
+                Some(c) if !s.closing.load(Ordering::Acquire) => {
+                    c.raw = None;
+                    c.ws = Some(ws.clone());
+                    c.tx = Some(tx);
+                    c.slow.clone()
+                }
+                _ => {
+                    drop(conns);
+                    ws.abort(CLOSE_GOING_AWAY, "server closing", ABORT_WAIT);
+                    return Ok(());
+                }
+            }
+        };
+        std::thread::scope(|sc| {
+            let writer = std::thread::Builder::new()
+                .name("jw-ws-writer".into())
+                .spawn_scoped(sc, || write_loop(&stream, &ws, &rx, &slow));
+            (s.handler)(&stream);
+            // No more broadcasts to this connection; the writer finishes what
+            // is queued (unless the client is too slow) and ends.
+            if let Some(c) = lock(&s.conns).get_mut(&id) {
+                c.tx = None;
+            }
+            if let Ok(w) = writer {
+                let _ = w.join();
+            }
+        });
+        stream.close();
+        Ok(())
+    };
+    match run() {
+        Ok(()) => log::debug!("{}: {peer} done", s.name),
+        Err(e) => log::info!("{}: {peer}: {e}", s.name),
+    }
+    if let Some(c) = lock(&s.conns).get_mut(&id) {
+        c.raw = None;
+        c.ws = None;
+        c.tx = None;
+    }
+    lock(&s.finished).push(id);
+}
