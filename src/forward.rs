@@ -12,20 +12,19 @@
 //! # Ok::<(), jumpwire::Error>(())
 //! ```
 
+use crate::acceptor::{Acceptor, Names};
 use crate::error::{Error, Result};
 use crate::network::{self, Kind, Network};
-use crate::stream::{Stream, lock};
+use crate::stream::Stream;
 use crate::sys;
 use crate::url::{ListenEndpoint, UnixPath};
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a listener waits for the target of an accepted connection.
@@ -356,28 +355,23 @@ fn legs_untouched(legs: &[Leg<'_>]) -> bool {
 /// connection and joins every thread.
 pub struct Listener {
     address: String,
-    shared: Arc<Shared>,
-    accept: Mutex<Option<JoinHandle<()>>>,
+    acceptor: Arc<Acceptor<Conn>>,
+    unlink: Option<PathBuf>,
 }
 
-struct Shared {
-    sock: Socket,
+/// What each connection's thread needs.
+struct Job {
     name: String,
     target: Network,
-    closing: AtomicBool,
-    next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, Conn>>,
-    finished: Mutex<Vec<u64>>,
-    unlink: Option<PathBuf>,
     /// A `ws://` listener: each connection is a websocket client (the
     /// websockify bridge), accepted before forwarding, with these limits.
     websocket: Option<crate::websocket::ServerConfig>,
 }
 
+/// A forwarded connection's streams, for `close` to end.
 #[derive(Default)]
 struct Conn {
     streams: Vec<Arc<Stream>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -436,29 +430,28 @@ impl Listener {
             }
         };
 
-        let shared = Arc::new(Shared {
-            sock,
+        let job = Arc::new(Job {
             name: address.clone(),
             target: target.clone(),
-            closing: AtomicBool::new(false),
-            next_id: AtomicU64::new(0),
-            conns: Mutex::new(HashMap::new()),
-            finished: Mutex::new(Vec::new()),
-            unlink,
             websocket,
         });
-        let accept = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("jw-accept".into())
-                .spawn(move || accept_loop(&shared))
-                .map_err(|e| Error::io("spawning the accept thread", &e))?
+        let names = Names {
+            peer: tcp_address,
+            accept_thread: "jw-accept",
+            conn_thread: "jw-conn",
         };
+        let acceptor = Acceptor::start(
+            sock,
+            address.clone(),
+            names,
+            Box::new(|_, _, _| true),
+            Box::new(move |acc, id, conn, peer| serve_conn(acc, &job, id, conn, peer)),
+        )?;
         log::info!("{address}: listening, forwarding to {}", target.endpoint());
         Ok(Listener {
             address,
-            shared,
-            accept: Mutex::new(Some(accept)),
+            acceptor,
+            unlink,
         })
     }
 
@@ -474,8 +467,8 @@ impl Listener {
     /// `tcp:host=127.0.0.1,port=PORT`, or `tcp:host=%3a%3a1,port=PORT,family=ipv6`.
     pub fn dbus_address(&self) -> Result<String> {
         let local = self
-            .shared
-            .sock
+            .acceptor
+            .socket()
             .local_addr()
             .map_err(|e| Error::io(&self.address, &e))?;
         network::dbus::listener_address(&self.address, &local)
@@ -483,36 +476,23 @@ impl Listener {
 
     /// How many forwarded connections are open now.
     pub fn connections(&self) -> usize {
-        reap(&self.shared);
-        lock(&self.shared.conns).len()
+        self.acceptor.count(|_| true)
     }
 
     /// Stops accepting, closes every forwarded connection (both of its
     /// streams), and joins every thread. Closing twice does nothing.
     pub fn close(&self) {
-        let Some(accept) = lock(&self.accept).take() else {
-            return;
-        };
-        let s = &self.shared;
-        s.closing.store(true, Ordering::Release);
-        // Wakes the accept thread blocked in poll.
-        let _ = s.sock.shutdown(Shutdown::Both);
-        let _ = accept.join();
-        let conns: Vec<Conn> = lock(&s.conns).drain().map(|(_, c)| c).collect();
-        for c in &conns {
+        let closed = self.acceptor.close(|c| {
             for st in &c.streams {
                 st.close();
             }
-        }
-        for c in conns {
-            if let Some(t) = c.thread {
-                let _ = t.join();
+        });
+        if closed {
+            if let Some(p) = &self.unlink {
+                let _ = std::fs::remove_file(p);
             }
+            log::info!("{}: listener closed", self.address);
         }
-        if let Some(p) = &s.unlink {
-            let _ = std::fs::remove_file(p);
-        }
-        log::info!("{}: listener closed", s.name);
     }
 }
 
@@ -522,7 +502,8 @@ impl Drop for Listener {
     }
 }
 
-fn bind(domain: Domain, addr: &SockAddr, name: &str) -> Result<Socket> {
+/// A listening, non-blocking stream socket bound to `addr`.
+pub(crate) fn bind(domain: Domain, addr: &SockAddr, name: &str) -> Result<Socket> {
     let sock = Socket::new(domain, Type::STREAM, None).map_err(|e| Error::io(name, &e))?;
     if domain != Domain::UNIX {
         sock.set_reuse_address(true)
@@ -541,101 +522,23 @@ pub(crate) fn tcp_address(a: SocketAddr) -> String {
     format!("tcp://{a}")
 }
 
-fn accept_loop(s: &Arc<Shared>) {
-    loop {
-        if let Err(e) = sys::wait(s.sock.as_fd(), libc::POLLIN, None) {
-            log::error!("{}: accept failed: {e}", s.name);
-            return;
-        }
-        if s.closing.load(Ordering::Acquire) {
-            return;
-        }
-        reap(s);
-        let (conn, peer) = match s.sock.accept() {
-            Ok(c) => c,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                ) =>
-            {
-                log::error!("{}: accept failed: {e}", s.name);
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            Err(e) => {
-                log::debug!("{}: accept: {e}", s.name);
-                continue;
-            }
-        };
-        let peer_name = match peer.as_socket() {
-            Some(a) => tcp_address(a),
-            None => format!("{} (peer)", s.name),
-        };
-        if conn.local_addr().is_ok_and(|a| a.is_ipv4() || a.is_ipv6()) {
-            let _ = conn.set_tcp_nodelay(true);
-        }
-        log::debug!("{}: accepted {peer_name}", s.name);
-        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut conns = lock(&s.conns);
-        conns.insert(id, Conn::default());
-        let shared = s.clone();
-        let t = std::thread::Builder::new()
-            .name("jw-conn".into())
-            .spawn(move || serve_conn(&shared, id, conn, peer_name));
-        match t {
-            Ok(t) => conns.get_mut(&id).expect("just inserted").thread = Some(t),
-            Err(e) => {
-                conns.remove(&id);
-                log::error!("{}: cannot start a connection thread: {e}", s.name);
-            }
-        }
-    }
-}
-
-/// Joins the threads of connections that have ended.
-fn reap(s: &Shared) {
-    let ids = std::mem::take(&mut *lock(&s.finished));
-    for id in ids {
-        let c = lock(&s.conns).remove(&id);
-        if let Some(t) = c.and_then(|c| c.thread) {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Adds a stream to a connection's record so that `close` can end it; false if
 /// the listener is closing (the caller then closes the stream itself).
-fn register(s: &Shared, id: u64, st: &Arc<Stream>) -> bool {
-    let mut conns = lock(&s.conns);
-    match conns.get_mut(&id) {
-        Some(c) if !s.closing.load(Ordering::Acquire) => {
-            c.streams.push(st.clone());
-            true
-        }
-        _ => false,
-    }
+fn register(acc: &Acceptor<Conn>, id: u64, st: &Arc<Stream>) -> bool {
+    acc.update(id, |c| c.streams.push(st.clone())).is_some()
 }
 
-fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
+fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: String) {
     let run = || -> Result<()> {
         let a = Arc::new(network::fd::stream(conn, peer.clone(), Kind::Bytes)?);
-        if !register(s, id, &a) {
+        if !register(acc, id, &a) {
             a.close();
             return Ok(());
         }
-        let a = if let Some(ws) = &s.websocket {
+        let a = if let Some(ws) = &job.websocket {
             let deadline = Some(Instant::now() + ws.handshake_timeout);
             let ws = Arc::new(crate::websocket::accept_shared(a, deadline, ws.limits)?.0);
-            if !register(s, id, &ws) {
+            if !register(acc, id, &ws) {
                 ws.close();
                 return Ok(());
             }
@@ -643,14 +546,14 @@ fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
         } else {
             a
         };
-        let b = match s.target.connect(Some(TARGET_CONNECT_TIMEOUT)) {
+        let b = match job.target.connect(Some(TARGET_CONNECT_TIMEOUT)) {
             Ok(b) => Arc::new(b),
             Err(e) => {
                 a.close();
                 return Err(e);
             }
         };
-        if !register(s, id, &b) {
+        if !register(acc, id, &b) {
             b.close();
             return Ok(());
         }
@@ -660,21 +563,18 @@ fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
         r
     };
     match run() {
-        Ok(()) => log::debug!("{}: {peer} done", s.name),
-        Err(e) => log::info!("{}: {peer}: {e}", s.name),
+        Ok(()) => log::debug!("{}: {peer} done", job.name),
+        Err(e) => log::info!("{}: {peer}: {e}", job.name),
     }
-    // Release the streams (and their sockets) now; the thread itself is joined
-    // by the accept loop or by `close`.
-    if let Some(c) = lock(&s.conns).get_mut(&id) {
-        c.streams.clear();
-    }
-    lock(&s.finished).push(id);
+    // Release the streams (and their sockets) now.
+    acc.finish(id);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::net::Shutdown;
     use std::os::unix::net::UnixStream;
 
     fn pair() -> (Stream, UnixStream) {

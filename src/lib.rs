@@ -28,6 +28,7 @@
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod acceptor;
 pub mod error;
 pub mod ffi;
 pub mod forward;

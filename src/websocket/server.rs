@@ -5,20 +5,15 @@
 //! dropped with a close frame, counted and logged).
 
 use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Limits, Ws, accept_shared};
+use crate::acceptor::{Acceptor, Names};
 use crate::error::{Error, Result};
 use crate::network::{self, Kind};
-use crate::stream::{Stream, lock};
-use crate::sys;
+use crate::stream::Stream;
 use crate::url::{ListenEndpoint, WebsocketListenOptions};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use socket2::{Domain, Socket, Type};
-use std::collections::HashMap;
-use std::io;
-use std::net::Shutdown;
-use std::os::fd::AsFd;
+use socket2::{Domain, Socket};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What runs on each connection's thread. The connection is closed (close
@@ -68,19 +63,15 @@ impl From<WebsocketListenOptions> for ServerConfig {
 /// [`Server::broadcast`] through a bounded queue per connection.
 pub struct Server {
     address: String,
-    shared: Arc<Shared>,
-    accept: Mutex<Option<JoinHandle<()>>>,
+    acceptor: Arc<Acceptor<Conn>>,
+    job: Arc<Job>,
 }
 
-struct Shared {
-    sock: Socket,
+/// What each connection's thread needs.
+struct Job {
     name: String,
     config: ServerConfig,
     handler: Box<Handler>,
-    closing: AtomicBool,
-    next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, Conn>>,
-    finished: Mutex<Vec<u64>>,
     dropped: AtomicU64,
 }
 
@@ -90,7 +81,6 @@ struct Conn {
     ws: Option<Arc<Ws>>,
     tx: Option<Sender<Arc<[u8]>>>,
     slow: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -105,15 +95,7 @@ impl std::fmt::Debug for Server {
 /// `ws://IP:PORT/` address.
 pub(crate) fn bind(listen_url: &str, host: &str, port: u16) -> Result<(Socket, String)> {
     let addr = network::resolve(host, port, None, listen_url)?[0];
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)
-        .map_err(|e| Error::io(listen_url, &e))?;
-    sock.set_reuse_address(true)
-        .map_err(|e| Error::io(listen_url, &e))?;
-    sock.bind(&addr.into())
-        .map_err(|e| Error::Io(format!("{listen_url}: cannot bind: {e}")))?;
-    sock.listen(1024).map_err(|e| Error::io(listen_url, &e))?;
-    sock.set_nonblocking(true)
-        .map_err(|e| Error::io(listen_url, &e))?;
+    let sock = crate::forward::bind(Domain::for_address(addr), &addr.into(), listen_url)?;
     let local = sock
         .local_addr()
         .ok()
@@ -168,29 +150,37 @@ impl Server {
         handler: Box<Handler>,
     ) -> Result<Server> {
         let (sock, address) = bind(listen_url, host, port)?;
-        let shared = Arc::new(Shared {
-            sock,
+        let job = Arc::new(Job {
             name: address.clone(),
             config,
             handler,
-            closing: AtomicBool::new(false),
-            next_id: AtomicU64::new(0),
-            conns: Mutex::new(HashMap::new()),
-            finished: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
         });
-        let accept = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("jw-ws-accept".into())
-                .spawn(move || accept_loop(&shared))
-                .map_err(|e| Error::io("spawning the accept thread", &e))?
+        let names = Names {
+            peer: |a| format!("ws://{a}/"),
+            accept_thread: "jw-ws-accept",
+            conn_thread: "jw-ws-conn",
         };
+        let admit = {
+            let job = job.clone();
+            move |conn: &Socket, peer: &str, open: usize| admit(&job, conn, peer, open)
+        };
+        let serve = {
+            let job = job.clone();
+            move |acc: &Acceptor<Conn>, id, conn, peer| serve_conn(acc, &job, id, conn, peer)
+        };
+        let acceptor = Acceptor::start(
+            sock,
+            address.clone(),
+            names,
+            Box::new(admit),
+            Box::new(serve),
+        )?;
         log::info!("{address}: websocket server listening");
         Ok(Server {
             address,
-            shared,
-            accept: Mutex::new(Some(accept)),
+            acceptor,
+            job,
         })
     }
 
@@ -201,17 +191,13 @@ impl Server {
 
     /// How many connections are open now (handshake done, handler running).
     pub fn connections(&self) -> usize {
-        reap(&self.shared);
-        lock(&self.shared.conns)
-            .values()
-            .filter(|c| c.ws.is_some())
-            .count()
+        self.acceptor.count(|c| c.ws.is_some())
     }
 
     /// How many clients were dropped because they could not keep up with
     /// broadcasts.
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.job.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues `data` as one binary message to every open connection and
@@ -219,30 +205,29 @@ impl Server {
     /// connection whose queue is full is dropped (close 1008), counted
     /// ([`Server::dropped`]) and logged.
     pub fn broadcast(&self, data: &[u8]) -> Result<usize> {
-        if self.shared.closing.load(Ordering::Acquire) {
+        if self.acceptor.is_closing() {
             return Err(Error::Closed(format!("{}: server is closed", self.address)));
         }
         let msg: Arc<[u8]> = data.into();
         let mut n = 0;
-        let mut conns = lock(&self.shared.conns);
-        for (id, c) in conns.iter_mut() {
-            let Some(tx) = &c.tx else { continue };
+        self.acceptor.for_each(|id, c| {
+            let Some(tx) = &c.tx else { return };
             match tx.try_send(msg.clone()) {
                 Ok(()) => n += 1,
                 Err(TrySendError::Full(_)) => {
                     c.tx = None;
                     c.slow.store(true, Ordering::Release);
-                    let total = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    let total = self.job.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     log::warn!(
                         "{}: connection {id} cannot keep up with broadcasts ({} queued): \
                          dropping it ({total} dropped so far)",
                         self.address,
-                        self.shared.config.queue
+                        self.job.config.queue
                     );
                 }
                 Err(TrySendError::Disconnected(_)) => c.tx = None,
             }
-        }
+        });
         Ok(n)
     }
 
@@ -250,29 +235,17 @@ impl Server {
     /// and joins every thread (each handler must return once its stream is
     /// closed). Closing twice does nothing.
     pub fn close(&self) {
-        let Some(accept) = lock(&self.accept).take() else {
-            return;
-        };
-        let s = &self.shared;
-        s.closing.store(true, Ordering::Release);
-        let _ = s.sock.shutdown(Shutdown::Both);
-        let _ = accept.join();
-        let conns: Vec<Conn> = lock(&s.conns).drain().map(|(_, c)| c).collect();
-        for c in &conns {
+        let closed = self.acceptor.close(|c| {
             if let Some(ws) = &c.ws {
                 ws.abort(CLOSE_GOING_AWAY, "server closing", ABORT_WAIT);
             }
             if let Some(raw) = &c.raw {
                 raw.close();
             }
+        });
+        if closed {
+            log::info!("{}: websocket server closed", self.address);
         }
-        for c in conns {
-            drop(c.tx);
-            if let Some(t) = c.thread {
-                let _ = t.join();
-            }
-        }
-        log::info!("{}: websocket server closed", s.name);
     }
 }
 
@@ -282,75 +255,23 @@ impl Drop for Server {
     }
 }
 
-fn accept_loop(s: &Arc<Shared>) {
-    loop {
-        if let Err(e) = sys::wait(s.sock.as_fd(), libc::POLLIN, None) {
-            log::error!("{}: accept failed: {e}", s.name);
-            return;
-        }
-        if s.closing.load(Ordering::Acquire) {
-            return;
-        }
-        reap(s);
-        let (conn, peer) = match s.sock.accept() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => {
-                log::debug!("{}: accept: {e}", s.name);
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                ) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                continue;
-            }
-        };
-        let peer = peer
-            .as_socket()
-            .map_or_else(|| format!("{} (peer)", s.name), |a| format!("ws://{a}/"));
-        let mut conns = lock(&s.conns);
-        if conns.len() >= s.config.max_connections {
-            drop(conns);
-            log::warn!(
-                "{}: refusing {peer}: {} connections are open (the maximum)",
-                s.name,
-                s.config.max_connections
-            );
-            let _ = conn.send_with_flags(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            );
-            continue;
-        }
-        let _ = conn.set_tcp_nodelay(true);
-        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
-        conns.insert(id, Conn::default());
-        let shared = s.clone();
-        let t = std::thread::Builder::new()
-            .name("jw-ws-conn".into())
-            .spawn(move || serve_conn(&shared, id, conn, peer));
-        match t {
-            Ok(t) => conns.get_mut(&id).expect("just inserted").thread = Some(t),
-            Err(e) => {
-                conns.remove(&id);
-                log::error!("{}: cannot start a connection thread: {e}", s.name);
-            }
-        }
+/// Refuses a connection over `max_connections` with HTTP 503.
+fn admit(job: &Job, conn: &Socket, peer: &str, open: usize) -> bool {
+    if open < job.config.max_connections {
+        return true;
     }
+    log::warn!(
+        "{}: refusing {peer}: {} connections are open (the maximum)",
+        job.name,
+        job.config.max_connections
+    );
+    let _ = conn.send_with_flags(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+    );
+    false
 }
 
-fn reap(s: &Shared) {
-    let ids = std::mem::take(&mut *lock(&s.finished));
-    for id in ids {
-        let c = lock(&s.conns).remove(&id);
-        if let Some(t) = c.and_then(|c| c.thread) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Sends queued broadcasts until the queue ends or the client is dropped.
 fn write_loop(stream: &Stream, ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
     while let Ok(msg) = rx.recv() {
         loop {
@@ -370,35 +291,25 @@ fn write_loop(stream: &Stream, ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicB
     }
 }
 
-fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
+fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String) {
     let run = || -> Result<()> {
         let raw = Arc::new(network::fd::stream(conn, peer.clone(), Kind::Bytes)?);
-        {
-            let mut conns = lock(&s.conns);
-            match conns.get_mut(&id) {
-                Some(c) if !s.closing.load(Ordering::Acquire) => c.raw = Some(raw.clone()),
-                _ => return Ok(()),
-            }
+        if acc.update(id, |c| c.raw = Some(raw.clone())).is_none() {
+            return Ok(());
         }
         let deadline = Some(Instant::now() + s.config.handshake_timeout);
         let (stream, ws) = accept_shared(raw, deadline, s.config.limits)?;
         let stream = Arc::new(stream);
         let (tx, rx) = crossbeam_channel::bounded(s.config.queue.max(1));
-        let slow = {
-            let mut conns = lock(&s.conns);
-            match conns.get_mut(&id) {
-                Some(c) if !s.closing.load(Ordering::Acquire) => {
-                    c.raw = None;
-                    c.ws = Some(ws.clone());
-                    c.tx = Some(tx);
-                    c.slow.clone()
-                }
-                _ => {
-                    drop(conns);
-                    ws.abort(CLOSE_GOING_AWAY, "server closing", ABORT_WAIT);
-                    return Ok(());
-                }
-            }
+        let registered = acc.update(id, |c| {
+            c.raw = None;
+            c.ws = Some(ws.clone());
+            c.tx = Some(tx);
+            c.slow.clone()
+        });
+        let Some(slow) = registered else {
+            ws.abort(CLOSE_GOING_AWAY, "server closing", ABORT_WAIT);
+            return Ok(());
         };
         std::thread::scope(|sc| {
             let writer = std::thread::Builder::new()
@@ -407,9 +318,7 @@ fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
             (s.handler)(&stream);
             // No more broadcasts to this connection; the writer finishes what
             // is queued (unless the client is too slow) and ends.
-            if let Some(c) = lock(&s.conns).get_mut(&id) {
-                c.tx = None;
-            }
+            acc.update(id, |c| c.tx = None);
             if let Ok(w) = writer {
                 let _ = w.join();
             }
@@ -421,10 +330,5 @@ fn serve_conn(s: &Shared, id: u64, conn: Socket, peer: String) {
         Ok(()) => log::debug!("{}: {peer} done", s.name),
         Err(e) => log::info!("{}: {peer}: {e}", s.name),
     }
-    if let Some(c) = lock(&s.conns).get_mut(&id) {
-        c.raw = None;
-        c.ws = None;
-        c.tx = None;
-    }
-    lock(&s.finished).push(id);
+    acc.finish(id);
 }

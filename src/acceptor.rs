@@ -1,0 +1,233 @@
+//! The accept loop every server shares (forwarding listeners, websocket
+//! servers): an accept thread, one thread per connection, a record per
+//! connection that `close` can reach, and the joining of ended connections.
+//! Each server keeps only what is its own: the record type `C`, whether to
+//! admit a connection, and how to serve it.
+
+use crate::error::{Error, Result};
+use crate::stream::lock;
+use crate::sys;
+use socket2::Socket;
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Decides whether to take a new connection, given how many are open; a
+/// refusal is the server's to answer (and log).
+pub(crate) type Admit = dyn Fn(&Socket, &str, usize) -> bool + Send + Sync;
+/// Serves one connection on its own thread: `(acceptor, id, socket, peer)`.
+pub(crate) type Serve<C> = dyn Fn(&Acceptor<C>, u64, Socket, String) + Send + Sync;
+
+/// A listening socket with its accept thread and connection records.
+pub(crate) struct Acceptor<C> {
+    sock: Socket,
+    name: String,
+    closing: AtomicBool,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Entry<C>>>,
+    finished: Mutex<Vec<u64>>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Entry<C> {
+    record: C,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How a server names peers and its threads.
+pub(crate) struct Names {
+    /// The peer's name from its address (`tcp://…`, `ws://…/`).
+    pub peer: fn(SocketAddr) -> String,
+    /// The accept thread's name.
+    pub accept_thread: &'static str,
+    /// Each connection thread's name.
+    pub conn_thread: &'static str,
+}
+
+impl<C: Default + Send + 'static> Acceptor<C> {
+    /// Starts accepting on `sock` (listening, non-blocking), naming the
+    /// server `name` in logs.
+    pub(crate) fn start(
+        sock: Socket,
+        name: String,
+        names: Names,
+        admit: Box<Admit>,
+        serve: Box<Serve<C>>,
+    ) -> Result<Arc<Acceptor<C>>> {
+        let acc = Arc::new(Acceptor {
+            sock,
+            name,
+            closing: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Vec::new()),
+            accept: Mutex::new(None),
+        });
+        let serve: Arc<Serve<C>> = Arc::from(serve);
+        let thread = {
+            let acc = acc.clone();
+            std::thread::Builder::new()
+                .name(names.accept_thread.into())
+                .spawn(move || accept_loop(&acc, &names, &*admit, &serve))
+                .map_err(|e| Error::io("spawning the accept thread", &e))?
+        };
+        *lock(&acc.accept) = Some(thread);
+        Ok(acc)
+    }
+
+    /// The listening socket.
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.sock
+    }
+
+    /// True once `close` has begun.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Changes connection `id`'s record so that `close` can reach what it
+    /// holds; `None` (and no change) if the server is closing.
+    pub(crate) fn update<R>(&self, id: u64, f: impl FnOnce(&mut C) -> R) -> Option<R> {
+        let mut conns = lock(&self.conns);
+        match conns.get_mut(&id) {
+            Some(e) if !self.is_closing() => Some(f(&mut e.record)),
+            _ => None,
+        }
+    }
+
+    /// Visits every connection's record.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(u64, &mut C)) {
+        for (id, e) in lock(&self.conns).iter_mut() {
+            f(*id, &mut e.record);
+        }
+    }
+
+    /// Ends connection `id`'s record (releasing what it holds, so sockets close
+    /// now); its thread is joined later, by the accept loop or `close`.
+    pub(crate) fn finish(&self, id: u64) {
+        if let Some(e) = lock(&self.conns).get_mut(&id) {
+            e.record = C::default();
+        }
+        lock(&self.finished).push(id);
+    }
+
+    /// How many connections' records satisfy `f`, after joining ended ones.
+    pub(crate) fn count(&self, f: impl Fn(&C) -> bool) -> usize {
+        reap(self);
+        lock(&self.conns).values().filter(|e| f(&e.record)).count()
+    }
+
+    /// Stops accepting, lets `end` end each connection (it must make the
+    /// connection's thread return), and joins every thread. False if the
+    /// acceptor was already closed.
+    pub(crate) fn close(&self, end: impl Fn(&C)) -> bool {
+        let Some(accept) = lock(&self.accept).take() else {
+            return false;
+        };
+        self.closing.store(true, Ordering::Release);
+        // Wakes the accept thread blocked in poll.
+        let _ = self.sock.shutdown(Shutdown::Both);
+        let _ = accept.join();
+        let conns: Vec<Entry<C>> = lock(&self.conns).drain().map(|(_, e)| e).collect();
+        for e in &conns {
+            end(&e.record);
+        }
+        for e in conns {
+            drop(e.record);
+            if let Some(t) = e.thread {
+                let _ = t.join();
+            }
+        }
+        true
+    }
+}
+
+fn accept_loop<C: Default + Send + 'static>(
+    acc: &Arc<Acceptor<C>>,
+    names: &Names,
+    admit: &Admit,
+    serve: &Arc<Serve<C>>,
+) {
+    loop {
+        if let Err(e) = sys::wait(acc.sock.as_fd(), libc::POLLIN, None) {
+            log::error!("{}: accept failed: {e}", acc.name);
+            return;
+        }
+        if acc.is_closing() {
+            return;
+        }
+        reap(acc);
+        let (conn, peer) = match acc.sock.accept() {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) =>
+            {
+                log::error!("{}: accept failed: {e}", acc.name);
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => {
+                log::debug!("{}: accept: {e}", acc.name);
+                continue;
+            }
+        };
+        let peer = match peer.as_socket() {
+            Some(a) => {
+                let _ = conn.set_tcp_nodelay(true);
+                (names.peer)(a)
+            }
+            None => format!("{} (peer)", acc.name),
+        };
+        if !admit(&conn, &peer, lock(&acc.conns).len()) {
+            continue;
+        }
+        log::debug!("{}: accepted {peer}", acc.name);
+        let id = acc.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut conns = lock(&acc.conns);
+        conns.insert(
+            id,
+            Entry {
+                record: C::default(),
+                thread: None,
+            },
+        );
+        let (a, serve) = (acc.clone(), serve.clone());
+        let t = std::thread::Builder::new()
+            .name(names.conn_thread.into())
+            .spawn(move || serve(&a, id, conn, peer));
+        match t {
+            Ok(t) => conns.get_mut(&id).expect("just inserted").thread = Some(t),
+            Err(e) => {
+                conns.remove(&id);
+                log::error!("{}: cannot start a connection thread: {e}", acc.name);
+            }
+        }
+    }
+}
+
+/// Joins the threads of connections that have ended.
+fn reap<C>(acc: &Acceptor<C>) {
+    let ids = std::mem::take(&mut *lock(&acc.finished));
+    for id in ids {
+        let e = lock(&acc.conns).remove(&id);
+        if let Some(t) = e.and_then(|e| e.thread) {
+            let _ = t.join();
+        }
+    }
+}
