@@ -212,6 +212,20 @@ void jw_listener_close(jw_listener *l);
 jw_status jw_network_new(const char *url, jw_network **out);
 
 /**
+ * Makes a network whose streams go through the router at `router_url`
+ * (`grpc://HOST:PORT`, `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`) with the
+ * stream token `token` (copied), and writes it to `*out`. Each
+ * `jw_network_connect` is then a `jw_router_connect`, and `jw_listen` of a
+ * local port onto it forwards each accepted connection through the router
+ * (upstream `j network forward-tcp` over a router): each connection dials the
+ * router with the token and is paired with the next exporter that dials it.
+ * Does no I/O. `JW_ERR_INVALID_ARGUMENT` for a URL that is not a router URL,
+ * or an empty token or one with characters a header cannot carry. The token
+ * never appears in error messages or logs.
+ */
+jw_status jw_network_router(const char *router_url, const char *token, jw_network **out);
+
+/**
  * Opens a new stream to the network, waiting at most `timeout_ms` for the
  * connection (name resolution included), and writes it to `*out`. Release the
  * stream with `jw_stream_close`. `JW_ERR_CONNECTION` if refused or

@@ -5,9 +5,12 @@
 //! error paths (refused, timeout, EOF, bad URL) are checked too. The examples
 //! are also built as C++ to keep the header C++-compatible.
 
+#[allow(dead_code)]
+mod common;
 #[path = "c/toolchain.rs"]
 mod toolchain;
 
+use common::refusing_port;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
@@ -80,21 +83,6 @@ fn accept(listener: &TcpListener) -> TcpStream {
     }
 }
 
-/// A loopback port that refuses connections: bound but not listening, kept
-/// bound (so nobody else takes it) while the returned socket lives.
-fn refusing_port() -> (socket2::Socket, u16) {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    let port = s.local_addr().unwrap().as_socket().unwrap().port();
-    (s, port)
-}
-
 #[test]
 fn every_c_program_has_a_test() {
     let mut found = Vec::new();
@@ -112,6 +100,7 @@ fn every_c_program_has_a_test() {
         "c-examples/echo_roundtrip.c",
         "c-examples/port_forward.c",
         "c-examples/router_export.c",
+        "c-examples/router_forward.c",
         "c-examples/tcp_client.c",
         "c-examples/ws_bridge.c",
         "c-examples/ws_chat.c",
@@ -378,5 +367,21 @@ fn router_export_runs_the_routed_path_with_both_libraries() {
             .assert_stdout_has("end of stream came back")
             .assert_stdout_has("exporter finished")
             .assert_stdout_has("router export: OK");
+    }
+}
+
+#[test]
+fn router_forward_forwards_a_local_port_onto_router_streams_with_both_libraries() {
+    let dir = WorkDir::new("router_forward");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/router_forward.c", link);
+        run(&bin, &["echo:", "3"], link)
+            .assert_success()
+            .assert_stdout_has("forwarding tcp://127.0.0.1:")
+            .assert_stdout_has("-> grpc://127.0.0.1:")
+            .assert_stdout_has("round trip: \"connection 1 through the router\"")
+            .assert_stdout_has("round trip: \"connection 3 through the router\"")
+            .assert_stdout_has("end of stream came back")
+            .assert_stdout_has("router forward: OK");
     }
 }

@@ -2,7 +2,8 @@
 //! and relays frames both ways; tokens are checked; half-close, large data,
 //! re-pairing, a waiting third caller, faults (peer never comes, peer dies,
 //! router stops), the exporter side to a TCP echo with 256 MiB checksummed,
-//! and the C functions' argument checks.
+//! a local port forwarded onto router streams (`Network::router`), and the C
+//! functions' argument checks.
 
 mod common;
 
@@ -291,6 +292,35 @@ fn the_c_functions_check_their_arguments() {
         bad
     );
     assert!(s.is_null());
+    // jw_network_router: NULLs, a URL that is not a router's, bad tokens.
+    let mut n: *mut jw_network = null_mut();
+    assert_eq!(jw_network_router(null(), buf.as_ptr(), &mut n), bad);
+    assert_eq!(jw_network_router(addr_c.as_ptr(), null(), &mut n), bad);
+    assert_eq!(
+        jw_network_router(addr_c.as_ptr(), buf.as_ptr(), null_mut()),
+        bad
+    );
+    assert_eq!(jw_network_router(tcp.as_ptr(), buf.as_ptr(), &mut n), bad);
+    assert_eq!(
+        jw_network_router(addr_c.as_ptr(), empty.as_ptr(), &mut n),
+        bad
+    );
+    let spaced = CString::new("a b").unwrap();
+    assert_eq!(
+        jw_network_router(addr_c.as_ptr(), spaced.as_ptr(), &mut n),
+        bad
+    );
+    assert!(n.is_null());
+    assert_eq!(
+        jw_network_router(addr_c.as_ptr(), buf.as_ptr(), &mut n),
+        jw_status::JW_OK
+    );
+    // A router network has no address to report; it connects through the router.
+    assert_eq!(
+        jw_network_address(n, addr.as_mut_ptr(), 64),
+        jw_status::JW_ERR_UNSUPPORTED
+    );
+    jw_network_free(n);
     jw_router_close(r);
     jw_router_close(null_mut());
 }
@@ -386,4 +416,86 @@ fn an_exporter_forwards_a_router_stream_to_tcp_256_mib_checksummed() {
         t0.elapsed()
     );
     assert_eq!(join(exporter), Ok(()));
+}
+
+#[test]
+fn a_router_network_checks_its_arguments_and_never_shows_its_token() {
+    let t = tok("net");
+    let n = jumpwire::Network::router("grpc://127.0.0.1:1", &t).unwrap();
+    assert!(!format!("{n:?}").contains(&t), "{n:?}");
+    for (url, token, why) in [
+        ("tcp://127.0.0.1:1", t.as_str(), "not a router URL"),
+        ("grpc://h", t.as_str(), "port is missing"),
+        ("grpc://127.0.0.1:1", "", "the token is empty"),
+        (
+            "grpc://127.0.0.1:1",
+            "a\nb",
+            "characters a header cannot carry",
+        ),
+    ] {
+        match jumpwire::Network::router(url, token) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains(why), "{url}: {m}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    // Without a token, a router URL cannot be connected to.
+    let plain = jumpwire::Network::new("grpc://127.0.0.1:1").unwrap();
+    match plain.connect(LONG) {
+        Err(Error::Unsupported(m)) => assert!(m.contains("jw_network_router"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A refused router: a connection error naming the router, not the token.
+    let (_held, port) = refusing_port();
+    let n = jumpwire::Network::router(&format!("grpc://127.0.0.1:{port}"), &t).unwrap();
+    match n.connect(LONG) {
+        Err(Error::Connection(m)) => {
+            assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}");
+            assert!(!m.contains(&t), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_local_port_forwarded_onto_router_streams_reaches_the_exporter_each_time() {
+    let r = router();
+    let echo = tcp_echo_server("127.0.0.1:0");
+    let target = jumpwire::Network::new(&format!("tcp://{echo}")).unwrap();
+    let t = tok("forward");
+    let routed = jumpwire::Network::router(r.address(), &t).unwrap();
+    let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &routed).unwrap();
+    const CONNECTIONS: usize = 3;
+    let exporter = {
+        let (url, t) = (r.address().to_string(), t.clone());
+        std::thread::spawn(move || {
+            (0..CONNECTIONS)
+                .map(|_| router::export(&url, &t, &target, LONG))
+                .collect::<Vec<_>>()
+        })
+    };
+    for i in 0..CONNECTIONS {
+        let c = jumpwire::connect(l.address(), LONG).unwrap();
+        let data = pattern(300_000 + i, i as u64);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                c.send(&data, LONG).unwrap();
+                c.send_eof().unwrap();
+            });
+            expect(&c, &data);
+            expect_eof(&c);
+        });
+    }
+    assert_eq!(join(exporter), vec![Ok(()); CONNECTIONS]);
+    // A wrong token: the forwarded connection ends instead of hanging.
+    let wrong = token::mint("another-key", "forward", Duration::from_secs(60)).unwrap();
+    let refused = jumpwire::Network::router(r.address(), &wrong).unwrap();
+    let l2 = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &refused).unwrap();
+    let c = jumpwire::connect(l2.address(), LONG).unwrap();
+    let end = c.receive(&mut [0u8; 16], LONG);
+    assert!(
+        matches!(end, Ok(None) | Err(Error::Connection(_))),
+        "{end:?}"
+    );
+    l2.close();
+    l.close();
 }

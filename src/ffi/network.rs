@@ -35,6 +35,30 @@ pub extern "C" fn jw_network_new(url: *const c_char, out: *mut *mut jw_network) 
     })
 }
 
+/// Makes a network whose streams go through the router at `router_url`
+/// (`grpc://HOST:PORT`, `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`) with the
+/// stream token `token` (copied), and writes it to `*out`. Each
+/// `jw_network_connect` is then a `jw_router_connect`, and `jw_listen` of a
+/// local port onto it forwards each accepted connection through the router
+/// (upstream `j network forward-tcp` over a router): each connection dials the
+/// router with the token and is paired with the next exporter that dials it.
+/// Does no I/O. `JW_ERR_INVALID_ARGUMENT` for a URL that is not a router URL,
+/// or an empty token or one with characters a header cannot carry. The token
+/// never appears in error messages or logs.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_network_router(
+    router_url: *const c_char,
+    token: *const c_char,
+    out: *mut *mut jw_network,
+) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let url = str_in(router_url, "router_url")?;
+        let token = str_in(token, "token")?;
+        ok(box_out(out, Network::router(url, token)?))
+    })
+}
+
 /// Opens a new stream to the network, waiting at most `timeout_ms` for the
 /// connection (name resolution included), and writes it to `*out`. Release the
 /// stream with `jw_stream_close`. `JW_ERR_CONNECTION` if refused or

@@ -39,6 +39,18 @@ pub(crate) use fd::Kind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     endpoint: Endpoint,
+    /// The stream token of a router network ([`Network::router`]).
+    token: Option<Token>,
+}
+
+/// A router stream token: kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 impl Network {
@@ -46,12 +58,46 @@ impl Network {
     pub fn new(url: &str) -> Result<Network> {
         let endpoint = Endpoint::parse(url)?;
         dbus::check(&endpoint)?;
-        Ok(Network { endpoint })
+        Ok(Network {
+            endpoint,
+            token: None,
+        })
+    }
+
+    /// A network whose streams go through the router at `router_url`
+    /// (`grpc://HOST:PORT`, `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`) with
+    /// the stream token `token`: each [`Network::connect`] is a
+    /// [`router::connect`](crate::router::connect). With a
+    /// [`Listener`](crate::forward::Listener), it forwards a local port onto
+    /// router streams (upstream `j network forward-tcp` over a router): each
+    /// connection accepted dials the router with the token and is paired with
+    /// the next exporter that dials it too. The token is kept out of `Debug`
+    /// output and of every message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `router_url` is not a router URL, or the
+    /// token is empty or has characters an HTTP header cannot carry.
+    pub fn router(router_url: &str, token: &str) -> Result<Network> {
+        let endpoint = Endpoint::parse(router_url)?;
+        if !matches!(endpoint, Endpoint::Router(_)) {
+            return Err(Error::invalid(format!(
+                "{endpoint}: not a router URL (expected grpc://HOST:PORT or grpcs://HOST:PORT)"
+            )));
+        }
+        check_token(token)?;
+        Ok(Network {
+            endpoint,
+            token: Some(Token(token.to_owned())),
+        })
     }
 
     /// A network for an already parsed endpoint.
     pub fn from_endpoint(endpoint: Endpoint) -> Network {
-        Network { endpoint }
+        Network {
+            endpoint,
+            token: None,
+        }
     }
 
     /// The parsed endpoint.
@@ -85,9 +131,16 @@ impl Network {
             Endpoint::Echo => Ok(echo::stream()),
             Endpoint::Dbus(bus) => dbus::connect(bus, &name, deadline),
             Endpoint::Websocket(c) => crate::websocket::connect(c, &name, deadline),
-            Endpoint::Router(_) => Err(Error::Unsupported(format!(
-                "{name}: a router stream needs a stream token: use jw_router_connect (jumpwire::router::connect)"
-            ))),
+            Endpoint::Router(_) => match &self.token {
+                Some(Token(t)) => crate::router::connect(
+                    &name,
+                    t,
+                    deadline.map(|d| d.saturating_duration_since(Instant::now())),
+                ),
+                None => Err(Error::Unsupported(format!(
+                    "{name}: a router stream needs a stream token: use jw_network_router or jw_router_connect (Network::router, router::connect)"
+                ))),
+            },
         };
         match &r {
             Ok(_) => log::debug!("{name}: connected"),
@@ -120,6 +173,19 @@ impl Network {
             ))),
         }
     }
+}
+
+/// Checks that `token` can be sent as a bearer token.
+pub(crate) fn check_token(token: &str) -> Result<()> {
+    if token.is_empty() {
+        return Err(Error::invalid("the token is empty"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "the token has characters a header cannot carry (spaces, control or non-ASCII characters)",
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `url` and opens a stream to it: [`Network::new`] then

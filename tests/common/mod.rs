@@ -1,6 +1,6 @@
-//! Helpers shared by `drivers.rs`, `stream_semantics.rs` and `faults.rs`: local
-//! peers (TCP, UDP and Unix echo servers), deterministic payloads, and
-//! receive loops with overall deadlines.
+//! Helpers shared by the integration tests: local peers (TCP, UDP and Unix
+//! echo servers, a refusing port), deterministic payloads, and receive loops
+//! with overall deadlines.
 
 #![allow(dead_code)]
 
@@ -240,4 +240,19 @@ pub fn join<T>(h: JoinHandle<T>) -> T {
 /// Whether this machine has an IPv6 loopback to bind.
 pub fn have_ipv6() -> bool {
     TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// A loopback port that refuses connections: bound but not listening, kept
+/// bound (so nobody else takes it) while the returned socket lives.
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    (s, port)
 }
