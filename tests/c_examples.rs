@@ -5,7 +5,6 @@
 //! error paths (refused, timeout, EOF, bad URL) are checked too. The examples
 //! are also built as C++ to keep the header C++-compatible.
 
-#[allow(dead_code)]
 mod common;
 #[path = "c/toolchain.rs"]
 mod toolchain;
