@@ -1,24 +1,49 @@
-//! Router benchmark (run `bench/router.sh`, or this program directly with
-//! `cargo run --release --example bench_router`): the whole routed path on
-//! 127.0.0.1, client -> router -> exporter -> TCP echo, in one process
-//! except the router, which runs as a child process (this program with the
-//! argument `router-server`) so that its threads and memory can be read.
+//! Router benchmark (run `bench/router.sh`): the whole routed path on
+//! 127.0.0.1, client -> router -> exporter -> TCP target, for jumpwire and,
+//! in the same run, for two upstream Jumpstarter paths started by
+//! `bench/router_upstream.py` (when `JW_PYTHON` names a python with the
+//! packages of `scripts/interop-requirements.txt`):
 //!
-//! Prints: round-trip throughput (the client sends `MIB` MiB and receives the
-//! echo at the same time; each direction carries that much), 64-byte round
-//! trip latency percentiles (`COUNT` round trips), and 500 concurrent paired
-//! streams through one router (each pair exchanges 64 KiB both ways), with
-//! the router process's threads and resident memory while they are open.
+//! - jumpwire: a [`router::connect`] stream in this process, the jumpwire
+//!   router in a child process (this program with the argument
+//!   `router-server`, so that its threads and memory can be read), and a
+//!   [`router::export`] in this process.
+//! - (a) upstream Python parts: a Python router built like upstream's
+//!   servicer, an exporter process using upstream's `connect_router_stream`
+//!   pattern, and a client process that carries each local TCP connection
+//!   over an upstream `RouterStream`. Measured through that local port.
+//! - (b) upstream's in-process path: `serve(TcpNetwork(...))` and
+//!   `TcpPortforwardAdapter`. Measured through the adapter's local port.
+//!
+//! Prints, per path: one-way throughput (`MIB` MiB to a TCP sink that
+//! acknowledges the last byte), echo throughput (`MIB` MiB each way at once
+//! through a TCP echo), and 64-byte round-trip latency percentiles (`COUNT`
+//! round trips over 8 connections per path, all paths interleaved one round
+//! trip at a time, as `bench_forward`), with the ratios against (a) and (b).
+//! Then `PAIRS` (500) concurrent paired streams through one router, each
+//! pair exchanging 64 KiB both ways, with the router's threads and resident
+//! memory while they are open.
+//!
+//! Environment: `MIB` (jumpwire, default 1024), `UPSTREAM_MIB` (a and b,
+//! default 256), `COUNT` (default 4000), `PAIRS` (default 500), `JW_PYTHON`.
 
+use jumpwire::Stream;
 use jumpwire::network::Network;
 use jumpwire::router::{self, Router, token};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "bench-key";
-const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+const WAIT: Option<Duration> = Some(Duration::from_secs(60));
+/// Connections per path for the latency figures (see `bench_forward`).
+const CONNS: usize = 8;
+/// Untimed round trips per connection before the latency samples.
+const WARMUP: usize = 25;
+const BLOCK: usize = 256 * 1024;
+
+type Res<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -27,24 +52,44 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn tcp_echo() -> String {
+/// A TCP server on 127.0.0.1 running `serve` on each connection in a thread.
+fn server(serve: fn(TcpStream)) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
+        for conn in listener.incoming().flatten() {
             let _ = conn.set_nodelay(true);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 256 * 1024];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = conn.shutdown(std::net::Shutdown::Write);
-            });
+            std::thread::spawn(move || serve(conn));
         }
     });
-    format!("tcp://{addr}")
+    addr.to_string()
+}
+
+fn echo(mut conn: TcpStream) {
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = conn.shutdown(Shutdown::Write);
+}
+
+/// Reads an 8-byte length, that many bytes, then answers one byte.
+fn sink(mut conn: TcpStream) {
+    let mut len = [0u8; 8];
+    if conn.read_exact(&mut len).is_err() {
+        return;
+    }
+    let mut left = u64::from_le_bytes(len);
+    let mut buf = vec![0u8; 256 * 1024];
+    while left > 0 {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left -= n as u64,
+        }
+    }
+    let _ = conn.write_all(b"k");
 }
 
 fn proc_status(pid: u32, field: &str) -> String {
@@ -56,13 +101,218 @@ fn proc_status(pid: u32, field: &str) -> String {
         .unwrap_or_default()
 }
 
-fn main() {
-    if std::env::args().nth(1).as_deref() == Some("router-server") {
-        let r = Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}")).unwrap();
-        println!("ADDR {}", r.address());
-        let _ = std::io::stdin().read(&mut [0u8; 1]);
-        return;
+/// One connection of a path under test: a jumpwire router stream, or a TCP
+/// connection to an upstream path's local port.
+enum Conn {
+    Jw(
+        Stream,
+        Option<std::thread::JoinHandle<jumpwire::Result<()>>>,
+    ),
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    fn send(&self, data: &[u8]) -> Res<()> {
+        match self {
+            Conn::Jw(s, _) => s.send(data, WAIT)?,
+            Conn::Tcp(s) => (&*s).write_all(data)?,
+        }
+        Ok(())
     }
+
+    fn receive(&self, buf: &mut [u8]) -> Res<usize> {
+        Ok(match self {
+            Conn::Jw(s, _) => s.receive(buf, WAIT)?.ok_or("unexpected end of stream")?,
+            Conn::Tcp(s) => match (&*s).read(buf)? {
+                0 => return Err("unexpected end of stream".into()),
+                n => n,
+            },
+        })
+    }
+
+    fn receive_exact(&self, buf: &mut [u8]) -> Res<()> {
+        let mut got = 0;
+        while got < buf.len() {
+            got += self.receive(&mut buf[got..])?;
+        }
+        Ok(())
+    }
+
+    fn end(self) {
+        match self {
+            Conn::Jw(s, exporter) => {
+                let _ = s.send_eof();
+                let mut buf = [0u8; 4096];
+                while let Ok(Some(_)) = s.receive(&mut buf, WAIT) {}
+                s.close();
+                if let Some(e) = exporter {
+                    let _ = e.join();
+                }
+            }
+            Conn::Tcp(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// A path under test and how to open a connection of it to a target.
+enum Path {
+    Jw { router: String },
+    Tcp { echo: String, sink: String },
+}
+
+impl Path {
+    fn open(&self, target: &str, sink: bool) -> Res<Conn> {
+        match self {
+            Path::Jw { router } => {
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let t = token::mint(KEY, &format!("bench-{n}"), Duration::from_secs(3600))?;
+                let exporter = {
+                    let (url, t) = (router.clone(), t.clone());
+                    let target = Network::new(&format!("tcp://{target}"))?;
+                    std::thread::spawn(move || router::export(&url, &t, &target, WAIT))
+                };
+                Ok(Conn::Jw(router::connect(router, &t, WAIT)?, Some(exporter)))
+            }
+            Path::Tcp { echo, sink: s } => {
+                let c = TcpStream::connect(if sink { s } else { echo })?;
+                c.set_nodelay(true)?;
+                Ok(Conn::Tcp(c))
+            }
+        }
+    }
+}
+
+/// Gbit/s of `mib` MiB sent to the sink.
+fn one_way(path: &Path, sink_addr: &str, mib: usize) -> Res<f64> {
+    let c = path.open(sink_addr, true)?;
+    let bytes = (mib as u64) << 20;
+    let block = vec![0x5au8; BLOCK];
+    let t0 = Instant::now();
+    c.send(&bytes.to_le_bytes())?;
+    for _ in 0..bytes / BLOCK as u64 {
+        c.send(&block)?;
+    }
+    let mut ack = [0u8; 1];
+    c.receive_exact(&mut ack)?;
+    let secs = t0.elapsed().as_secs_f64();
+    c.end();
+    Ok(bytes as f64 * 8.0 / secs / 1e9)
+}
+
+/// Gbit/s per direction of `mib` MiB through the echo, both ways at once.
+fn echo_both(path: &Path, echo_addr: &str, mib: usize) -> Res<f64> {
+    let c = path.open(echo_addr, false)?;
+    let bytes = mib << 20;
+    let block = vec![0x5au8; BLOCK];
+    c.send(b"w")?;
+    c.receive_exact(&mut [0u8; 1])?;
+    let t0 = Instant::now();
+    let r: Res<()> = std::thread::scope(|sc| {
+        let writer = sc.spawn(|| -> Res<()> {
+            for _ in 0..bytes / BLOCK {
+                c.send(&block)?;
+            }
+            Ok(())
+        });
+        let mut buf = vec![0u8; BLOCK];
+        let mut got = 0;
+        while got < bytes {
+            got += c.receive(&mut buf)?;
+        }
+        writer.join().map_err(|_| "writer panicked")?
+    });
+    r?;
+    let secs = t0.elapsed().as_secs_f64();
+    c.end();
+    Ok(bytes as f64 * 8.0 / secs / 1e9)
+}
+
+/// 64-byte round trips: `CONNS` connections per path, every connection of
+/// every path in turn, one round trip each. Returns the samples (µs) per path.
+fn latency(paths: &[&Path], echo_addr: &str, count: usize) -> Res<Vec<Vec<f64>>> {
+    let conns = (0..CONNS)
+        .flat_map(|_| paths.iter().map(|p| p.open(echo_addr, false)))
+        .collect::<Res<Vec<_>>>()?;
+    let msg = [0x42u8; 64];
+    let mut back = [0u8; 64];
+    for c in &conns {
+        for _ in 0..WARMUP {
+            c.send(&msg)?;
+            c.receive_exact(&mut back)?;
+        }
+    }
+    let n = paths.len();
+    let mut samples = vec![Vec::with_capacity(count); n];
+    for _ in 0..count.div_ceil(CONNS) {
+        for (i, c) in conns.iter().enumerate() {
+            let t0 = Instant::now();
+            c.send(&msg)?;
+            c.receive_exact(&mut back)?;
+            samples[i % n].push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    for c in conns {
+        c.end();
+    }
+    for s in &mut samples {
+        s.sort_by(f64::total_cmp);
+    }
+    Ok(samples)
+}
+
+fn pct(s: &[f64], q: f64) -> f64 {
+    s[((s.len() as f64 * q) as usize).min(s.len() - 1)]
+}
+
+/// The upstream paths, from `bench/router_upstream.py`.
+struct Upstream {
+    child: Child,
+    a: Path,
+    b: Path,
+}
+
+fn upstream(echo_addr: &str, sink_addr: &str) -> Res<Option<Upstream>> {
+    let Ok(python) = std::env::var("JW_PYTHON") else {
+        println!("JW_PYTHON is not set: the upstream paths (a) and (b) are left out");
+        return Ok(None);
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/router_upstream.py");
+    let mut child = Command::new(python)
+        .args([
+            script, "--echo", echo_addr, "--sink", sink_addr, "--key", KEY,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+    let mut get = |want: &str| -> Res<String> {
+        let line = lines.next().ok_or("router_upstream.py ended")??;
+        let (k, v) = line.split_once(' ').ok_or("bad line")?;
+        if k != want {
+            return Err(format!("router_upstream.py said {line:?}, expected {want}").into());
+        }
+        Ok(v.to_string())
+    };
+    let (a_echo, a_sink) = (get("A_ECHO")?, get("A_SINK")?);
+    let (b_echo, b_sink) = (get("B_ECHO")?, get("B_SINK")?);
+    Ok(Some(Upstream {
+        child,
+        a: Path::Tcp {
+            echo: a_echo,
+            sink: a_sink,
+        },
+        b: Path::Tcp {
+            echo: b_echo,
+            sink: b_sink,
+        },
+    }))
+}
+
+fn spawn_router() -> (Child, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .arg("router-server")
         .stdin(Stdio::piped())
@@ -74,70 +324,94 @@ fn main() {
         .read_line(&mut line)
         .unwrap();
     let url = line.trim().strip_prefix("ADDR ").unwrap().to_string();
+    (child, url)
+}
+
+fn main() -> Res<()> {
+    if std::env::args().nth(1).as_deref() == Some("router-server") {
+        let r = Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}"))?;
+        println!("ADDR {}", r.address());
+        let _ = std::io::stdin().read(&mut [0u8; 1]);
+        return Ok(());
+    }
+    let (mut child, url) = spawn_router();
     let pid = child.id();
     println!(
-        "router {url} (pid {pid}): {} threads, {} resident at start",
+        "jumpwire router {url} (pid {pid}): {} threads, {} resident at start",
         proc_status(pid, "Threads:"),
         proc_status(pid, "VmRSS:")
     );
-    let device = tcp_echo();
-
-    // Throughput and latency through one exported stream.
-    let t = token::mint(KEY, "bench", Duration::from_secs(600)).unwrap();
-    let exporter = {
-        let (url, t, target) = (url.clone(), t.clone(), Network::new(&device).unwrap());
-        std::thread::spawn(move || router::export(&url, &t, &target, WAIT))
+    let echo_addr = server(echo);
+    let sink_addr = server(sink);
+    let up = upstream(&echo_addr, &sink_addr)?;
+    let jw = Path::Jw {
+        router: url.clone(),
     };
-    let s = router::connect(&url, &t, WAIT).unwrap();
-    let mib = env("MIB", 1024);
-    let block = vec![0x5au8; 256 * 1024];
-    let mut buf = vec![0u8; 256 * 1024];
-    // Warm-up round trip.
-    s.send(b"w", WAIT).unwrap();
-    s.receive(&mut buf, WAIT).unwrap();
-    let t0 = Instant::now();
-    std::thread::scope(|sc| {
-        sc.spawn(|| {
-            for _ in 0..mib * 4 {
-                s.send(&block, WAIT).unwrap();
-            }
-        });
-        let mut got = 0usize;
-        while got < mib << 20 {
-            got += s.receive(&mut buf, WAIT).unwrap().unwrap();
-        }
-    });
-    let secs = t0.elapsed().as_secs_f64();
-    println!(
-        "throughput: {mib} MiB each way in {secs:.2} s = {:.2} Gbit/s per direction (round trip through router, exporter and TCP echo)",
-        (mib << 20) as f64 * 8.0 / secs / 1e9
-    );
-    let count = env("COUNT", 10_000);
-    let msg = [0x42u8; 64];
-    let mut rtts = Vec::with_capacity(count);
-    for _ in 0..count {
-        let t0 = Instant::now();
-        s.send(&msg, WAIT).unwrap();
-        let mut got = 0;
-        while got < msg.len() {
-            got += s.receive(&mut buf, WAIT).unwrap().unwrap();
-        }
-        rtts.push(t0.elapsed());
+    let mut paths: Vec<(&str, &Path)> = vec![("jumpwire", &jw)];
+    if let Some(u) = &up {
+        paths.push(("(a) upstream Python parts", &u.a));
+        paths.push(("(b) upstream in-process", &u.b));
     }
-    rtts.sort();
-    let p = |q: f64| rtts[((rtts.len() - 1) as f64 * q) as usize].as_micros();
-    println!(
-        "64-byte round trips ({count}): p50 {} us, p90 {} us, p99 {} us",
-        p(0.5),
-        p(0.9),
-        p(0.99)
-    );
-    s.send_eof().unwrap();
-    while s.receive(&mut buf, WAIT).unwrap().is_some() {}
-    s.close();
-    exporter.join().unwrap().unwrap();
+    let (mib, up_mib) = (env("MIB", 1024), env("UPSTREAM_MIB", 256));
 
-    // 500 concurrent pairs.
+    println!("\nthroughput, Gbit/s per direction (client -> router -> exporter -> TCP target)");
+    println!("{:<28} {:>10} {:>14}", "path", "one way", "echo (each way)");
+    let mut tput = Vec::new();
+    for (i, (name, p)) in paths.iter().enumerate() {
+        let m = if i == 0 { mib } else { up_mib };
+        let one = one_way(p, &sink_addr, m)?;
+        let both = echo_both(p, &echo_addr, m)?;
+        println!("{name:<28} {one:>10.2} {both:>14.2}   ({m} MiB)");
+        tput.push((one, both));
+    }
+
+    let count = env("COUNT", 4000);
+    let ps: Vec<&Path> = paths.iter().map(|(_, p)| *p).collect();
+    let lat = latency(&ps, &echo_addr, count)?;
+    println!(
+        "\n64-byte round trips, us ({count} per path over {CONNS} connections each, interleaved)"
+    );
+    println!("{:<28} {:>8} {:>8} {:>8}", "path", "p50", "p90", "p99");
+    for ((name, _), s) in paths.iter().zip(&lat) {
+        println!(
+            "{name:<28} {:>8.1} {:>8.1} {:>8.1}",
+            pct(s, 0.5),
+            pct(s, 0.9),
+            pct(s, 0.99)
+        );
+    }
+    if up.is_some() {
+        println!("\nratios, jumpwire / upstream (throughput: higher is better; latency: lower)");
+        for (k, label) in [(1, "(a)"), (2, "(b)")] {
+            println!(
+                "vs {label}: one way {:.2}x, echo {:.2}x, p50 {:.3}x, p90 {:.3}x, p99 {:.3}x",
+                tput[0].0 / tput[k].0,
+                tput[0].1 / tput[k].1,
+                pct(&lat[0], 0.5) / pct(&lat[k], 0.5),
+                pct(&lat[0], 0.9) / pct(&lat[k], 0.9),
+                pct(&lat[0], 0.99) / pct(&lat[k], 0.99),
+            );
+        }
+        println!(
+            "targets vs (b): one way >= 3x: {}; p50 <= 0.25x: {}",
+            if tput[0].0 >= 3.0 * tput[2].0 {
+                "met"
+            } else {
+                "NOT met"
+            },
+            if pct(&lat[0], 0.5) <= 0.25 * pct(&lat[2], 0.5) {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    if let Some(mut u) = up {
+        drop(u.child.stdin.take());
+        let _ = u.child.wait();
+    }
+
+    // Concurrent pairs through one router.
     let pairs = env("PAIRS", 500);
     let t0 = Instant::now();
     let streams: Vec<_> = (0..pairs)
@@ -170,12 +444,24 @@ fn main() {
         }
     });
     println!(
-        "{pairs} concurrent pairs: all exchanged 64 KiB both ways correctly in {:.2} s; router: {} threads, {} resident",
+        "\n{pairs} concurrent pairs: all exchanged 64 KiB both ways correctly in {:.2} s; router: {} threads, {} resident",
         t0.elapsed().as_secs_f64(),
         proc_status(pid, "Threads:"),
         proc_status(pid, "VmRSS:")
     );
+    // Both ends half-close, then close: no close waits for its peer.
+    let t0 = Instant::now();
+    for (a, b) in &streams {
+        a.send_eof().unwrap();
+        b.send_eof().unwrap();
+    }
     drop(streams);
+    println!(
+        "ending and closing the {} streams took {:.2} s",
+        2 * pairs,
+        t0.elapsed().as_secs_f64()
+    );
     drop(child.stdin.take());
     let _ = child.wait();
+    Ok(())
 }

@@ -1,18 +1,30 @@
 //! The router client stream: one `RouterService/Stream` call behind a blocking
 //! [`Stream`], and the exporter side ([`export`]) that forwards a router stream
 //! to a stream of a target network.
+//!
+//! The call runs as a task on the library's runtime. A `send` queues frames
+//! for the request stream; a `receive` reads the response stream on the
+//! caller's own thread (one `block_on` of the next message, bounded by the
+//! deadline), so a frame reaches the caller with no thread hand-off of ours.
+//! An exporter whose target is a TCP or Unix socket forwards as one task on
+//! the runtime, with no blocking thread per direction.
 
 use super::pb::router_service_client::RouterServiceClient;
-use super::pb::{FrameType, StreamRequest};
+use super::pb::{FrameType, StreamRequest, StreamResponse};
 use super::{MAX_FRAME, MAX_MESSAGE, runtime};
 use crate::error::{Error, Result};
 use crate::network::Network;
-use crate::stream::{Event, Feeder, Inbox, Stream, Transport, deadline, lock, queue};
+use crate::stream::{Stream, Transport, deadline, lock};
 use crate::url::{Endpoint, RouterConfig};
+use bytes::{Buf, Bytes, BytesMut};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::Streaming;
 use tonic::transport::Channel;
 
 /// Frames a stream queues for the gRPC request stream before `send` waits.
@@ -44,27 +56,61 @@ fn status_error(name: &str, st: &tonic::Status) -> Error {
     }
 }
 
-struct RouterTransport {
-    name: String,
-    tx: Mutex<Option<mpsc::Sender<StreamRequest>>>,
-    inbox: Inbox,
+fn frame(payload: Bytes, kind: FrameType) -> StreamRequest {
+    StreamRequest {
+        payload,
+        frame_type: kind as i32,
+    }
+}
+
+/// What the two sides of a call share with the task that starts it.
+#[derive(Default)]
+struct Shared {
     /// Why the call ended, once it ended with an error.
-    failure: Arc<OnceLock<Error>>,
-    cancel: Mutex<Option<oneshot::Sender<()>>>,
+    failure: OnceLock<Error>,
     /// Set once the gRPC layer has taken every request frame, the last one
     /// included: what was sent is then in the connection's hands.
-    drained: Arc<AtomicBool>,
+    drained: AtomicBool,
     /// Set once the router answered the call (it pairs before answering).
-    answered: Arc<AtomicBool>,
-    /// Disconnected when the reader thread has finished (the call ended).
-    done: crossbeam_channel::Receiver<()>,
+    answered: AtomicBool,
+}
+
+impl Shared {
+    /// The error for a send into a call that has ended. The request stream
+    /// can end a moment before the call's end is recorded: wait a little.
+    async fn gone(&self, name: &str) -> Error {
+        let until = Instant::now() + Duration::from_secs(1);
+        loop {
+            if let Some(e) = self.failure.get() {
+                return e.clone();
+            }
+            if Instant::now() >= until {
+                return Error::Connection(format!("{name}: the router stream ended"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Records that the call ended cleanly (a later send fails with this).
+    fn ended(&self, name: &str) {
+        let _ = self
+            .failure
+            .set(Error::Connection(format!("{name}: the call ended")));
+    }
+
+    /// Records that the call ended with `st`, and returns the error for it.
+    fn failed(&self, name: &str, st: &tonic::Status) -> Error {
+        let e = status_error(name, st);
+        let _ = self.failure.set(e.clone());
+        e
+    }
 }
 
 /// The request stream of the call: the frames `send` queues, until the
 /// sending side is dropped.
 struct Outbox {
     rx: mpsc::Receiver<StreamRequest>,
-    drained: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl tokio_stream::Stream for Outbox {
@@ -76,10 +122,84 @@ impl tokio_stream::Stream for Outbox {
     ) -> std::task::Poll<Option<StreamRequest>> {
         let r = self.rx.poll_recv(cx);
         if let std::task::Poll::Ready(None) = r {
-            self.drained.store(true, Ordering::Release);
+            self.shared.drained.store(true, Ordering::Release);
         }
         r
     }
+}
+
+type Answer = oneshot::Receiver<Result<Streaming<StreamResponse>>>;
+
+/// A started `RouterService/Stream` call.
+struct Call {
+    name: String,
+    tx: mpsc::Sender<StreamRequest>,
+    /// The response stream once the router answers, or why it refused.
+    answer: Answer,
+    /// The task that starts the call and waits for the answer.
+    task: JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+/// Dials the router and starts the call as a task on the runtime.
+fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Call> {
+    let Endpoint::Router(cfg) = Endpoint::parse(router_url)? else {
+        return Err(Error::invalid(format!(
+            "{router_url}: not a router URL (expected grpc://HOST:PORT or grpcs://HOST:PORT)"
+        )));
+    };
+    if token.is_empty() {
+        return Err(Error::invalid("the token is empty"));
+    }
+    let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Error::invalid("the token has characters a header cannot carry"))?;
+    let name = Endpoint::Router(cfg.clone()).to_string();
+    let until = deadline(timeout);
+    let channel = match dial(&cfg, &name, until) {
+        // tonic's own connect timeout ("deadline has elapsed") can fire
+        // first: a connect that failed at its deadline timed out.
+        Err(Error::Connection(_)) if until.is_some_and(|d| Instant::now() >= d) => {
+            return Err(Error::Timeout);
+        }
+        r => r?,
+    };
+    let mut client = RouterServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let (tx, rx) = mpsc::channel(SEND_QUEUE);
+    let shared = Arc::new(Shared::default());
+    let mut request = tonic::Request::new(Outbox {
+        rx,
+        shared: shared.clone(),
+    });
+    request.metadata_mut().insert("authorization", auth);
+    let (answer_tx, answer) = oneshot::channel();
+    let task = runtime().spawn({
+        let (name, shared) = (name.clone(), shared.clone());
+        async move {
+            let r = match client.stream(request).await {
+                Ok(r) => {
+                    shared.answered.store(true, Ordering::Release);
+                    Ok(r.into_inner())
+                }
+                Err(st) => {
+                    let e = status_error(&name, &st);
+                    let _ = shared.failure.set(e.clone());
+                    Err(e)
+                }
+            };
+            let _ = answer_tx.send(r);
+        }
+    });
+    log::debug!("{name}: router stream started");
+    Ok(Call {
+        name,
+        tx,
+        answer,
+        task,
+        shared,
+    })
 }
 
 /// Opens a router stream: dials the router named by `router_url`
@@ -94,64 +214,7 @@ impl tokio_stream::Stream for Outbox {
 /// token, [`Error::Connection`] when the router cannot be reached,
 /// [`Error::Timeout`] when `timeout` passes first.
 pub fn connect(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Stream> {
-    let Endpoint::Router(cfg) = Endpoint::parse(router_url)? else {
-        return Err(Error::invalid(format!(
-            "{router_url}: not a router URL (expected grpc://HOST:PORT or grpcs://HOST:PORT)"
-        )));
-    };
-    if token.is_empty() {
-        return Err(Error::invalid("the token is empty"));
-    }
-    let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| Error::invalid("the token has characters a header cannot carry"))?;
-    let name = Endpoint::Router(cfg.clone()).to_string();
-    let channel = dial(&cfg, &name, deadline(timeout))?;
-    let client = RouterServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-    let (tx, rx) = mpsc::channel(SEND_QUEUE);
-    let drained = Arc::new(AtomicBool::new(false));
-    let mut request = tonic::Request::new(Outbox {
-        rx,
-        drained: drained.clone(),
-    });
-    request.metadata_mut().insert("authorization", auth);
-    let (feeder, inbox) = queue();
-    let failure = Arc::new(OnceLock::new());
-    let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-    let answered = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (rx_name, failure, answered) = (name.clone(), failure.clone(), answered.clone());
-        std::thread::Builder::new()
-            .name("jw-router-rx".into())
-            .spawn(move || {
-                runtime().block_on(async move {
-                    tokio::select! {
-                        _ = cancel_rx => {}
-                        () = read(client, request, &feeder, &failure, &answered, &rx_name) => {}
-                    }
-                });
-                drop(done_tx);
-            })
-            .map_err(|e| Error::Io(format!("{name}: spawning the reader: {e}")))?
-    };
-    log::debug!("{name}: router stream started");
-    Ok(Stream::new(
-        name.clone(),
-        RouterTransport {
-            name,
-            tx: Mutex::new(Some(tx)),
-            inbox,
-            failure,
-            cancel: Mutex::new(Some(cancel_tx)),
-            drained,
-            answered,
-            done: done_rx,
-        },
-        vec![reader],
-    ))
+    Ok(RouterTransport::new(start(router_url, token, timeout)?).into_stream())
 }
 
 fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Channel> {
@@ -168,6 +231,8 @@ fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Cha
     let mut ep = tonic::transport::Endpoint::from_shared(format!("http://{host}:{}", cfg.port))
         .map_err(|e| Error::invalid(format!("{name}: {e}")))?
         .tcp_nodelay(true)
+        .initial_stream_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::CONNECTION_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(180))
         .keep_alive_while_idle(true);
@@ -193,101 +258,150 @@ fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Cha
     })
 }
 
-/// Runs the call and turns its response frames into [`Event`]s.
-async fn read(
-    mut client: RouterServiceClient<Channel>,
-    request: tonic::Request<Outbox>,
-    feeder: &Feeder,
-    failure: &OnceLock<Error>,
-    answered: &AtomicBool,
-    name: &str,
-) {
-    let fail = |e: Error| {
-        let _ = failure.set(e.clone());
-        feeder.feed(Event::Error(e, true));
-    };
-    let mut frames = match client.stream(request).await {
-        Ok(r) => {
-            answered.store(true, Ordering::Release);
-            r.into_inner()
-        }
-        Err(st) => return fail(status_error(name, &st)),
-    };
-    let mut ended = false;
+/// The receiving side of a call.
+enum Incoming {
+    /// Not answered yet: the router answers once it has paired the call.
+    Waiting(Answer),
+    Open(Streaming<StreamResponse>),
+    /// End of stream (`None`) or the error every later receive returns.
+    Ended(Option<Error>),
+}
+
+struct Reader {
+    incoming: Incoming,
+    /// The rest of the DATA frame being received.
+    current: Bytes,
+    /// After a GOAWAY: the task that reads the call to its end.
+    drain: Option<JoinHandle<()>>,
+}
+
+struct RouterTransport {
+    name: String,
+    tx: Mutex<Option<mpsc::Sender<StreamRequest>>>,
+    reader: Mutex<Reader>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+    /// Set by `close`: wakes a blocked `send` or `receive`.
+    closing: watch::Sender<bool>,
+}
+
+/// Reads the rest of a call whose stream has ended for us, recording how the
+/// call ended.
+async fn drain(mut frames: Streaming<StreamResponse>, shared: Arc<Shared>, name: String) {
     loop {
         match frames.message().await {
-            Ok(Some(_)) if ended => {}
-            Ok(Some(f)) => match FrameType::try_from(f.frame_type) {
-                Ok(FrameType::Data) => {
-                    if !f.payload.is_empty() && !feeder.feed(Event::Data(f.payload)) {
-                        return;
-                    }
-                }
-                Ok(FrameType::Goaway) => {
-                    // End of stream for us; the call stays up so that our own
-                    // direction can go on.
-                    ended = true;
-                    feeder.feed(Event::Eof);
-                }
-                Ok(FrameType::RstStream) => {
-                    return fail(Error::Connection(format!(
-                        "{name}: the peer reset the stream (RST_STREAM frame)"
-                    )));
-                }
-                Ok(FrameType::Ping) | Err(_) => {}
-            },
-            Ok(None) => {
-                let _ = failure.set(Error::Connection(format!("{name}: the call ended")));
-                if !ended {
-                    feeder.feed(Event::Eof);
-                }
-                return;
-            }
+            Ok(Some(_)) => {}
+            Ok(None) => return shared.ended(&name),
             Err(st) => {
-                let e = status_error(name, &st);
-                let _ = failure.set(e.clone());
-                if !ended {
-                    feeder.feed(Event::Error(e, true));
-                }
+                shared.failed(&name, &st);
                 return;
             }
+        }
+    }
+}
+
+impl Reader {
+    /// Waits for the next thing the call brings: the answer, or a frame.
+    /// Cancel-safe: an interrupted wait loses nothing.
+    async fn advance(&mut self, shared: &Arc<Shared>, name: &str) {
+        match &mut self.incoming {
+            Incoming::Waiting(answer) => {
+                self.incoming = match answer.await {
+                    Ok(Ok(frames)) => Incoming::Open(frames),
+                    Ok(Err(e)) => Incoming::Ended(Some(e)),
+                    Err(_) => Incoming::Ended(Some(Error::Connection(format!(
+                        "{name}: the call was dropped"
+                    )))),
+                };
+            }
+            Incoming::Open(frames) => {
+                let r = frames.message().await;
+                match r {
+                    Ok(Some(f)) => match FrameType::try_from(f.frame_type) {
+                        Ok(FrameType::Data) => self.current = f.payload,
+                        Ok(FrameType::Goaway) => {
+                            // End of stream for us; the call stays up so that
+                            // our own direction can go on.
+                            if let Incoming::Open(frames) =
+                                std::mem::replace(&mut self.incoming, Incoming::Ended(None))
+                            {
+                                self.drain =
+                                    Some(tokio::spawn(drain(frames, shared.clone(), name.into())));
+                            }
+                        }
+                        Ok(FrameType::RstStream) => {
+                            let e = Error::Connection(format!(
+                                "{name}: the peer reset the stream (RST_STREAM frame)"
+                            ));
+                            let _ = shared.failure.set(e.clone());
+                            self.incoming = Incoming::Ended(Some(e));
+                        }
+                        Ok(FrameType::Ping) | Err(_) => {}
+                    },
+                    Ok(None) => {
+                        shared.ended(name);
+                        self.incoming = Incoming::Ended(None);
+                    }
+                    Err(st) => self.incoming = Incoming::Ended(Some(shared.failed(name, &st))),
+                }
+            }
+            Incoming::Ended(_) => {}
         }
     }
 }
 
 impl RouterTransport {
+    fn new(call: Call) -> RouterTransport {
+        RouterTransport {
+            name: call.name,
+            tx: Mutex::new(Some(call.tx)),
+            reader: Mutex::new(Reader {
+                incoming: Incoming::Waiting(call.answer),
+                current: Bytes::new(),
+                drain: None,
+            }),
+            shared: call.shared,
+            task: call.task,
+            closing: watch::channel(false).0,
+        }
+    }
+
+    fn into_stream(self) -> Stream {
+        Stream::new(self.name.clone(), self, Vec::new())
+    }
+
+    fn closed(&self) -> Error {
+        Error::Closed(format!("{}: stream is closed", self.name))
+    }
+
     fn sender(&self) -> Result<mpsc::Sender<StreamRequest>> {
-        lock(&self.tx)
-            .clone()
-            .ok_or_else(|| Error::Closed(format!("{}: stream is closed", self.name)))
+        lock(&self.tx).clone().ok_or_else(|| self.closed())
     }
 
-    /// The error for a send into a call that has ended.
-    fn gone(&self) -> Error {
-        // The request stream can end a moment before the reader records why.
-        let until = Instant::now() + Duration::from_secs(1);
-        loop {
-            if let Some(e) = self.failure.get() {
-                return e.clone();
+    /// Runs `fut` on the caller's thread until it completes, `deadline`
+    /// passes ([`Error::Timeout`]) or the stream is closed.
+    fn wait<T>(&self, deadline: Option<Instant>, fut: impl Future<Output = T>) -> Result<T> {
+        let mut closing = self.closing.subscribe();
+        runtime().block_on(async {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                r = fut => Ok(r),
+                _ = closing.wait_for(|c| *c) => Err(self.closed()),
+                () = timer => Err(Error::Timeout),
             }
-            if Instant::now() >= until {
-                return Error::Connection(format!("{}: the router stream ended", self.name));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn frame(payload: Vec<u8>, kind: FrameType) -> StreamRequest {
-        StreamRequest {
-            payload,
-            frame_type: kind as i32,
-        }
+        })
     }
 }
 
 impl Transport for RouterTransport {
     fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
-        if let Some(e) = self.failure.get() {
+        if let Some(e) = self.shared.failure.get() {
             return Err(e.clone());
         }
         let tx = self.sender()?;
@@ -297,25 +411,29 @@ impl Transport for RouterTransport {
         };
         // The first frame waits at most until the deadline; once it is
         // accepted the rest of the data follows it.
-        let frame = Self::frame(first.to_vec(), FrameType::Data);
-        match tx.try_send(frame) {
+        match tx.try_send(frame(Bytes::copy_from_slice(first), FrameType::Data)) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.gone()),
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                let r = runtime().block_on(async {
-                    match deadline {
-                        Some(d) => tokio::time::timeout_at(d.into(), tx.send(frame))
-                            .await
-                            .map_err(|_| Error::Timeout),
-                        None => Ok(tx.send(frame).await),
-                    }
-                })?;
-                r.map_err(|_| self.gone())?;
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(runtime().block_on(self.shared.gone(&self.name)));
+            }
+            Err(mpsc::error::TrySendError::Full(f)) => {
+                if self.wait(deadline, tx.send(f))?.is_err() {
+                    return Err(runtime().block_on(self.shared.gone(&self.name)));
+                }
             }
         }
-        for chunk in chunks {
-            tx.blocking_send(Self::frame(chunk.to_vec(), FrameType::Data))
-                .map_err(|_| self.gone())?;
+        let mut rest = chunks.peekable();
+        if rest.peek().is_some() {
+            let r = self.wait(None, async {
+                for chunk in rest {
+                    let f = frame(Bytes::copy_from_slice(chunk), FrameType::Data);
+                    if tx.send(f).await.is_err() {
+                        return Err(self.shared.gone(&self.name).await);
+                    }
+                }
+                Ok(())
+            })?;
+            r?;
         }
         Ok(())
     }
@@ -325,41 +443,79 @@ impl Transport for RouterTransport {
             return Ok(());
         };
         // GOAWAY, then the end of the request stream, as upstream RouterStream.
-        tx.blocking_send(Self::frame(Vec::new(), FrameType::Goaway))
-            .map_err(|_| self.gone())
+        match tx.try_send(frame(Bytes::new(), FrameType::Goaway)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(runtime().block_on(self.shared.gone(&self.name)))
+            }
+            Err(mpsc::error::TrySendError::Full(f)) => match self.wait(None, tx.send(f))? {
+                Ok(()) => Ok(()),
+                Err(_) => Err(runtime().block_on(self.shared.gone(&self.name))),
+            },
+        }
     }
 
     fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
-        self.inbox.receive(buf, deadline)
+        let mut r = lock(&self.reader);
+        loop {
+            if !r.current.is_empty() {
+                let n = r.current.len().min(buf.len());
+                buf[..n].copy_from_slice(&r.current[..n]);
+                r.current.advance(n);
+                return Ok(Some(n));
+            }
+            if let Incoming::Ended(end) = &r.incoming {
+                return end.clone().map_or(Ok(None), Err);
+            }
+            let r = &mut *r;
+            self.wait(deadline, r.advance(&self.shared, &self.name))?;
+        }
     }
 
     fn close(&self) {
         let until = Instant::now() + CLOSE_GRACE;
-        if let Some(tx) = lock(&self.tx).take() {
-            let _ = runtime().block_on(async {
-                tokio::time::timeout_at(
-                    until.into(),
-                    tx.send(Self::frame(Vec::new(), FrameType::Goaway)),
-                )
-                .await
-            });
-        }
-        // Let what was sent reach the peer before the call goes: a router
-        // drops the frames it has not read yet when a call is cancelled. The
-        // call ends once the peer has finished too; an unpaired call has
-        // nobody to deliver to.
-        if self.answered.load(Ordering::Acquire) {
-            let _ = self.done.recv_deadline(until);
-        } else {
-            while !self.drained.load(Ordering::Acquire)
-                && self.failure.get().is_none()
-                && Instant::now() < until
-            {
-                std::thread::sleep(Duration::from_millis(1));
+        // Wake a blocked send or receive (they return Closed).
+        self.closing.send_replace(true);
+        let tx = lock(&self.tx).take();
+        let mut r = lock(&self.reader);
+        let shared = &self.shared;
+        runtime().block_on(async {
+            let until = tokio::time::Instant::from_std(until);
+            if let Some(tx) = tx {
+                let goaway = tx.send(frame(Bytes::new(), FrameType::Goaway));
+                let _ = tokio::time::timeout_at(until, goaway).await;
             }
+            // Let what was sent reach the peer before the call goes: a router
+            // drops the frames it has not read yet when a call is cancelled.
+            // The call ends once the peer has finished too; an unpaired call
+            // has nobody to deliver to.
+            if shared.answered.load(Ordering::Acquire) {
+                if let Incoming::Waiting(answer) = &mut r.incoming {
+                    if let Ok(Ok(frames)) = answer.try_recv() {
+                        r.incoming = Incoming::Open(frames);
+                    }
+                }
+                if let Incoming::Open(frames) = &mut r.incoming {
+                    let rest = async { while let Ok(Some(_)) = frames.message().await {} };
+                    let _ = tokio::time::timeout_at(until, rest).await;
+                } else if let Some(d) = &mut r.drain {
+                    let _ = tokio::time::timeout_at(until, d).await;
+                }
+            } else {
+                while !shared.drained.load(Ordering::Acquire)
+                    && shared.failure.get().is_none()
+                    && tokio::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        r.incoming = Incoming::Ended(Some(self.closed()));
+        r.current = Bytes::new();
+        if let Some(d) = r.drain.take() {
+            d.abort();
         }
-        drop(lock(&self.cancel).take());
-        self.inbox.close();
+        self.task.abort();
     }
 }
 
@@ -368,11 +524,13 @@ impl Transport for RouterTransport {
 /// forwards both ways, half-close propagated, until both directions have
 /// ended or either side fails. `timeout` bounds the two connects.
 ///
+/// A TCP or Unix target is forwarded by one task on the library's runtime;
+/// other targets through [`forward`](crate::forward::forward).
+///
 /// # Errors
 ///
-/// Those of [`connect`] and of connecting `target`; then those of
-/// [`forward`](crate::forward::forward) (a refused token surfaces here as
-/// [`Error::Unauthenticated`]).
+/// Those of [`connect`] and of connecting `target`; then those of the
+/// forwarding (a refused token surfaces here as [`Error::Unauthenticated`]).
 pub fn export(
     router_url: &str,
     token: &str,
@@ -380,17 +538,155 @@ pub fn export(
     timeout: Option<Duration>,
 ) -> Result<()> {
     let until = deadline(timeout);
-    let routed = connect(router_url, token, timeout)?;
+    let call = start(router_url, token, timeout)?;
     let left = until.map(|d| d.saturating_duration_since(Instant::now()));
-    let device = target.connect(left)?;
-    log::info!("{}: exporting {}", routed.name(), device.name());
-    let r = crate::forward::forward(&routed, &device);
-    log::info!(
-        "{}: export of {} ended: {r:?}",
-        routed.name(),
-        device.name()
-    );
-    routed.close();
+    let device = match target.connect(left) {
+        Ok(d) => d,
+        Err(e) => {
+            RouterTransport::new(call).into_stream().close();
+            return Err(e);
+        }
+    };
+    log::info!("{}: exporting {}", call.name, device.name());
+    let name = call.name.clone();
+    let r = match Socket::of(&device) {
+        Some(sock) => {
+            let dev = device.name().to_string();
+            runtime()
+                .block_on(runtime().spawn(sock.bridge(call, dev)))
+                .unwrap_or_else(|e| Err(Error::Internal(format!("{name}: export task: {e}"))))
+        }
+        None => {
+            let routed = RouterTransport::new(call).into_stream();
+            let r = crate::forward::forward(&routed, &device);
+            routed.close();
+            r
+        }
+    };
+    log::info!("{name}: export of {} ended: {r:?}", device.name());
     device.close();
+    r
+}
+
+/// A target's connected socket, duplicated for the runtime.
+enum Socket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Socket {
+    /// The socket of a TCP or Unix stream (`None` for other transports).
+    fn of(s: &Stream) -> Option<Socket> {
+        let fd = s.socket()?;
+        let domain = socket2::SockRef::from(&fd).domain().ok()?;
+        let owned = fd.try_clone_to_owned().ok()?;
+        socket2::SockRef::from(&owned).set_nonblocking(true).ok()?;
+        if domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6 {
+            Some(Socket::Tcp(owned.into()))
+        } else if domain == socket2::Domain::UNIX {
+            Some(Socket::Unix(owned.into()))
+        } else {
+            None
+        }
+    }
+
+    /// Forwards between the call and the socket (on the runtime).
+    async fn bridge(self, call: Call, dev: String) -> Result<()> {
+        let io = |e: std::io::Error| Error::io(&dev, &e);
+        match self {
+            Socket::Tcp(s) => {
+                let mut s = tokio::net::TcpStream::from_std(s).map_err(io)?;
+                let (rd, wr) = s.split();
+                bridge(call, rd, wr, &dev).await
+            }
+            Socket::Unix(s) => {
+                let mut s = tokio::net::UnixStream::from_std(s).map_err(io)?;
+                let (rd, wr) = s.split();
+                bridge(call, rd, wr, &dev).await
+            }
+        }
+    }
+}
+
+/// Forwards a call to a target's socket halves and back, half-close
+/// propagated, until both directions have ended or either fails; then says
+/// goodbye as [`RouterTransport::close`] does.
+async fn bridge<R, W>(call: Call, mut rd: R, mut wr: W, dev: &str) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Call {
+        name,
+        tx,
+        answer,
+        task,
+        shared,
+    } = call;
+    let io = |e: std::io::Error| Error::io(dev, &e);
+    let goaway_sent = AtomicBool::new(false);
+    let mut frames = None;
+    // Target -> router.
+    let up = async {
+        loop {
+            let mut buf = BytesMut::with_capacity(MAX_FRAME);
+            if rd.read_buf(&mut buf).await.map_err(io)? == 0 {
+                break;
+            }
+            if tx.send(frame(buf.freeze(), FrameType::Data)).await.is_err() {
+                return Err(shared.gone(&name).await);
+            }
+        }
+        goaway_sent.store(true, Ordering::Relaxed);
+        if tx
+            .send(frame(Bytes::new(), FrameType::Goaway))
+            .await
+            .is_err()
+        {
+            return Err(shared.gone(&name).await);
+        }
+        Ok(())
+    };
+    // Router -> target.
+    let down = async {
+        let f = frames.insert(match answer.await {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::Internal(format!("{name}: the call was dropped"))),
+        });
+        loop {
+            match f.message().await {
+                Ok(Some(m)) => match FrameType::try_from(m.frame_type) {
+                    Ok(FrameType::Data) => wr.write_all(&m.payload).await.map_err(io)?,
+                    Ok(FrameType::Goaway) => break,
+                    Ok(FrameType::RstStream) => {
+                        return Err(Error::Connection(format!(
+                            "{name}: the peer reset the stream (RST_STREAM frame)"
+                        )));
+                    }
+                    Ok(FrameType::Ping) | Err(_) => {}
+                },
+                Ok(None) => {
+                    shared.ended(&name);
+                    break;
+                }
+                Err(st) => return Err(shared.failed(&name, &st)),
+            }
+        }
+        wr.shutdown().await.map_err(io)
+    };
+    let r = tokio::try_join!(up, down).map(|_| ());
+    // Goodbye: GOAWAY unless sent, the end of the request stream, and the
+    // call's end awaited (bounded) so that the last frames reach the peer.
+    let until = tokio::time::Instant::now() + CLOSE_GRACE;
+    if !goaway_sent.load(Ordering::Relaxed) {
+        let goaway = tx.send(frame(Bytes::new(), FrameType::Goaway));
+        let _ = tokio::time::timeout_at(until, goaway).await;
+    }
+    drop(tx);
+    if let Some(f) = &mut frames {
+        let rest = async { while let Ok(Some(_)) = f.message().await {} };
+        let _ = tokio::time::timeout_at(until, rest).await;
+    }
+    task.abort();
     r
 }

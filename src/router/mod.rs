@@ -32,8 +32,16 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 /// Largest DATA frame a router client sends; larger sends are split.
 pub const MAX_FRAME: usize = 64 << 10;
 
+/// HTTP/2 flow-control windows of router connections, both ends: large
+/// enough that a window update is rarely waited for at loopback speeds.
+pub(crate) const STREAM_WINDOW: u32 = 4 << 20;
+/// See [`STREAM_WINDOW`].
+pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
+
 /// The library's runtime for the gRPC transport: started on first use, two
-/// worker threads named `jw-router`, never stopped.
+/// worker threads named `jw-router`, never stopped. Its threads block
+/// `SIGPIPE` (an exporter writes to its target's socket from them, and the
+/// host may be a C program that has not ignored the signal).
 pub(crate) fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
@@ -41,6 +49,7 @@ pub(crate) fn runtime() -> &'static Runtime {
             .worker_threads(2)
             .max_blocking_threads(2)
             .thread_name("jw-router")
+            .on_thread_start(|| std::mem::forget(crate::sys::SigpipeGuard::new()))
             .enable_all()
             .build()
             .expect("starting the router runtime")

@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Largest HTTP/2 frame the router accepts: a 64 KiB DATA frame with its
+/// gRPC framing fits in one.
+const MAX_H2_FRAME: u32 = 128 << 10;
 /// Frames buffered per direction between the two callers of a pair.
 const RELAY_QUEUE: usize = 16;
 /// How long a failing pair waits to queue the error for each caller.
@@ -272,6 +275,9 @@ impl Router {
         };
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .initial_stream_window_size(super::STREAM_WINDOW)
+            .initial_connection_window_size(super::CONNECTION_WINDOW)
+            .max_frame_size(MAX_H2_FRAME)
             .add_service(
                 RouterServiceServer::new(service)
                     .max_decoding_message_size(MAX_MESSAGE)
