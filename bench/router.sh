@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Router benchmark: the whole routed path on 127.0.0.1 (client -> router ->
-# exporter -> TCP echo): throughput, 64-byte round-trip latency, and 500
-# concurrent pairs with the router's threads and resident memory. See
-# examples/bench_router.rs. Environment: MIB (default 1024), COUNT (10000),
-# PAIRS (500), CARGO_TARGET_DIR.
+# exporter -> TCP target) for jumpwire and, in the same run, upstream
+# Jumpstarter's paths (a) Python router + connect_router_stream exporter +
+# RouterStream client and (b) serve(TcpNetwork) + TcpPortforwardAdapter
+# (bench/router_upstream.py, in the venv of scripts/venv.sh): throughput one
+# way and echo, 64-byte round-trip latency, ratios; then 500 concurrent pairs
+# with the router's threads and resident memory. See examples/bench_router.rs.
+# Environment: MIB (default 1024), UPSTREAM_MIB (256), COUNT (4000),
+# PAIRS (500), JW_PYTHON (default: scripts/venv.sh's), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ulimit -n 65536 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+JW_PYTHON="${JW_PYTHON:-$(scripts/venv.sh)}"
+export JW_PYTHON
 cargo run --release --quiet --example bench_router
