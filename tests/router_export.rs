@@ -303,11 +303,11 @@ fn close_after_the_peer_ended_does_not_wait_out_the_grace() {
     b.send_eof().unwrap();
     expect_eof(&a);
     let (_, took) = timed(|| a.close());
-    assert!(took < Duration::from_millis(500), "a.close took {took:?}");
+    assert!(took < Duration::from_secs(1), "a.close took {took:?}");
     // a's close ended a's direction: b sees EOF and closes at once too.
     expect_eof(&b);
     let (_, took) = timed(|| b.close());
-    assert!(took < Duration::from_millis(500), "b.close took {took:?}");
+    assert!(took < Duration::from_secs(1), "b.close took {took:?}");
 }
 
 #[test]
@@ -322,7 +322,7 @@ fn an_exporter_ends_promptly_when_the_client_closes_after_the_exchange() {
     c.send_eof().unwrap();
     expect_eof(&c);
     let ((), took) = timed(|| c.close());
-    assert!(took < Duration::from_millis(500), "close took {took:?}");
+    assert!(took < Duration::from_secs(1), "close took {took:?}");
     let (res, took) = timed(|| join(exporter));
     assert_eq!(res, Ok(()));
     assert!(took < Duration::from_secs(1), "{took:?}");
