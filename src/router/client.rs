@@ -82,16 +82,27 @@ impl tokio_stream::Stream for Outbox {
     }
 }
 
-/// Opens a router stream: dials the router named by `router_url`
-/// (`grpc://HOST:PORT`) and starts a `RouterService/Stream` call with `token`
-/// as its bearer token. Returns once the connection is up and the call is
-/// started; a router that refuses the token is reported by the first
-/// `receive` or `send` as [`Error::Unauthenticated`].
+/// Opens a router stream: dials the router named by `router_url` and starts
+/// a `RouterService/Stream` call with `token` as its bearer token. Returns
+/// once the connection is up and the call is started; a router that refuses
+/// the token is reported by the first `receive` or `send` as
+/// [`Error::Unauthenticated`].
+///
+/// `router_url` is `grpc://HOST:PORT` (plaintext HTTP/2) or
+/// `grpcs://HOST:PORT[?ca=FILE][&insecure=1]` (TLS, ALPN `h2`). Over TLS the
+/// router's certificate is verified against the system roots, or against the
+/// PEM certificates in `ca` (a CA, or the router's own certificate, e.g. from
+/// [`Router::certificate`](super::Router::certificate)); `insecure=1`
+/// accepts any certificate for any name. (Upstream Jumpstarter's insecure
+/// mode instead fetches the presented chain and trusts it for that one
+/// connection; in effect both skip verification.)
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] for a URL that is not a router or an empty
-/// token, [`Error::Connection`] when the router cannot be reached,
+/// [`Error::InvalidArgument`] for a URL that is not a router, an empty
+/// token, or a `ca` file that cannot be read or holds no certificate;
+/// [`Error::Connection`] when the router cannot be reached or the TLS
+/// handshake fails (certificate refused, not a TLS server);
 /// [`Error::Timeout`] when `timeout` passes first.
 pub fn connect(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Stream> {
     let Endpoint::Router(cfg) = Endpoint::parse(router_url)? else {
@@ -155,17 +166,20 @@ pub fn connect(router_url: &str, token: &str, timeout: Option<Duration>) -> Resu
 }
 
 fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Channel> {
-    if cfg.tls {
-        return Err(Error::Unsupported(format!(
-            "{name}: grpcs:// (TLS) router streams are not built yet"
-        )));
-    }
+    // grpcs://: TCP and the TLS handshake by our connector (checked before
+    // any I/O, so an unreadable CA file is an argument error).
+    let tls = if cfg.tls {
+        Some(super::tls::Connector::new(cfg, name)?)
+    } else {
+        None
+    };
     let host = if cfg.host.contains(':') {
         format!("[{}]", cfg.host)
     } else {
         cfg.host.clone()
     };
-    let mut ep = tonic::transport::Endpoint::from_shared(format!("http://{host}:{}", cfg.port))
+    let scheme = if cfg.tls { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
         .map_err(|e| Error::invalid(format!("{name}: {e}")))?
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
@@ -175,7 +189,12 @@ fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Cha
         ep = ep.connect_timeout(d.saturating_duration_since(Instant::now()));
     }
     runtime().block_on(async move {
-        let connecting = ep.connect();
+        let connecting = async {
+            match tls {
+                Some(c) => ep.connect_with_connector(c).await,
+                None => ep.connect().await,
+            }
+        };
         let r = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), connecting)
                 .await
@@ -184,7 +203,8 @@ fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Cha
         };
         r.map_err(|e| {
             let text = chain(&e);
-            if text.contains("timed out") {
+            // The connect timeout (hyper-timeout) says "deadline has elapsed".
+            if text.contains("timed out") || text.contains("deadline has elapsed") {
                 Error::Timeout
             } else {
                 Error::Connection(format!("{name}: {text}"))
