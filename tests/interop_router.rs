@@ -292,6 +292,7 @@ fn tls_upstream_connect_router_stream_and_a_jumpwire_client_through_a_jumpwire_r
         (65_537, ca_s),
         (1 << 20, ca_s),
         (4 << 20, "insecure"),
+        (64 << 20, ca_s),
     ]
     .into_iter()
     .enumerate()
