@@ -5,8 +5,8 @@
 //! unreadable CA and certificate files are argument errors; a plaintext
 //! client of a TLS router and a TLS client of a plaintext router fail
 //! cleanly; silent TCP clients do not hold up other handshakes; the exporter
-//! and a router network over TLS; the C functions, `jw_router_certificate`
-//! included.
+//! and a router network over TLS, a local port forwarded onto TLS router
+//! streams; the C functions, `jw_router_certificate` included.
 
 mod common;
 
@@ -467,4 +467,51 @@ fn the_c_functions_serve_report_the_certificate_and_connect_over_tls() {
         bad
     );
     jw_router_close(r);
+}
+
+#[test]
+fn a_local_port_forwarded_onto_tls_router_streams_reaches_the_exporter() {
+    let dir = TempDir::new("rtlsl");
+    let r = tls_router();
+    let url = trusted_url(&r, dir.path());
+    let echo = tcp_echo_server("127.0.0.1:0");
+    let target = jumpwire::Network::new(&format!("tcp://{echo}")).unwrap();
+    let t = tok("forward");
+    let routed = jumpwire::Network::router(&url, &t).unwrap();
+    let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &routed).unwrap();
+    const CONNECTIONS: usize = 3;
+    let exporter = {
+        let (url, t) = (url.clone(), t.clone());
+        std::thread::spawn(move || {
+            (0..CONNECTIONS)
+                .map(|_| router::export(&url, &t, &target, LONG))
+                .collect::<Vec<_>>()
+        })
+    };
+    for i in 0..CONNECTIONS {
+        let c = jumpwire::connect(l.address(), LONG).unwrap();
+        let data = pattern(300_000 + i, i as u64);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                c.send(&data, LONG).unwrap();
+                c.send_eof().unwrap();
+            });
+            expect(&c, &data);
+            expect_eof(&c);
+        });
+    }
+    assert_eq!(join(exporter), vec![Ok(()); CONNECTIONS]);
+    // A router network that does not trust the certificate: the forwarded
+    // connection ends instead of hanging.
+    let untrusting = jumpwire::Network::router(r.address(), &t).unwrap();
+    let l2 = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &untrusting).unwrap();
+    let c = jumpwire::connect(l2.address(), LONG).unwrap();
+    let (end, took) = timed(|| c.receive(&mut [0u8; 16], LONG));
+    assert!(
+        matches!(end, Ok(None) | Err(Error::Connection(_))),
+        "{end:?}"
+    );
+    assert!(took < SLACK, "{took:?}");
+    l2.close();
+    l.close();
 }
