@@ -96,6 +96,7 @@ fn fails_cleanly(url: &str, t: &str, within: Duration) -> Error {
         }
     };
     let took = t0.elapsed();
+    eprintln!("{url}: failed in {took:?}: {e}");
     assert!(took < within, "{url}: took {took:?} to fail ({e:?})");
     assert!(matches!(e, Error::Connection(_)), "{url}: {e:?}");
     e
