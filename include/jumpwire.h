@@ -263,7 +263,8 @@ jw_status jw_connect(const char *url, int timeout_ms, jw_stream **out);
  * A `grpcs://` router without `cert` and `key_file` (PEM certificate chain
  * and private key) makes a self-signed certificate for `localhost`,
  * `127.0.0.1`, `::1` and `HOST`; `jw_router_certificate` gives it to
- * clients. Each TLS handshake must finish within 10 s. `JW_ERR_IO` if the
+ * clients. Each TLS handshake must finish within 10 s (at most 256 at once;
+ * a connection past that is closed). `JW_ERR_IO` if the
  * address cannot be bound; `JW_ERR_INVALID_ARGUMENT` for certificate files
  * that cannot be read or do not match.
  */

@@ -245,7 +245,8 @@ impl Router {
     /// A `grpcs://` router without `cert` and `key_file` (PEM files) makes a
     /// self-signed certificate for `localhost`, `127.0.0.1`, `::1` and the
     /// listen host; [`Router::certificate`] gives it to clients. Each TLS
-    /// handshake runs on its own and must finish within 10 s.
+    /// handshake runs on its own and must finish within 10 s; at most 256
+    /// run at once (a connection past that is closed).
     ///
     /// # Errors
     ///
@@ -311,6 +312,7 @@ impl Router {
                     tls.acceptor.clone(),
                     stop_rx.clone(),
                     address.clone(),
+                    super::tls::MAX_HANDSHAKES,
                 );
                 rt.spawn({
                     let address = address.clone();

@@ -26,6 +26,9 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// How long a client has for its TLS handshake with the router.
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once; a connection past that is closed at
+/// once (a flood of silent clients cannot take every descriptor).
+pub(super) const MAX_HANDSHAKES: usize = 256;
 
 const ALPN_H2: &[u8] = b"h2";
 
@@ -210,15 +213,19 @@ pub(super) type Incoming = ReceiverStream<io::Result<TlsConn>>;
 /// Accepts TCP connections on `listener` until `stop` (or until the server
 /// drops the returned stream) and does each TLS handshake in its own task,
 /// bounded by [`HANDSHAKE_TIMEOUT`], so a client that stays silent holds up
-/// nobody. Returns the stream of ready connections and the accept loop (to be
-/// awaited with the server, so that the port is released when both end).
+/// nobody; at most `max_handshakes` at once ([`MAX_HANDSHAKES`]), a
+/// connection past that is closed at once. Returns the stream of ready
+/// connections and the accept loop (to be awaited with the server, so that
+/// the port is released when both end).
 pub(super) fn incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     stop: watch::Receiver<bool>,
     address: String,
+    max_handshakes: usize,
 ) -> (Incoming, impl Future<Output = ()> + Send) {
     let (tx, rx) = mpsc::channel::<io::Result<TlsConn>>(16);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_handshakes));
     let accepting = async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -234,6 +241,14 @@ pub(super) fn incoming(
                 () = tx.closed() => return,
                 () = halted(stop.clone()) => return,
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                log_refused(
+                    &address,
+                    peer,
+                    &format!("{max_handshakes} handshakes already in progress"),
+                );
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let info = TcpConnectInfo {
                 local_addr: tcp.local_addr().ok(),
@@ -247,6 +262,7 @@ pub(super) fn incoming(
                     r = shake => r,
                     () = halted(halt) => return,
                 };
+                drop(slot);
                 match r {
                     Ok(Ok(io)) => {
                         let _ = tx.send(Ok(TlsConn { io, info })).await;
@@ -336,6 +352,72 @@ mod tests {
             assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
         }
         assert!(server_tls(&listen("127.0.0.1")).is_ok());
+    }
+
+    #[test]
+    fn handshakes_past_the_limit_are_closed_at_once_and_the_rest_go_on() {
+        use std::io::Read;
+        let rt = crate::router::runtime();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = server_tls(&listen("127.0.0.1")).unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (mut ready, accepting) = incoming(listener, tls.acceptor, stop_rx, "test".into(), 2);
+        let task = rt.spawn(accepting);
+        let wait = Some(Duration::from_secs(5));
+        // Two silent clients take both slots; the third is closed at once.
+        let silent: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut third = std::net::TcpStream::connect(addr).unwrap();
+        third.set_read_timeout(wait).unwrap();
+        let t0 = std::time::Instant::now();
+        assert_eq!(third.read(&mut [0u8; 8]).unwrap(), 0);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        // The silent two are still waiting (their reads time out).
+        for mut s in &silent {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let e = s.read(&mut [0u8; 8]).unwrap_err();
+            assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ),
+                "{e:?}"
+            );
+        }
+        // One leaves: its slot frees, and a real handshake goes through.
+        drop(silent);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut client = rustls::ClientConnection::new(
+            Arc::new(client_config(None, true, "t", "?ca").unwrap()),
+            ServerName::try_from("127.0.0.1").unwrap(),
+        )
+        .unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(wait).unwrap();
+        while client.is_handshaking() {
+            client.complete_io(&mut tcp).unwrap();
+        }
+        let conn = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_stream::StreamExt::next(&mut ready),
+            )
+            .await
+            .unwrap()
+        });
+        let conn = conn.unwrap().unwrap();
+        assert_eq!(
+            conn.connect_info().remote_addr,
+            Some(tcp.local_addr().unwrap())
+        );
+        stop_tx.send(true).unwrap();
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await })
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
