@@ -11,9 +11,10 @@
 
 mod common;
 
+use common::routing::{a_client_leaving_ends_the_export, spawn_exporter};
 use common::{LONG, TempDir, pattern, recv_exact, tcp_echo_server};
 use jumpwire::router::{self, Router, token};
-use jumpwire::{Error, Network, Stream};
+use jumpwire::{Error, Stream};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -118,29 +119,14 @@ fn a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() {
         .enumerate()
     {
         let t = tok(&format!("b{i}"));
-        let exporter = {
-            let (url, t) = (url.clone(), t.clone());
-            let target = Network::new(&format!("tcp://{echo}")).unwrap();
-            std::thread::spawn(move || router::export(&url, &t, &target, LONG))
-        };
+        let exporter = spawn_exporter(&url, &t, echo);
         let c = router::connect(&url, &t, LONG).unwrap();
         echo_through(&c, &pattern(len, i as u64));
         c.close();
         assert_eq!(exporter.join().unwrap(), Ok(()), "{len} bytes");
     }
     // The client leaves mid-stream: the exporter's forward ends.
-    let t = tok("leaves");
-    let exporter = {
-        let (url, t) = (url.clone(), t.clone());
-        let target = Network::new(&format!("tcp://{echo}")).unwrap();
-        std::thread::spawn(move || router::export(&url, &t, &target, LONG))
-    };
-    let c = router::connect(&url, &t, LONG).unwrap();
-    c.send(b"x", LONG).unwrap();
-    assert_eq!(recv_exact(&c, 1, 16, Duration::from_secs(20)), b"x");
-    drop(c);
-    let r = exporter.join().unwrap();
-    assert!(matches!(r, Ok(()) | Err(Error::Connection(_))), "{r:?}");
+    a_client_leaving_ends_the_export(&url, &tok("leaves"), echo);
 }
 
 // ---------------------------------------------------------------------------
@@ -234,11 +220,7 @@ fn tls_a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() 
         .enumerate()
     {
         let t = tok(&format!("tb{i}"));
-        let exporter = {
-            let (url, t) = (url.clone(), t.clone());
-            let target = Network::new(&format!("tcp://{echo}")).unwrap();
-            std::thread::spawn(move || router::export(&url, &t, &target, LONG))
-        };
+        let exporter = spawn_exporter(&url, &t, echo);
         // The client with insecure=1 every other time.
         let client_url = if i % 2 == 1 {
             format!("grpcs://127.0.0.1:{port}?insecure=1")
@@ -263,18 +245,7 @@ fn tls_a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() 
     assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
     assert!(t0.elapsed() < Duration::from_secs(5));
     // The client leaves mid-stream: the exporter's forward ends.
-    let t = tok("tleaves");
-    let exporter = {
-        let (url, t) = (url.clone(), t.clone());
-        let target = Network::new(&format!("tcp://{echo}")).unwrap();
-        std::thread::spawn(move || router::export(&url, &t, &target, LONG))
-    };
-    let c = router::connect(&url, &t, LONG).unwrap();
-    c.send(b"x", LONG).unwrap();
-    assert_eq!(recv_exact(&c, 1, 16, Duration::from_secs(20)), b"x");
-    drop(c);
-    let r = exporter.join().unwrap();
-    assert!(matches!(r, Ok(()) | Err(Error::Connection(_))), "{r:?}");
+    a_client_leaving_ends_the_export(&url, &tok("tleaves"), echo);
 }
 
 #[test]

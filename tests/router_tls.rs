@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::routing::*;
 use common::*;
 use jumpwire::router::{self, Router, token};
 use jumpwire::{Error, Stream};
@@ -43,17 +44,6 @@ fn pair(url: &str, id: &str) -> (Stream, Stream) {
     let a = router::connect(url, &t, LONG).unwrap();
     let b = router::connect(url, &t, LONG).unwrap();
     (a, b)
-}
-
-fn expect(s: &Stream, want: &[u8]) {
-    assert_eq!(
-        recv_exact(s, want.len(), 64 * 1024, Duration::from_secs(30)),
-        want
-    );
-}
-
-fn expect_eof(s: &Stream) {
-    assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
 }
 
 /// Both ways, sizes from 0 B to 4 MiB, then half-close each way.
@@ -414,33 +404,9 @@ fn the_c_functions_serve_report_the_certificate_and_connect_over_tls() {
         .unwrap()
         .to_owned();
     assert!(addr.starts_with("grpcs://127.0.0.1:"), "{addr}");
-    let mut tok = [0 as std::ffi::c_char; 512];
-    let (key, id) = (CString::new("k").unwrap(), CString::new("c").unwrap());
-    assert_eq!(
-        jw_router_token(key.as_ptr(), id.as_ptr(), 60, tok.as_mut_ptr(), tok.len()),
-        jw_status::JW_OK
-    );
+    let tok = c_token("k", "c");
     let trusted = CString::new(format!("{addr}?ca={}", ca.display())).unwrap();
-    let (mut a, mut b): (*mut jw_stream, *mut jw_stream) = (null_mut(), null_mut());
-    assert_eq!(
-        jw_router_connect(trusted.as_ptr(), tok.as_ptr(), 10_000, &mut a),
-        jw_status::JW_OK
-    );
-    assert_eq!(
-        jw_router_connect(trusted.as_ptr(), tok.as_ptr(), 10_000, &mut b),
-        jw_status::JW_OK
-    );
-    assert_eq!(
-        jw_stream_send(a, b"tls".as_ptr().cast(), 3, 10_000),
-        jw_status::JW_OK
-    );
-    let mut buf = [0u8; 8];
-    let mut n = 0usize;
-    assert_eq!(
-        jw_stream_receive(b, buf.as_mut_ptr().cast(), buf.len(), &mut n, 10_000),
-        jw_status::JW_OK
-    );
-    assert_eq!(&buf[..n], b"tls");
+    let (a, b) = c_pair(trusted.to_str().unwrap(), &tok);
     jw_stream_close(a);
     jw_stream_close(b);
     // An unreadable CA is an argument error; a wrong one a connection error.
@@ -476,43 +442,10 @@ fn a_local_port_forwarded_onto_tls_router_streams_reaches_the_exporter() {
     let r = tls_router();
     let url = trusted_url(&r, dir.path());
     let echo = tcp_echo_server("127.0.0.1:0");
-    let target = jumpwire::Network::new(&format!("tcp://{echo}")).unwrap();
     let t = tok("forward");
-    let routed = jumpwire::Network::router(&url, &t).unwrap();
-    let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &routed).unwrap();
-    const CONNECTIONS: usize = 3;
-    let exporter = {
-        let (url, t) = (url.clone(), t.clone());
-        std::thread::spawn(move || {
-            (0..CONNECTIONS)
-                .map(|_| router::export(&url, &t, &target, LONG))
-                .collect::<Vec<_>>()
-        })
-    };
-    for i in 0..CONNECTIONS {
-        let c = jumpwire::connect(l.address(), LONG).unwrap();
-        let data = pattern(300_000 + i, i as u64);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                c.send(&data, LONG).unwrap();
-                c.send_eof().unwrap();
-            });
-            expect(&c, &data);
-            expect_eof(&c);
-        });
-    }
-    assert_eq!(join(exporter), vec![Ok(()); CONNECTIONS]);
+    a_forwarded_port_reaches_the_exporter(&url, &t, echo);
     // A router network that does not trust the certificate: the forwarded
     // connection ends instead of hanging.
     let untrusting = jumpwire::Network::router(r.address(), &t).unwrap();
-    let l2 = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &untrusting).unwrap();
-    let c = jumpwire::connect(l2.address(), LONG).unwrap();
-    let (end, took) = timed(|| c.receive(&mut [0u8; 16], LONG));
-    assert!(
-        matches!(end, Ok(None) | Err(Error::Connection(_))),
-        "{end:?}"
-    );
-    assert!(took < SLACK, "{took:?}");
-    l2.close();
-    l.close();
+    a_forward_that_cannot_work_ends(&untrusting, SLACK);
 }
