@@ -256,11 +256,17 @@ void jw_network_free(jw_network *n);
 jw_status jw_connect(const char *url, int timeout_ms, jw_stream **out);
 
 /**
- * Starts a router on `listen_url`, `grpc://HOST:PORT?key=SECRET` (port 0
+ * Starts a router on `listen_url`, `grpc://HOST:PORT?key=SECRET` or, over
+ * TLS, `grpcs://HOST:PORT?key=SECRET[&cert=FILE&key_file=FILE]` (port 0
  * picks a free port; `key` signs the stream tokens it admits), and writes it
  * to `*out`. It runs on the library's own threads until `jw_router_close`.
- * `JW_ERR_IO` if the address cannot be bound; `JW_ERR_UNSUPPORTED` for
- * `grpcs://` in this build.
+ * A `grpcs://` router without `cert` and `key_file` (PEM certificate chain
+ * and private key) makes a self-signed certificate for `localhost`,
+ * `127.0.0.1`, `::1` and `HOST`; `jw_router_certificate` gives it to
+ * clients. Each TLS handshake must finish within 10 s (at most 256 at once;
+ * a connection past that is closed). `JW_ERR_IO` if the
+ * address cannot be bound; `JW_ERR_INVALID_ARGUMENT` for certificate files
+ * that cannot be read or do not match.
  */
 jw_status jw_router_serve(const char *listen_url, jw_router **out);
 
@@ -269,6 +275,14 @@ jw_status jw_router_serve(const char *listen_url, jw_router **out);
  * `grpc://[::1]:PORT`; never the key) into `buf` (`cap` bytes, NUL included).
  */
 jw_status jw_router_address(const jw_router *r, char *buf, size_t cap);
+
+/**
+ * The certificate chain a `grpcs://` router presents, as PEM text, for
+ * clients to trust with `grpcs://HOST:PORT?ca=FILE`; NULL for a `grpc://`
+ * router, or for a NULL `r` (then `jw_last_error` says so). The string is
+ * owned by the router and stays valid until `jw_router_close`.
+ */
+const char *jw_router_certificate(const jw_router *r);
 
 /**
  * Stops the router (waiting callers and running pairs end with a connection
@@ -285,13 +299,17 @@ void jw_router_close(jw_router *r);
 jw_status jw_router_token(const char *key, const char *stream_id, int ttl_s, char *buf, size_t cap);
 
 /**
- * Opens a stream through the router at `router_url` (`grpc://HOST:PORT`)
- * with the stream token `token`, and writes it to `*out` (release with
- * `jw_stream_close`). Returns once the connection is up and the call has
- * started, waiting at most `timeout_ms` for that; the peer may come later. A
- * router that refuses the token answers at the first `jw_stream_receive` or
- * `jw_stream_send` with `JW_ERR_UNAUTHENTICATED`. `JW_ERR_CONNECTION` if the
- * router cannot be reached.
+ * Opens a stream through the router at `router_url` with the stream token
+ * `token`, and writes it to `*out` (release with `jw_stream_close`).
+ * `router_url` is `grpc://HOST:PORT`, or over TLS
+ * `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`: the router's certificate is
+ * verified against the system roots, or against the PEM file `ca`, or not
+ * at all with `insecure=1`. Returns once the connection (and TLS handshake)
+ * is up and the call has started, waiting at most `timeout_ms` for that; the
+ * peer may come later. A router that refuses the token answers at the first
+ * `jw_stream_receive` or `jw_stream_send` with `JW_ERR_UNAUTHENTICATED`.
+ * `JW_ERR_CONNECTION` if the router cannot be reached or its certificate is
+ * refused; `JW_ERR_INVALID_ARGUMENT` if `ca` cannot be read.
  */
 jw_status jw_router_connect(const char *router_url,
                             const char *token,
@@ -300,7 +318,8 @@ jw_status jw_router_connect(const char *router_url,
 
 /**
  * The exporter side of a routed stream: opens a stream through the router
- * with `token`, opens a stream of `target` (borrowed), and forwards both
+ * at `router_url` (as for `jw_router_connect`, `grpc://` or `grpcs://`) with
+ * `token`, opens a stream of `target` (borrowed), and forwards both
  * ways, half-close propagated, until both directions have ended (`JW_OK`) or
  * either side fails. `timeout_ms` bounds the two connects; forwarding has no
  * time limit. Blocks the calling thread throughout.

@@ -37,6 +37,7 @@ pub mod network;
 pub mod router;
 pub mod stream;
 mod sys;
+mod tls;
 pub mod url;
 pub mod websocket;
 

@@ -1442,6 +1442,10 @@ mod tests {
                 "grpcs://h:1?ca=%2Fa%26b.pem".into(),
                 router("h", 1, true, Some("/a&b.pem"), false),
             ),
+            (
+                "grpcs://127.0.0.1:1?insecure=true&ca=/c.pem".into(),
+                router("127.0.0.1", 1, true, Some("/c.pem"), true),
+            ),
         ];
         cases.sort_by(|a, b| a.0.cmp(&b.0));
         cases
@@ -1711,6 +1715,8 @@ mod tests {
                 "option insecure: expected 0, 1, true or false, got \"yes\"",
             ),
             ("grpcs://h:1?ca=", "option ca: value is empty"),
+            ("grpcs://h:1#ca=/x", "takes no fragment"),
+            ("grpcs://h:1/p?ca=/x", "takes no path"),
             (
                 "grpcs://h:1?cert=/c",
                 "unknown option \"cert\" (expected ca, insecure)",

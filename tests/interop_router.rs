@@ -2,17 +2,23 @@
 //! (a) a jumpwire client and an upstream `RouterStream` peer through a
 //! jumpwire router; (b) a jumpwire client and a jumpwire exporter through a
 //! router built from upstream's `RouterStream` servicer pattern. Bytes both
-//! ways from 0 to 64 MiB, half-close, the end of either side. Needs
-//! `JW_PYTHON` (`scripts/venv.sh` makes it).
+//! ways from 0 to 64 MiB, half-close, the end of either side. The same over
+//! TLS (`grpcs://`: upstream trusting the jumpwire router's certificate as
+//! its CA, and in upstream's insecure mode; a Python TLS router trusted by
+//! jumpwire through `?ca=`), and (c) upstream's `connect_router_stream`
+//! (always TLS) as the exporter side to a TCP echo, a jumpwire client on the
+//! other end. Needs `JW_PYTHON` (`scripts/venv.sh` makes it).
 
 mod common;
 
-use common::{LONG, pattern, recv_exact, tcp_echo_server};
+use common::routing::{a_client_leaving_ends_the_export, spawn_exporter};
+use common::{LONG, TempDir, pattern, recv_exact, tcp_echo_server};
 use jumpwire::router::{self, Router, token};
-use jumpwire::{Error, Network, Stream};
+use jumpwire::{Error, Stream};
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/router_peer.py");
 const KEY: &str = "interop-key";
@@ -113,27 +119,174 @@ fn a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() {
         .enumerate()
     {
         let t = tok(&format!("b{i}"));
-        let exporter = {
-            let (url, t) = (url.clone(), t.clone());
-            let target = Network::new(&format!("tcp://{echo}")).unwrap();
-            std::thread::spawn(move || router::export(&url, &t, &target, LONG))
-        };
+        let exporter = spawn_exporter(&url, &t, echo);
         let c = router::connect(&url, &t, LONG).unwrap();
         echo_through(&c, &pattern(len, i as u64));
         c.close();
         assert_eq!(exporter.join().unwrap(), Ok(()), "{len} bytes");
     }
     // The client leaves mid-stream: the exporter's forward ends.
-    let t = tok("leaves");
-    let exporter = {
-        let (url, t) = (url.clone(), t.clone());
-        let target = Network::new(&format!("tcp://{echo}")).unwrap();
-        std::thread::spawn(move || router::export(&url, &t, &target, LONG))
-    };
+    a_client_leaving_ends_the_export(&url, &tok("leaves"), echo);
+}
+
+// ---------------------------------------------------------------------------
+// Over TLS
+// ---------------------------------------------------------------------------
+
+fn tls_router() -> Router {
+    Router::serve(&format!("grpcs://127.0.0.1:0?key={KEY}")).unwrap()
+}
+
+/// The router's certificate written to a file in `dir`.
+fn ca_file(r: &Router, dir: &Path) -> PathBuf {
+    let ca = dir.join("router-ca.pem");
+    std::fs::write(&ca, r.certificate().unwrap()).unwrap();
+    ca
+}
+
+#[test]
+fn tls_a_jumpwire_client_and_an_upstream_peer_through_a_jumpwire_router() {
+    let dir = TempDir::new("interop-rtls-a");
+    let r = tls_router();
+    let ca = ca_file(&r, dir.path());
+    let ca_s = ca.to_str().unwrap();
+    let url = format!("{}?ca={ca_s}", r.address());
+    // Upstream trusting the router's certificate (grpc ssl credentials with
+    // it as root), and upstream's insecure mode (it fetches the chain and
+    // trusts that).
+    for (i, (len, tls)) in [
+        (0usize, ca_s),
+        (1, "insecure"),
+        (65_537, ca_s),
+        (1 << 20, "insecure"),
+        (4 << 20, ca_s),
+        (64 << 20, ca_s),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = tok(&format!("ta{i}"));
+        let mut py = spawn(&["peer", r.address(), &t, tls]);
+        let c = router::connect(&url, &t, LONG).unwrap();
+        let t0 = Instant::now();
+        echo_through(&c, &pattern(len, i as u64));
+        eprintln!("{len} bytes echoed over TLS in {:?}", t0.elapsed());
+        assert_eq!(line(&mut py), "OK", "{len} bytes");
+        assert!(py.0.wait().unwrap().success());
+    }
+    // The upstream peer dies mid-stream: the client's stream ends.
+    let t = tok("tdies");
+    let mut py = spawn(&["peer", r.address(), &t, ca_s]);
     let c = router::connect(&url, &t, LONG).unwrap();
-    c.send(b"x", LONG).unwrap();
-    assert_eq!(recv_exact(&c, 1, 16, Duration::from_secs(20)), b"x");
+    c.send(b"ping", LONG).unwrap();
+    assert_eq!(recv_exact(&c, 4, 16, Duration::from_secs(20)), b"ping");
+    py.0.kill().unwrap();
+    let end = c.receive(&mut [0u8; 8], LONG);
+    assert!(
+        matches!(end, Ok(None) | Err(Error::Connection(_))),
+        "{end:?}"
+    );
+    // The jumpwire client leaves mid-stream: the upstream peer's call ends
+    // and it exits.
+    let t = tok("tleaves");
+    let mut py = spawn(&["peer", r.address(), &t, ca_s]);
+    let c = router::connect(&url, &t, LONG).unwrap();
+    c.send(b"pong", LONG).unwrap();
+    assert_eq!(recv_exact(&c, 4, 16, Duration::from_secs(20)), b"pong");
+    c.close();
+    let t0 = Instant::now();
+    while py.0.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the peer goes on");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tls_a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() {
+    let dir = TempDir::new("interop-rtls-b");
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let mut py = spawn(&["router", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let port = line(&mut py);
+    let port = port.strip_prefix("PORT ").unwrap();
+    let url = format!("grpcs://127.0.0.1:{port}?ca={}", cert.display());
+    let echo = tcp_echo_server("127.0.0.1:0");
+    for (i, len) in [0usize, 1, 65_537, 1 << 20, 4 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let t = tok(&format!("tb{i}"));
+        let exporter = spawn_exporter(&url, &t, echo);
+        // The client with insecure=1 every other time.
+        let client_url = if i % 2 == 1 {
+            format!("grpcs://127.0.0.1:{port}?insecure=1")
+        } else {
+            url.clone()
+        };
+        let c = router::connect(&client_url, &t, LONG).unwrap();
+        echo_through(&c, &pattern(len, i as u64));
+        c.close();
+        assert_eq!(exporter.join().unwrap(), Ok(()), "{len} bytes");
+    }
+    // A client that does not trust the Python router's certificate.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let wrong = dir.path().join("wrong.pem");
+    std::fs::write(&wrong, other.cert.pem()).unwrap();
+    let t0 = Instant::now();
+    let r = router::connect(
+        &format!("grpcs://127.0.0.1:{port}?ca={}", wrong.display()),
+        &tok("wrong"),
+        LONG,
+    );
+    assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // The client leaves mid-stream: the exporter's forward ends.
+    a_client_leaving_ends_the_export(&url, &tok("tleaves"), echo);
+}
+
+#[test]
+fn tls_upstream_connect_router_stream_and_a_jumpwire_client_through_a_jumpwire_router() {
+    let dir = TempDir::new("interop-rtls-c");
+    let r = tls_router();
+    let ca = ca_file(&r, dir.path());
+    let ca_s = ca.to_str().unwrap();
+    let url = format!("{}?ca={ca_s}", r.address());
+    let echo = tcp_echo_server("127.0.0.1:0");
+    let echo_s = echo.to_string();
+    for (i, (len, tls)) in [
+        (0usize, ca_s),
+        (1, "insecure"),
+        (65_537, ca_s),
+        (1 << 20, ca_s),
+        (4 << 20, "insecure"),
+        (64 << 20, ca_s),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = tok(&format!("tc{i}"));
+        // Upstream's exporter side to the TCP echo, jumpwire's client.
+        let mut py = spawn(&["connect", r.address(), &t, &echo_s, tls]);
+        let c = router::connect(&url, &t, LONG).unwrap();
+        echo_through(&c, &pattern(len, i as u64));
+        assert_eq!(line(&mut py), "OK", "{len} bytes");
+        assert!(py.0.wait().unwrap().success());
+        c.close();
+    }
+    // The jumpwire client leaves mid-stream: upstream's forward ends.
+    let t = tok("tcleaves");
+    let mut py = spawn(&["connect", r.address(), &t, &echo_s, ca_s]);
+    let c = router::connect(&url, &t, LONG).unwrap();
+    c.send(b"bye", LONG).unwrap();
+    assert_eq!(recv_exact(&c, 3, 16, Duration::from_secs(20)), b"bye");
     drop(c);
-    let r = exporter.join().unwrap();
-    assert!(matches!(r, Ok(()) | Err(Error::Connection(_))), "{r:?}");
+    let t0 = Instant::now();
+    while py.0.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "upstream goes on");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::routing::*;
 use common::*;
 use jumpwire::router::{self, Router, token};
 use jumpwire::{Error, Stream};
@@ -28,17 +29,6 @@ fn pair(r: &Router, id: &str) -> (Stream, Stream) {
     let a = router::connect(r.address(), &t, LONG).unwrap();
     let b = router::connect(r.address(), &t, LONG).unwrap();
     (a, b)
-}
-
-fn expect(s: &Stream, want: &[u8]) {
-    assert_eq!(
-        recv_exact(s, want.len(), 64 * 1024, Duration::from_secs(20)),
-        want
-    );
-}
-
-fn expect_eof(s: &Stream) {
-    assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
 }
 
 #[test]
@@ -460,42 +450,10 @@ fn a_router_network_checks_its_arguments_and_never_shows_its_token() {
 fn a_local_port_forwarded_onto_router_streams_reaches_the_exporter_each_time() {
     let r = router();
     let echo = tcp_echo_server("127.0.0.1:0");
-    let target = jumpwire::Network::new(&format!("tcp://{echo}")).unwrap();
     let t = tok("forward");
-    let routed = jumpwire::Network::router(r.address(), &t).unwrap();
-    let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &routed).unwrap();
-    const CONNECTIONS: usize = 3;
-    let exporter = {
-        let (url, t) = (r.address().to_string(), t.clone());
-        std::thread::spawn(move || {
-            (0..CONNECTIONS)
-                .map(|_| router::export(&url, &t, &target, LONG))
-                .collect::<Vec<_>>()
-        })
-    };
-    for i in 0..CONNECTIONS {
-        let c = jumpwire::connect(l.address(), LONG).unwrap();
-        let data = pattern(300_000 + i, i as u64);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                c.send(&data, LONG).unwrap();
-                c.send_eof().unwrap();
-            });
-            expect(&c, &data);
-            expect_eof(&c);
-        });
-    }
-    assert_eq!(join(exporter), vec![Ok(()); CONNECTIONS]);
+    a_forwarded_port_reaches_the_exporter(r.address(), &t, echo);
     // A wrong token: the forwarded connection ends instead of hanging.
     let wrong = token::mint("another-key", "forward", Duration::from_secs(60)).unwrap();
     let refused = jumpwire::Network::router(r.address(), &wrong).unwrap();
-    let l2 = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &refused).unwrap();
-    let c = jumpwire::connect(l2.address(), LONG).unwrap();
-    let end = c.receive(&mut [0u8; 16], LONG);
-    assert!(
-        matches!(end, Ok(None) | Err(Error::Connection(_))),
-        "{end:?}"
-    );
-    l2.close();
-    l.close();
+    a_forward_that_cannot_work_ends(&refused, Duration::from_secs(10));
 }

@@ -4,76 +4,12 @@
 //! descriptors it had after a warm-up round. ONE test, so that nothing else in
 //! this process changes the counts.
 
-use jumpwire::Stream;
-use jumpwire::ffi::{
-    jw_router_connect, jw_router_token, jw_status, jw_stream, jw_stream_close, jw_stream_receive,
-    jw_stream_send, jw_stream_send_eof,
-};
+mod common;
+
+use common::LONG;
+use common::routing::{c_pairing, counts, ping_pong};
 use jumpwire::router::{self, Router, token};
-use std::ffi::{CString, c_char};
-use std::ptr::null_mut;
 use std::time::{Duration, Instant};
-
-const LONG: Option<Duration> = Some(Duration::from_secs(10));
-
-fn counts() -> (usize, usize) {
-    let n = |p: &str| std::fs::read_dir(p).map_or(0, |d| d.count());
-    (n("/proc/self/task"), n("/proc/self/fd"))
-}
-
-fn exchange(a: &Stream, b: &Stream, i: usize) {
-    let msg = format!("ping {i}");
-    a.send(msg.as_bytes(), LONG).unwrap();
-    let mut buf = [0u8; 64];
-    let n = b.receive(&mut buf, LONG).unwrap().unwrap();
-    assert_eq!(&buf[..n], msg.as_bytes());
-    b.send(b"pong", LONG).unwrap();
-    let n = a.receive(&mut buf, LONG).unwrap().unwrap();
-    assert_eq!(&buf[..n], b"pong");
-    a.send_eof().unwrap();
-    assert_eq!(b.receive(&mut buf, LONG), Ok(None));
-    b.send_eof().unwrap();
-    assert_eq!(a.receive(&mut buf, LONG), Ok(None));
-}
-
-fn c_pairing(url: &str, i: usize) {
-    let key = CString::new("leak-key").unwrap();
-    let id = CString::new(format!("c{i}")).unwrap();
-    let mut tok = [0 as c_char; 1024];
-    assert_eq!(
-        jw_router_token(key.as_ptr(), id.as_ptr(), 60, tok.as_mut_ptr(), tok.len()),
-        jw_status::JW_OK
-    );
-    let url = CString::new(url).unwrap();
-    let (mut a, mut b): (*mut jw_stream, *mut jw_stream) = (null_mut(), null_mut());
-    assert_eq!(
-        jw_router_connect(url.as_ptr(), tok.as_ptr(), 10_000, &mut a),
-        jw_status::JW_OK
-    );
-    assert_eq!(
-        jw_router_connect(url.as_ptr(), tok.as_ptr(), 10_000, &mut b),
-        jw_status::JW_OK
-    );
-    assert_eq!(
-        jw_stream_send(a, b"hi".as_ptr().cast(), 2, 10_000),
-        jw_status::JW_OK
-    );
-    let mut buf = [0u8; 8];
-    let mut n = 0usize;
-    assert_eq!(
-        jw_stream_receive(b, buf.as_mut_ptr().cast(), buf.len(), &mut n, 10_000),
-        jw_status::JW_OK
-    );
-    assert_eq!(&buf[..n], b"hi");
-    assert_eq!(jw_stream_send_eof(a), jw_status::JW_OK);
-    assert_eq!(jw_stream_send_eof(b), jw_status::JW_OK);
-    assert_eq!(
-        jw_stream_receive(a, buf.as_mut_ptr().cast(), buf.len(), &mut n, 10_000),
-        jw_status::JW_EOF
-    );
-    jw_stream_close(a);
-    jw_stream_close(b);
-}
 
 fn round(r: &Router, from: usize, to: usize) {
     for i in from..to {
@@ -84,7 +20,7 @@ fn round(r: &Router, from: usize, to: usize) {
         let t = token::mint("leak-key", &format!("s{i}"), Duration::from_secs(60)).unwrap();
         let a = router::connect(r.address(), &t, LONG).unwrap();
         let b = router::connect(r.address(), &t, LONG).unwrap();
-        exchange(&a, &b, i);
+        ping_pong(&a, &b, i);
         a.close();
         b.close();
     }

@@ -26,11 +26,17 @@ impl Handle for jw_router {
     const NAME: &'static str = "router";
 }
 
-/// Starts a router on `listen_url`, `grpc://HOST:PORT?key=SECRET` (port 0
+/// Starts a router on `listen_url`, `grpc://HOST:PORT?key=SECRET` or, over
+/// TLS, `grpcs://HOST:PORT?key=SECRET[&cert=FILE&key_file=FILE]` (port 0
 /// picks a free port; `key` signs the stream tokens it admits), and writes it
 /// to `*out`. It runs on the library's own threads until `jw_router_close`.
-/// `JW_ERR_IO` if the address cannot be bound; `JW_ERR_UNSUPPORTED` for
-/// `grpcs://` in this build.
+/// A `grpcs://` router without `cert` and `key_file` (PEM certificate chain
+/// and private key) makes a self-signed certificate for `localhost`,
+/// `127.0.0.1`, `::1` and `HOST`; `jw_router_certificate` gives it to
+/// clients. Each TLS handshake must finish within 10 s (at most 256 at once;
+/// a connection past that is closed). `JW_ERR_IO` if the
+/// address cannot be bound; `JW_ERR_INVALID_ARGUMENT` for certificate files
+/// that cannot be read or do not match.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_router_serve(
     listen_url: *const c_char,
@@ -52,6 +58,22 @@ pub extern "C" fn jw_router_address(
     cap: usize,
 ) -> jw_status {
     boundary(|| str_out(buf, cap, box_ref(r)?.address()))
+}
+
+/// The certificate chain a `grpcs://` router presents, as PEM text, for
+/// clients to trust with `grpcs://HOST:PORT?ca=FILE`; NULL for a `grpc://`
+/// router, or for a NULL `r` (then `jw_last_error` says so). The string is
+/// owned by the router and stays valid until `jw_router_close`.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_certificate(r: *const jw_router) -> *const c_char {
+    let mut pem = std::ptr::null();
+    boundary(|| {
+        if let Some(c) = box_ref(r)?.certificate_c() {
+            pem = c.as_ptr();
+        }
+        Ok(jw_status::JW_OK)
+    });
+    pem
 }
 
 /// Stops the router (waiting callers and running pairs end with a connection
@@ -92,13 +114,17 @@ pub extern "C" fn jw_router_token(
     })
 }
 
-/// Opens a stream through the router at `router_url` (`grpc://HOST:PORT`)
-/// with the stream token `token`, and writes it to `*out` (release with
-/// `jw_stream_close`). Returns once the connection is up and the call has
-/// started, waiting at most `timeout_ms` for that; the peer may come later. A
-/// router that refuses the token answers at the first `jw_stream_receive` or
-/// `jw_stream_send` with `JW_ERR_UNAUTHENTICATED`. `JW_ERR_CONNECTION` if the
-/// router cannot be reached.
+/// Opens a stream through the router at `router_url` with the stream token
+/// `token`, and writes it to `*out` (release with `jw_stream_close`).
+/// `router_url` is `grpc://HOST:PORT`, or over TLS
+/// `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`: the router's certificate is
+/// verified against the system roots, or against the PEM file `ca`, or not
+/// at all with `insecure=1`. Returns once the connection (and TLS handshake)
+/// is up and the call has started, waiting at most `timeout_ms` for that; the
+/// peer may come later. A router that refuses the token answers at the first
+/// `jw_stream_receive` or `jw_stream_send` with `JW_ERR_UNAUTHENTICATED`.
+/// `JW_ERR_CONNECTION` if the router cannot be reached or its certificate is
+/// refused; `JW_ERR_INVALID_ARGUMENT` if `ca` cannot be read.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_router_connect(
     router_url: *const c_char,
@@ -116,7 +142,8 @@ pub extern "C" fn jw_router_connect(
 }
 
 /// The exporter side of a routed stream: opens a stream through the router
-/// with `token`, opens a stream of `target` (borrowed), and forwards both
+/// at `router_url` (as for `jw_router_connect`, `grpc://` or `grpcs://`) with
+/// `token`, opens a stream of `target` (borrowed), and forwards both
 /// ways, half-close propagated, until both directions have ended (`JW_OK`) or
 /// either side fails. `timeout_ms` bounds the two connects; forwarding has no
 /// time limit. Blocks the calling thread throughout.

@@ -155,15 +155,7 @@ fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Cal
         .parse()
         .map_err(|_| Error::invalid("the token has characters a header cannot carry"))?;
     let name = Endpoint::Router(cfg.clone()).to_string();
-    let until = deadline(timeout);
-    let channel = match dial(&cfg, &name, until) {
-        // tonic's own connect timeout ("deadline has elapsed") can fire
-        // first: a connect that failed at its deadline timed out.
-        Err(Error::Connection(_)) if until.is_some_and(|d| Instant::now() >= d) => {
-            return Err(Error::Timeout);
-        }
-        r => r?,
-    };
+    let channel = dial(&cfg, &name, deadline(timeout))?;
     let mut client = RouterServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -202,33 +194,47 @@ fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Cal
     })
 }
 
-/// Opens a router stream: dials the router named by `router_url`
-/// (`grpc://HOST:PORT`) and starts a `RouterService/Stream` call with `token`
-/// as its bearer token. Returns once the connection is up and the call is
-/// started; a router that refuses the token is reported by the first
-/// `receive` or `send` as [`Error::Unauthenticated`].
+/// Opens a router stream: dials the router named by `router_url` and starts
+/// a `RouterService/Stream` call with `token` as its bearer token. Returns
+/// once the connection is up and the call is started; a router that refuses
+/// the token is reported by the first `receive` or `send` as
+/// [`Error::Unauthenticated`].
+///
+/// `router_url` is `grpc://HOST:PORT` (plaintext HTTP/2) or
+/// `grpcs://HOST:PORT[?ca=FILE][&insecure=1]` (TLS, ALPN `h2`). Over TLS the
+/// router's certificate is verified against the system roots, or against the
+/// PEM certificates in `ca` (a CA, or the router's own certificate, e.g. from
+/// [`Router::certificate`](super::Router::certificate)); `insecure=1`
+/// accepts any certificate for any name. (Upstream Jumpstarter's insecure
+/// mode instead fetches the presented chain and trusts it for that one
+/// connection; in effect both skip verification.)
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] for a URL that is not a router or an empty
-/// token, [`Error::Connection`] when the router cannot be reached,
+/// [`Error::InvalidArgument`] for a URL that is not a router, an empty
+/// token, or a `ca` file that cannot be read or holds no certificate;
+/// [`Error::Connection`] when the router cannot be reached or the TLS
+/// handshake fails (certificate refused, not a TLS server);
 /// [`Error::Timeout`] when `timeout` passes first.
 pub fn connect(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Stream> {
     Ok(RouterTransport::new(start(router_url, token, timeout)?).into_stream())
 }
 
 fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Channel> {
-    if cfg.tls {
-        return Err(Error::Unsupported(format!(
-            "{name}: grpcs:// (TLS) router streams are not built yet"
-        )));
-    }
+    // grpcs://: TCP and the TLS handshake by our connector (checked before
+    // any I/O, so an unreadable CA file is an argument error).
+    let tls = if cfg.tls {
+        Some(super::tls::Connector::new(cfg, name)?)
+    } else {
+        None
+    };
     let host = if cfg.host.contains(':') {
         format!("[{}]", cfg.host)
     } else {
         cfg.host.clone()
     };
-    let mut ep = tonic::transport::Endpoint::from_shared(format!("http://{host}:{}", cfg.port))
+    let scheme = if cfg.tls { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
         .map_err(|e| Error::invalid(format!("{name}: {e}")))?
         .tcp_nodelay(true)
         .initial_stream_window_size(super::STREAM_WINDOW)
@@ -240,7 +246,12 @@ fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Cha
         ep = ep.connect_timeout(d.saturating_duration_since(Instant::now()));
     }
     runtime().block_on(async move {
-        let connecting = ep.connect();
+        let connecting = async {
+            match tls {
+                Some(c) => ep.connect_with_connector(c).await,
+                None => ep.connect().await,
+            }
+        };
         let r = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), connecting)
                 .await
@@ -249,7 +260,8 @@ fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Cha
         };
         r.map_err(|e| {
             let text = chain(&e);
-            if text.contains("timed out") {
+            // The connect timeout (hyper-timeout) says "deadline has elapsed".
+            if text.contains("timed out") || text.contains("deadline has elapsed") {
                 Error::Timeout
             } else {
                 Error::Connection(format!("{name}: {text}"))

@@ -11,6 +11,7 @@
 
 mod client;
 mod server;
+mod tls;
 pub mod token;
 
 pub use client::{connect, export};

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::stream::lock;
 use crate::url::ListenEndpoint;
 use std::collections::HashMap;
+use std::ffi::{CStr, CString};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -226,6 +227,8 @@ impl RouterService for Service {
 /// runtime until [`Router::close`] (or drop).
 pub struct Router {
     address: String,
+    /// The certificate chain a `grpcs://` router presents, as PEM.
+    certificate: Option<CString>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -239,12 +242,19 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// Starts a router on `listen_url`: `grpc://HOST:PORT?key=SECRET` (port 0
-    /// picks a free port). `key` signs the stream tokens it admits.
+    /// Starts a router on `listen_url`: `grpc://HOST:PORT?key=SECRET`, or
+    /// over TLS `grpcs://HOST:PORT?key=SECRET[&cert=FILE&key_file=FILE]`
+    /// (port 0 picks a free port). `key` signs the stream tokens it admits.
+    /// A `grpcs://` router without `cert` and `key_file` (PEM files) makes a
+    /// self-signed certificate for `localhost`, `127.0.0.1`, `::1` and the
+    /// listen host; [`Router::certificate`] gives it to clients. Each TLS
+    /// handshake runs on its own and must finish within 10 s; at most 256
+    /// run at once (a connection past that is closed).
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for a URL that is not a router listen URL,
+    /// [`Error::InvalidArgument`] for a URL that is not a router listen URL
+    /// or certificate files that cannot be read or do not match,
     /// [`Error::Io`] when the address cannot be bound.
     pub fn serve(listen_url: &str) -> Result<Router> {
         let ListenEndpoint::Router(cfg) = ListenEndpoint::parse(listen_url)? else {
@@ -253,11 +263,13 @@ impl Router {
                 crate::url::redact(listen_url)
             )));
         };
-        if cfg.tls {
-            return Err(Error::Unsupported(
-                "grpcs:// (TLS) routers are not built yet".into(),
-            ));
-        }
+        // grpcs://: the certificate first, so that bad files fail before
+        // anything is bound.
+        let tls = if cfg.tls {
+            Some(super::tls::server_tls(&cfg)?)
+        } else {
+            None
+        };
         let rt = runtime();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)))
@@ -265,7 +277,8 @@ impl Router {
         let local: SocketAddr = listener
             .local_addr()
             .map_err(|e| Error::io("router address", &e))?;
-        let address = format!("grpc://{local}");
+        let scheme = if tls.is_some() { "grpcs" } else { "grpc" };
+        let address = format!("{scheme}://{local}");
         let (stop_tx, stop_rx) = watch::channel(false);
         let service = Service {
             key: cfg.key.into_bytes(),
@@ -283,31 +296,73 @@ impl Router {
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE),
             );
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let task = rt.spawn({
-            let address = address.clone();
-            async move {
-                if let Err(e) = server
-                    .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
-                    .await
-                {
-                    log::warn!("router {address}: {e}");
-                }
+        let task = match tls {
+            None => {
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                rt.spawn({
+                    let address = address.clone();
+                    async move {
+                        if let Err(e) = server
+                            .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
+                            .await
+                        {
+                            log::warn!("router {address}: {e}");
+                        }
+                    }
+                })
             }
-        });
+            Some(ref tls) => {
+                let (incoming, accepting) = super::tls::incoming(
+                    listener,
+                    tls.acceptor.clone(),
+                    stop_rx.clone(),
+                    address.clone(),
+                    super::tls::MAX_HANDSHAKES,
+                );
+                rt.spawn({
+                    let address = address.clone();
+                    async move {
+                        let serving = async {
+                            if let Err(e) = server
+                                .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
+                                .await
+                            {
+                                log::warn!("router {address}: {e}");
+                            }
+                        };
+                        // Both end on stop; the port is released with them.
+                        tokio::join!(serving, accepting);
+                    }
+                })
+            }
+        };
         log::info!("router: listening on {address}");
         Ok(Router {
             address,
+            certificate: tls.and_then(|t| CString::new(t.pem).ok()),
             stop: stop_tx,
             task: Mutex::new(Some(task)),
         })
     }
 
     /// The address callers dial, with the real port (`grpc://127.0.0.1:PORT`,
-    /// `grpc://[::1]:PORT`); never the key.
+    /// `grpcs://[::1]:PORT`); never the key.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The certificate chain a `grpcs://` router presents, as PEM text (the
+    /// self-signed certificate it made, or the `cert` file it was given);
+    /// clients can trust it with `grpcs://HOST:PORT?ca=FILE`. `None` for a
+    /// plaintext `grpc://` router.
+    pub fn certificate(&self) -> Option<&str> {
+        self.certificate.as_deref().and_then(|c| c.to_str().ok())
+    }
+
+    /// [`Router::certificate`] as a C string, for the C API.
+    pub(crate) fn certificate_c(&self) -> Option<&CStr> {
+        self.certificate.as_deref()
     }
 
     /// Stops the router: waiting callers and running pairs end with

@@ -1,4 +1,5 @@
-//! TLS client streams for `wss://` (rustls with the `ring` provider).
+//! TLS client streams for `wss://` (rustls with the `ring` provider; the
+//! configuration comes from [`crate::tls`]).
 //!
 //! The rustls connection sits under a mutex that no call holds while it
 //! waits: a receive locks it only to feed it bytes that are already in the
@@ -10,12 +11,8 @@
 use crate::error::{Error, Result};
 use crate::stream::{Stream, Transport, lock};
 use crate::sys;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use socket2::Socket;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -38,99 +35,9 @@ struct Tls {
 }
 
 /// The client configuration: system roots, or the PEM bundle `ca`, or no
-/// verification at all (`insecure`).
+/// verification at all (`insecure`); see [`crate::tls::client_config`].
 pub(crate) fn client_config(ca: Option<&Path>, insecure: bool, name: &str) -> Result<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?;
-    if insecure {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-                .map_err(|e| Error::invalid(format!("{name}: ca {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(Error::invalid(format!(
-                    "{name}: ca {}: no certificate in the file",
-                    path.display()
-                )));
-            }
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| Error::invalid(format!("{name}: ca {}: {e}", path.display())))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                log::debug!("{name}: loading system roots: {e}");
-            }
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(Error::Io(format!(
-                    "{name}: no system root certificates found (give #ca=FILE)"
-                )));
-            }
-        }
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-/// `#insecure=1`: accepts any certificate (signatures are still checked).
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    crate::tls::client_config(ca, insecure, name, "#ca")
 }
 
 /// Wraps a connected TCP socket into a TLS client stream, doing the handshake

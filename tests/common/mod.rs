@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod routing;
+
 use jumpwire::{Error, Stream};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,0 +1,172 @@
+//! Helpers shared by the router tests: thread and fd counts, the exchanges a
+//! pairing makes, a pairing through the C API, and the exporter paths that
+//! plaintext and TLS routers (ours or upstream's) are all checked with.
+
+use super::{LONG, join, pattern, recv_exact};
+use jumpwire::ffi::{
+    jw_router_connect, jw_router_token, jw_status, jw_stream, jw_stream_close, jw_stream_receive,
+    jw_stream_send, jw_stream_send_eof,
+};
+use jumpwire::router;
+use jumpwire::{Error, Network, Stream};
+use std::ffi::{CString, c_char};
+use std::net::SocketAddr;
+use std::ptr::null_mut;
+use std::time::Duration;
+
+/// This process's (threads, open fds).
+pub fn counts() -> (usize, usize) {
+    let n = |p: &str| std::fs::read_dir(p).map_or(0, |d| d.count());
+    (n("/proc/self/task"), n("/proc/self/fd"))
+}
+
+/// Receives exactly `want` within 30 s and checks it.
+pub fn expect(s: &Stream, want: &[u8]) {
+    assert_eq!(
+        recv_exact(s, want.len(), 64 * 1024, Duration::from_secs(30)),
+        want
+    );
+}
+
+/// The next receive is EOF.
+pub fn expect_eof(s: &Stream) {
+    assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
+}
+
+/// A ping one way, a pong back, then half-close each way.
+pub fn ping_pong(a: &Stream, b: &Stream, i: usize) {
+    let msg = format!("ping {i}");
+    a.send(msg.as_bytes(), LONG).unwrap();
+    expect(b, msg.as_bytes());
+    b.send(b"pong", LONG).unwrap();
+    expect(a, b"pong");
+    a.send_eof().unwrap();
+    expect_eof(b);
+    b.send_eof().unwrap();
+    expect_eof(a);
+}
+
+/// Mints a token for `id` with `key` through the C API.
+pub fn c_token(key: &str, id: &str) -> [c_char; 1024] {
+    let (key, id) = (CString::new(key).unwrap(), CString::new(id).unwrap());
+    let mut tok = [0 as c_char; 1024];
+    assert_eq!(
+        jw_router_token(key.as_ptr(), id.as_ptr(), 60, tok.as_mut_ptr(), tok.len()),
+        jw_status::JW_OK
+    );
+    tok
+}
+
+/// Two C streams on `url` with the same token, and "hi" from the first to
+/// the second.
+pub fn c_pair(url: &str, tok: &[c_char]) -> (*mut jw_stream, *mut jw_stream) {
+    let url = CString::new(url).unwrap();
+    let (mut a, mut b): (*mut jw_stream, *mut jw_stream) = (null_mut(), null_mut());
+    assert_eq!(
+        jw_router_connect(url.as_ptr(), tok.as_ptr(), 10_000, &mut a),
+        jw_status::JW_OK
+    );
+    assert_eq!(
+        jw_router_connect(url.as_ptr(), tok.as_ptr(), 10_000, &mut b),
+        jw_status::JW_OK
+    );
+    assert_eq!(
+        jw_stream_send(a, b"hi".as_ptr().cast(), 2, 10_000),
+        jw_status::JW_OK
+    );
+    let mut buf = [0u8; 8];
+    let mut n = 0usize;
+    assert_eq!(
+        jw_stream_receive(b, buf.as_mut_ptr().cast(), buf.len(), &mut n, 10_000),
+        jw_status::JW_OK
+    );
+    assert_eq!(&buf[..n], b"hi");
+    (a, b)
+}
+
+/// A whole pairing through the C API (key `leak-key`): "hi", half-close
+/// both ways, EOF, close.
+pub fn c_pairing(url: &str, i: usize) {
+    let tok = c_token("leak-key", &format!("c{i}"));
+    let (a, b) = c_pair(url, &tok);
+    assert_eq!(jw_stream_send_eof(a), jw_status::JW_OK);
+    assert_eq!(jw_stream_send_eof(b), jw_status::JW_OK);
+    let mut buf = [0u8; 8];
+    let mut n = 0usize;
+    assert_eq!(
+        jw_stream_receive(a, buf.as_mut_ptr().cast(), buf.len(), &mut n, 10_000),
+        jw_status::JW_EOF
+    );
+    jw_stream_close(a);
+    jw_stream_close(b);
+}
+
+/// An exporter of `tcp://{echo}` on its own thread, for one stream.
+pub fn spawn_exporter(
+    url: &str,
+    t: &str,
+    echo: SocketAddr,
+) -> std::thread::JoinHandle<jumpwire::Result<()>> {
+    let (url, t) = (url.to_string(), t.to_string());
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    std::thread::spawn(move || router::export(&url, &t, &target, LONG))
+}
+
+/// A client that leaves mid-stream ends its exporter's forward.
+pub fn a_client_leaving_ends_the_export(url: &str, t: &str, echo: SocketAddr) {
+    let exporter = spawn_exporter(url, t, echo);
+    let c = router::connect(url, t, LONG).unwrap();
+    c.send(b"x", LONG).unwrap();
+    assert_eq!(recv_exact(&c, 1, 16, Duration::from_secs(20)), b"x");
+    drop(c);
+    let r = join(exporter);
+    assert!(matches!(r, Ok(()) | Err(Error::Connection(_))), "{r:?}");
+}
+
+/// A local TCP port forwarded onto router streams of `url` with token `t`
+/// reaches an exporter of `tcp://{echo}` on every connection (3 in turn,
+/// ~300 KB each way with half-close).
+pub fn a_forwarded_port_reaches_the_exporter(url: &str, t: &str, echo: SocketAddr) {
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let routed = Network::router(url, t).unwrap();
+    let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &routed).unwrap();
+    const CONNECTIONS: usize = 3;
+    let exporter = {
+        let (url, t) = (url.to_string(), t.to_string());
+        std::thread::spawn(move || {
+            (0..CONNECTIONS)
+                .map(|_| router::export(&url, &t, &target, LONG))
+                .collect::<Vec<_>>()
+        })
+    };
+    for i in 0..CONNECTIONS {
+        let c = jumpwire::connect(l.address(), LONG).unwrap();
+        let data = pattern(300_000 + i, i as u64);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                c.send(&data, LONG).unwrap();
+                c.send_eof().unwrap();
+            });
+            expect(&c, &data);
+            expect_eof(&c);
+        });
+    }
+    assert_eq!(join(exporter), vec![Ok(()); CONNECTIONS]);
+    l.close();
+}
+
+/// A local port forwarded onto a router network that cannot work (a wrong
+/// token, an untrusted certificate): each connection ends within `within`
+/// instead of hanging.
+pub fn a_forward_that_cannot_work_ends(routed: &Network, within: Duration) {
+    let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", routed).unwrap();
+    let c = jumpwire::connect(l.address(), LONG).unwrap();
+    let t0 = std::time::Instant::now();
+    let end = c.receive(&mut [0u8; 16], LONG);
+    assert!(
+        matches!(end, Ok(None) | Err(Error::Connection(_))),
+        "{end:?}"
+    );
+    assert!(t0.elapsed() < within, "{:?}", t0.elapsed());
+    l.close();
+}
