@@ -15,6 +15,9 @@
 //! - (b) upstream's in-process path: `serve(TcpNetwork(...))` and
 //!   `TcpPortforwardAdapter`. Measured through the adapter's local port.
 //!
+//! - jumpwire over grpcs: the same with the router on `grpcs://` (its
+//!   self-signed certificate trusted with `?ca=`), and its ratios to `grpc://`.
+//!
 //! Prints, per path: one-way throughput (`MIB` MiB to a TCP sink that
 //! acknowledges the last byte), echo throughput (`MIB` MiB each way at once
 //! through a TCP echo), and 64-byte round-trip latency percentiles (`COUNT`
@@ -312,9 +315,12 @@ fn upstream(echo_addr: &str, sink_addr: &str) -> Res<Option<Upstream>> {
     }))
 }
 
-fn spawn_router() -> (Child, String) {
+/// The jumpwire router in a child process, on `scheme` (`grpc` or `grpcs`);
+/// returns the child and the URL to dial (for grpcs, trusting its
+/// self-signed certificate with `?ca=`).
+fn spawn_router(scheme: &str) -> (Child, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("router-server")
+        .args(["router-server", scheme])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -328,13 +334,23 @@ fn spawn_router() -> (Child, String) {
 }
 
 fn main() -> Res<()> {
-    if std::env::args().nth(1).as_deref() == Some("router-server") {
-        let r = Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}"))?;
-        println!("ADDR {}", r.address());
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("router-server") {
+        let r = Router::serve(&format!("{}://127.0.0.1:0?key={KEY}", args[2]))?;
+        let ca = std::env::temp_dir().join(format!("jw-bench-router-{}.pem", std::process::id()));
+        match r.certificate() {
+            Some(pem) => {
+                std::fs::write(&ca, pem)?;
+                println!("ADDR {}?ca={}", r.address(), ca.display());
+            }
+            None => println!("ADDR {}", r.address()),
+        }
         let _ = std::io::stdin().read(&mut [0u8; 1]);
+        let _ = std::fs::remove_file(&ca);
         return Ok(());
     }
-    let (mut child, url) = spawn_router();
+    let (mut child, url) = spawn_router("grpc");
+    let (mut tls_child, tls_url) = spawn_router("grpcs");
     let pid = child.id();
     println!(
         "jumpwire router {url} (pid {pid}): {} threads, {} resident at start",
@@ -347,7 +363,8 @@ fn main() -> Res<()> {
     let jw = Path::Jw {
         router: url.clone(),
     };
-    let mut paths: Vec<(&str, &Path)> = vec![("jumpwire", &jw)];
+    let jw_tls = Path::Jw { router: tls_url };
+    let mut paths: Vec<(&str, &Path)> = vec![("jumpwire", &jw), ("jumpwire over grpcs", &jw_tls)];
     if let Some(u) = &up {
         paths.push(("(a) upstream Python parts", &u.a));
         paths.push(("(b) upstream in-process", &u.b));
@@ -358,7 +375,7 @@ fn main() -> Res<()> {
     println!("{:<28} {:>10} {:>14}", "path", "one way", "echo (each way)");
     let mut tput = Vec::new();
     for (i, (name, p)) in paths.iter().enumerate() {
-        let m = if i == 0 { mib } else { up_mib };
+        let m = if i < 2 { mib } else { up_mib };
         let one = one_way(p, &sink_addr, m)?;
         let both = echo_both(p, &echo_addr, m)?;
         println!("{name:<28} {one:>10.2} {both:>14.2}   ({m} MiB)");
@@ -380,9 +397,15 @@ fn main() -> Res<()> {
             pct(s, 0.99)
         );
     }
+    println!(
+        "\nTLS: grpcs / grpc: one way {:.2}x, echo {:.2}x, p50 {:.2}x",
+        tput[1].0 / tput[0].0,
+        tput[1].1 / tput[0].1,
+        pct(&lat[1], 0.5) / pct(&lat[0], 0.5)
+    );
     if up.is_some() {
         println!("\nratios, jumpwire / upstream (throughput: higher is better; latency: lower)");
-        for (k, label) in [(1, "(a)"), (2, "(b)")] {
+        for (k, label) in [(2, "(a)"), (3, "(b)")] {
             println!(
                 "vs {label}: one way {:.2}x, echo {:.2}x, p50 {:.3}x, p90 {:.3}x, p99 {:.3}x",
                 tput[0].0 / tput[k].0,
@@ -394,12 +417,12 @@ fn main() -> Res<()> {
         }
         println!(
             "targets vs (b): one way >= 3x: {}; p50 <= 0.25x: {}",
-            if tput[0].0 >= 3.0 * tput[2].0 {
+            if tput[0].0 >= 3.0 * tput[3].0 {
                 "met"
             } else {
                 "NOT met"
             },
-            if pct(&lat[0], 0.5) <= 0.25 * pct(&lat[2], 0.5) {
+            if pct(&lat[0], 0.5) <= 0.25 * pct(&lat[3], 0.5) {
                 "met"
             } else {
                 "NOT met"
@@ -461,7 +484,9 @@ fn main() -> Res<()> {
         2 * pairs,
         t0.elapsed().as_secs_f64()
     );
-    drop(child.stdin.take());
-    let _ = child.wait();
+    for c in [&mut child, &mut tls_child] {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
     Ok(())
 }
