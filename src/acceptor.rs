@@ -29,6 +29,7 @@ pub(crate) struct Acceptor<C> {
     name: String,
     closing: AtomicBool,
     next_id: AtomicU64,
+    refused: AtomicU64,
     conns: Mutex<HashMap<u64, Entry<C>>>,
     finished: Mutex<Vec<u64>>,
     accept: Mutex<Option<JoinHandle<()>>>,
@@ -64,6 +65,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
             name,
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             finished: Mutex::new(Vec::new()),
             accept: Mutex::new(None),
@@ -83,6 +85,11 @@ impl<C: Default + Send + 'static> Acceptor<C> {
     /// The listening socket.
     pub(crate) fn socket(&self) -> &Socket {
         &self.sock
+    }
+
+    /// How many connections `admit` has refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// True once `close` has begun.
@@ -194,7 +201,9 @@ fn accept_loop<C: Default + Send + 'static>(
             }
             None => format!("{} (peer)", acc.name),
         };
-        if !admit(&conn, &peer, lock(&acc.conns).len()) {
+        let open = lock(&acc.conns).len();
+        if !admit(&conn, &peer, open) {
+            acc.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         log::debug!("{}: accepted {peer}", acc.name);
@@ -219,6 +228,28 @@ fn accept_loop<C: Default + Send + 'static>(
             }
         }
     }
+}
+
+/// An admission rule for HTTP servers (websocket servers and bridges): at
+/// most `max` connections open at once; one more is answered with HTTP 503
+/// (without waiting: the socket is new, its send buffer empty), logged, and
+/// closed.
+pub(crate) fn admit_at_most(
+    max: usize,
+    name: &str,
+    conn: &Socket,
+    peer: &str,
+    open: usize,
+) -> bool {
+    if open < max {
+        return true;
+    }
+    log::warn!("{name}: refusing {peer} with HTTP 503: {max} connections are open (the maximum)");
+    let _ = conn.send_with_flags(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+    );
+    false
 }
 
 /// Joins the threads of connections that have ended.

@@ -305,6 +305,195 @@ fn the_ws_listener_bridges_each_client_to_the_target() {
     l.close();
 }
 
+/// A TCP target for the bridge that serves one connection with `f`.
+fn tcp_target<T: Send + 'static>(
+    f: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp://{}", l.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let (c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        f(c)
+    });
+    (addr, t)
+}
+
+/// Reads server frames (unmasked, each under 126 bytes of payload) until a
+/// close frame: the data of the binary frames before it, and the close code.
+fn frames_until_close(c: &mut TcpStream) -> (Vec<u8>, u16) {
+    let mut data = Vec::new();
+    loop {
+        let mut h = [0u8; 2];
+        c.read_exact(&mut h).unwrap();
+        assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+        let len = (h[1] & 0x7F) as usize;
+        assert!(len < 126, "test frames are small");
+        let mut payload = vec![0u8; len];
+        c.read_exact(&mut payload).unwrap();
+        match h[0] & 0x0F {
+            0x2 => data.extend_from_slice(&payload),
+            0x8 => return (data, u16::from_be_bytes([payload[0], payload[1]])),
+            op => panic!("unexpected opcode {op:#x}"),
+        }
+    }
+}
+
+#[test]
+fn the_bridge_refuses_clients_over_max_connections_with_503() {
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let l = Listener::bind("ws://127.0.0.1:0?max_connections=2", &target).unwrap();
+    let a = jumpwire::connect(l.address(), LONG).unwrap();
+    let b = jumpwire::connect(l.address(), LONG).unwrap();
+    for s in [&a, &b] {
+        s.send(b"up", LONG).unwrap();
+        assert_eq!(receive_exact(s, 2, 16), b"up");
+    }
+    for _ in 0..3 {
+        let r = jumpwire::connect(l.address(), LONG);
+        assert!(
+            matches!(&r, Err(Error::Connection(m)) if m.contains("HTTP 503")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(l.refused(), 3);
+    assert_eq!(l.connections(), 2);
+    // Once one leaves, a new client gets in.
+    a.close();
+    let until = Instant::now() + SLACK;
+    while l.connections() > 1 {
+        assert!(Instant::now() < until, "the closed client's bridge ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let c = jumpwire::connect(l.address(), LONG).unwrap();
+    c.send(b"in", LONG).unwrap();
+    assert_eq!(receive_exact(&c, 2, 16), b"in");
+    assert_eq!(l.refused(), 3);
+    b.close();
+    c.close();
+    l.close();
+}
+
+#[test]
+fn a_server_refuses_clients_over_max_connections_with_503() {
+    let server = Server::serve("ws://127.0.0.1:0?max_connections=1", |s| {
+        while let Ok(Some(_)) = s.receive(&mut [0u8; 16], None) {}
+    })
+    .unwrap();
+    let a = jumpwire::connect(server.address(), LONG).unwrap();
+    let r = jumpwire::connect(server.address(), LONG);
+    assert!(
+        matches!(&r, Err(Error::Connection(m)) if m.contains("HTTP 503")),
+        "{r:?}"
+    );
+    assert_eq!(server.refused(), 1);
+    a.close();
+    server.close();
+}
+
+#[test]
+fn the_targets_eof_reaches_the_client_as_close_1000_after_its_data() {
+    let (target, t) = tcp_target(|mut c| {
+        let mut hello = [0u8; 5];
+        c.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello, b"hello");
+        c.write_all(b"bye").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        // The client's answer to the close frame half-closes us.
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        rest
+    });
+    let l = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let mut c = raw_client(l.address());
+    c.write_all(&masked(0x2, b"hel")).unwrap();
+    c.write_all(&masked(0x2, b"lo")).unwrap();
+    let (data, code) = frames_until_close(&mut c);
+    assert_eq!(data, b"bye");
+    assert_eq!(code, 1000);
+    // Data the client sent before it saw the close still reaches the target.
+    c.write_all(&masked(0x2, b"late")).unwrap();
+    c.write_all(&masked(0x8, &1000u16.to_be_bytes())).unwrap();
+    assert_eq!(t.join().unwrap(), b"late");
+    // The bridge ends the connection at once.
+    let t0 = Instant::now();
+    assert_eq!(c.read(&mut [0u8; 16]).unwrap(), 0);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let until = Instant::now() + SLACK;
+    while l.connections() > 0 {
+        assert!(Instant::now() < until, "the bridge ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // A jumpwire client: every byte, then EOF.
+    let (target, t) = tcp_target(|mut c| {
+        c.write_all(&pattern(1 << 20, 7)).unwrap();
+    });
+    let l2 = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let s = jumpwire::connect(l2.address(), LONG).unwrap();
+    assert!(receive_exact(&s, 1 << 20, 65536) == pattern(1 << 20, 7));
+    assert_eq!(s.receive(&mut [0u8; 16], LONG).unwrap(), None);
+    t.join().unwrap();
+    s.close();
+    l.close();
+    l2.close();
+}
+
+#[test]
+fn a_target_failure_reaches_the_client_as_close_1011() {
+    let (target, t) = tcp_target(|mut c| {
+        c.write_all(b"x").unwrap();
+        // A reset: close with unread data pending and no linger.
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).unwrap();
+        drop(c);
+    });
+    let l = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let mut c = raw_client(l.address());
+    let mut x = [0u8; 3];
+    c.read_exact(&mut x).unwrap();
+    assert_eq!(x, [0x82, 1, b'x']);
+    c.write_all(&masked(0x2, b"go")).unwrap();
+    let (data, code) = frames_until_close(&mut c);
+    t.join().unwrap();
+    assert_eq!(data, b"");
+    assert_eq!(code, 1011);
+    c.write_all(&masked(0x8, &1011u16.to_be_bytes())).unwrap();
+    assert_eq!(c.read(&mut [0u8; 16]).unwrap(), 0);
+    l.close();
+}
+
+#[test]
+fn the_clients_close_half_closes_the_target_after_all_its_data() {
+    let data = pattern(3 << 20, 11);
+    let (target, t) = tcp_target(|mut c| {
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        // Too late for the client: discarded by the bridge.
+        let _ = c.write_all(b"late");
+        got
+    });
+    let l = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let s = jumpwire::connect(l.address(), LONG).unwrap();
+    for chunk in data.chunks(100_000) {
+        s.send(chunk, LONG).unwrap();
+    }
+    let t0 = Instant::now();
+    s.close();
+    assert!(t0.elapsed() < Duration::from_millis(900), "close answered");
+    assert!(t.join().unwrap() == data, "every byte, then EOF");
+    let until = Instant::now() + SLACK;
+    while l.connections() > 0 {
+        assert!(Instant::now() < until, "the bridge ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    l.close();
+}
+
 /// A raw TCP connection to `server` that did the handshake by hand.
 fn raw_client(addr: &str) -> TcpStream {
     let hostport = addr.trim_start_matches("ws://").trim_end_matches('/');

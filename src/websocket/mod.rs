@@ -40,6 +40,8 @@ const MAX_HEAD: usize = 16 << 10;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long answering a ping or a close may wait for room to send.
 const CONTROL_SEND: Duration = Duration::from_secs(5);
+/// The largest send buffer kept between sends.
+const KEEP_SEND_BUF: usize = 1 << 20;
 /// How much the receiver reads from the underlying stream at a time.
 const READ_CHUNK: usize = 64 << 10;
 
@@ -51,12 +53,13 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// Close codes (RFC 6455 section 7.4.1).
-const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
 pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 pub(crate) const CLOSE_POLICY: u16 = 1008;
 const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_INTERNAL: u16 = 1011;
 
 /// Size limits of one websocket connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +110,9 @@ pub(crate) struct Ws {
     recv: Mutex<Recv>,
     close_sent: AtomicBool,
     mask_seed: AtomicU64,
+    /// The frames of the last send, kept to be reused (data sends are
+    /// serialised by the stream, so this lock is rarely contended).
+    send_buf: Mutex<Vec<u8>>,
 }
 
 /// One parsed frame header.
@@ -205,16 +211,38 @@ fn parse_header(
     }))
 }
 
-/// XORs `data` with the masking key (in place).
+/// XORs `data` with the masking key (in place), 16 bytes at a time.
 fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let word = u32::from_ne_bytes(mask);
-    let mut chunks = data.chunks_exact_mut(4);
+    let key = u32::from_ne_bytes(mask);
+    let wide = u128::from(key) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+    let mut chunks = data.chunks_exact_mut(16);
     for c in &mut chunks {
-        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
-        c.copy_from_slice(&v.to_ne_bytes());
+        let mut w = [0u8; 16];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
     }
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i];
+        *b ^= mask[i % 4];
+    }
+}
+
+/// Appends `src` XORed with the masking key to `dst` (one pass: copy and
+/// mask), 16 bytes at a time.
+fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
+    let at = dst.len();
+    dst.resize(at + src.len(), 0);
+    let key = u32::from_ne_bytes(mask);
+    let wide = u128::from(key) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+    let out = &mut dst[at..];
+    let mut d = out.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let mut w = [0u8; 16];
+        w.copy_from_slice(s);
+        d.copy_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
+    }
+    for (i, (d, s)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
+        *d = s ^ mask[i % 4];
     }
 }
 
@@ -235,6 +263,13 @@ impl Ws {
     /// One whole frame, masked when we are the client.
     fn frame(&self, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = Vec::with_capacity(payload.len() + 14);
+        self.frame_into(&mut f, opcode, payload);
+        f
+    }
+
+    /// Appends one whole frame to `f`, masked when we are the client.
+    fn frame_into(&self, f: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+        f.reserve(payload.len() + 14);
         f.push(0x80 | opcode);
         let mbit = if self.role == Role::Client { 0x80 } else { 0 };
         match payload.len() {
@@ -251,17 +286,52 @@ impl Ws {
         if self.role == Role::Client {
             let mask = self.next_mask();
             f.extend_from_slice(&mask);
-            let at = f.len();
-            f.extend_from_slice(payload);
-            apply_mask(&mut f[at..], mask);
+            extend_masked(f, payload, mask);
         } else {
             f.extend_from_slice(payload);
         }
-        f
     }
 
-    /// Sends a close frame once.
-    fn send_close(&self, code: u16, reason: &str) {
+    /// Sends `payloads` as binary messages, framed into one buffer that is
+    /// kept for the next send, with one all-or-nothing send of the
+    /// underlying stream.
+    pub(crate) fn send_messages(
+        &self,
+        payloads: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        if self.close_sent.load(Ordering::Acquire) {
+            return Err(Error::Closed(format!(
+                "{}: websocket is closing",
+                self.name
+            )));
+        }
+        // Another sender (a broadcast writer next to the handler) has the
+        // kept buffer: a buffer of our own, as the underlying stream orders
+        // the two sends anyway.
+        let mut own = Vec::new();
+        let mut kept = self.send_buf.try_lock().ok();
+        let buf = kept.as_deref_mut().unwrap_or(&mut own);
+        buf.clear();
+        for p in payloads {
+            self.frame_into(buf, OP_BINARY, p);
+        }
+        let r = self.inner.send_until(buf, deadline);
+        if buf.capacity() > KEEP_SEND_BUF {
+            *buf = Vec::new();
+        }
+        r
+    }
+
+    /// True once a close frame was sent (ours, or our answer to the peer's):
+    /// no more messages can go.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.close_sent.load(Ordering::Acquire)
+    }
+
+    /// Sends a close frame once (after every message sent before it); the
+    /// receiving side goes on until the peer's answer.
+    pub(crate) fn send_close(&self, code: u16, reason: &str) {
         if self.close_sent.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -494,14 +564,7 @@ impl Ws {
 
 impl Transport for WsTransport {
     fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
-        if self.0.close_sent.load(Ordering::Acquire) {
-            return Err(Error::Closed(format!(
-                "{}: websocket is closing",
-                self.0.name
-            )));
-        }
-        let frame = self.0.frame(OP_BINARY, data);
-        self.0.inner.send_until(&frame, deadline)
+        self.0.send_messages(&[data], deadline)
     }
 
     fn send_eof(&self) -> Result<()> {
@@ -592,6 +655,7 @@ fn wrap(
         }),
         close_sent: AtomicBool::new(false),
         mask_seed: AtomicU64::new(mask_seed()),
+        send_buf: Mutex::new(Vec::new()),
     });
     (Stream::new(name, WsTransport(ws.clone()), Vec::new()), ws)
 }
@@ -824,6 +888,26 @@ mod tests {
             }
             apply_mask(&mut d, [1, 2, 3, 0xFF]);
             assert_eq!(d, orig);
+        }
+    }
+
+    #[test]
+    fn wide_masking_matches_bytewise_masking_at_every_length() {
+        let mask = [0x9A, 0x02, 0x7F, 0xE1];
+        for len in 0..70 {
+            let orig: Vec<u8> = (0..len).map(|i| (i * 37 + 5) as u8).collect();
+            let want: Vec<u8> = orig
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            let mut inplace = orig.clone();
+            apply_mask(&mut inplace, mask);
+            assert_eq!(inplace, want, "in place, {len} bytes");
+            let mut appended = vec![1, 2, 3];
+            extend_masked(&mut appended, &orig, mask);
+            assert_eq!(&appended[..3], &[1, 2, 3]);
+            assert_eq!(&appended[3..], &want[..], "appended, {len} bytes");
         }
     }
 
