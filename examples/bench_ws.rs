@@ -261,6 +261,23 @@ fn jumpwire_pipelined_one_thread(server: &Server, size: usize, total: usize) -> 
     rate
 }
 
+/// Raw TCP (the floor), pipelined like the one-thread jumpwire client: send
+/// `INFLIGHT` messages, then read their echoes. Messages per second.
+fn raw_pipelined(addr: std::net::SocketAddr, size: usize, total: usize) -> f64 {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    let data = vec![5u8; size];
+    let mut back = vec![0u8; size * INFLIGHT];
+    let t0 = Instant::now();
+    for _ in 0..total.div_ceil(INFLIGHT) {
+        for _ in 0..INFLIGHT {
+            c.write_all(&data).unwrap();
+        }
+        c.read_exact(&mut back).unwrap();
+    }
+    (total.div_ceil(INFLIGHT) * INFLIGHT) as f64 / t0.elapsed().as_secs_f64()
+}
+
 fn warm_up(s: &Stream, data: &[u8]) {
     let mut buf = vec![0u8; data.len().max(1)];
     for _ in 0..200 {
@@ -389,8 +406,10 @@ fn main() {
             continue;
         }
         let total = count * 4;
-        let (mut two, mut one, mut py) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut two, mut one, mut py, mut raw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let raw_addr = raw_echo_server();
         for _ in 0..RUNS {
+            raw.push(raw_pipelined(raw_addr, size, total));
             two.push(jumpwire_pipelined_two_threads(&server, size, total));
             one.push(jumpwire_pipelined_one_thread(&server, size, total));
             if !jw_only {
@@ -400,14 +419,15 @@ fn main() {
         if jw_only {
             py.push(f64::NAN);
         }
-        let (two, one, py) = (median(two), median(one), median(py));
+        let (two, one, py, raw) = (median(two), median(one), median(py), median(raw));
         println!(
             "| pipelined {label}, {INFLIGHT} in flight (msg/s), jumpwire reader + writer threads | {two:.0} | {py:.0} | | {:.2}x | |",
             two / py
         );
         println!(
-            "| pipelined {label}, {INFLIGHT} in flight (msg/s), jumpwire one thread (send {INFLIGHT}, receive {INFLIGHT}) | {one:.0} | {py:.0} | | {:.2}x | |",
-            one / py
+            "| pipelined {label}, {INFLIGHT} in flight (msg/s), jumpwire one thread (send {INFLIGHT}, receive {INFLIGHT}); raw TCP the same way | {one:.0} | {py:.0} | {raw:.0} | {:.2}x | {:.2}x |",
+            one / py,
+            one / raw
         );
     }
     server.close();

@@ -644,7 +644,7 @@ mod c_api {
     use jumpwire::ffi::{
         jw_status, jw_stream, jw_stream_receive, jw_stream_send, jw_ws_accept, jw_ws_broadcast,
         jw_ws_path, jw_ws_serve, jw_ws_server, jw_ws_server_address, jw_ws_server_close,
-        jw_ws_server_dropped,
+        jw_ws_server_dropped, jw_ws_server_refused,
     };
     use std::ffi::{CStr, CString, c_char, c_void};
     use std::ptr::{null, null_mut};
@@ -685,7 +685,7 @@ mod c_api {
     fn serve_path_broadcast_and_close_through_the_c_api() {
         let calls = Box::new(AtomicUsize::new(0));
         let user = (&*calls as *const AtomicUsize).cast_mut().cast::<c_void>();
-        let url = CString::new("ws://127.0.0.1:0").unwrap();
+        let url = CString::new("ws://127.0.0.1:0?max_connections=1").unwrap();
         let mut w: *mut jw_ws_server = null_mut();
         assert_eq!(
             jw_ws_serve(url.as_ptr(), Some(path_echo), user, &mut w),
@@ -716,6 +716,19 @@ mod c_api {
         let mut dropped = 7u64;
         assert_eq!(jw_ws_server_dropped(w, &mut dropped), jw_status::JW_OK);
         assert_eq!(dropped, 0);
+        // One connection at most: a second client is refused and counted.
+        let r = jumpwire::connect(&addr, LONG);
+        assert!(
+            matches!(&r, Err(Error::Connection(m)) if m.contains("HTTP 503")),
+            "{r:?}"
+        );
+        let mut refused = 7u64;
+        assert_eq!(jw_ws_server_refused(w, &mut refused), jw_status::JW_OK);
+        assert_eq!(refused, 1);
+        assert_eq!(
+            jw_ws_server_refused(w, null_mut()),
+            jw_status::JW_ERR_INVALID_ARGUMENT
+        );
         // Bad arguments.
         assert_eq!(
             jw_ws_serve(null(), Some(path_echo), user, &mut null_mut()),

@@ -213,8 +213,7 @@ fn parse_header(
 
 /// XORs `data` with the masking key (in place), 16 bytes at a time.
 fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let key = u32::from_ne_bytes(mask);
-    let wide = u128::from(key) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+    let wide = wide_mask(mask);
     let mut chunks = data.chunks_exact_mut(16);
     for c in &mut chunks {
         let mut w = [0u8; 16];
@@ -226,15 +225,39 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// The masking key repeated over 16 bytes.
+fn wide_mask(mask: [u8; 4]) -> u128 {
+    u128::from(u32::from_ne_bytes(mask)) * 0x0000_0001_0000_0001_0000_0001_0000_0001
+}
+
 /// Appends `src` XORed with the masking key to `dst` (one pass: copy and
 /// mask), 16 bytes at a time.
 fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
-    let at = dst.len();
-    dst.resize(at + src.len(), 0);
-    let key = u32::from_ne_bytes(mask);
-    let wide = u128::from(key) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
-    let out = &mut dst[at..];
-    let mut d = out.chunks_exact_mut(16);
+    let wide = wide_mask(mask);
+    dst.reserve(src.len());
+    let mut s = src.chunks_exact(16);
+    for c in &mut s {
+        let mut w = [0u8; 16];
+        w.copy_from_slice(c);
+        dst.extend_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
+    }
+    dst.extend(
+        s.remainder()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4]),
+    );
+}
+
+/// Copies `src` into `dst` (of the same length), XORed with the masking key
+/// if there is one, 16 bytes at a time.
+fn copy_masked(dst: &mut [u8], src: &[u8], mask: Option<[u8; 4]>) {
+    let Some(mask) = mask else {
+        dst.copy_from_slice(src);
+        return;
+    };
+    let wide = wide_mask(mask);
+    let mut d = dst.chunks_exact_mut(16);
     let mut s = src.chunks_exact(16);
     for (d, s) in (&mut d).zip(&mut s) {
         let mut w = [0u8; 16];
@@ -423,8 +446,12 @@ impl Ws {
             let from = r.start + h.size;
             let to = from + h.len;
             r.start = to;
+            // A whole binary message in one frame is unmasked as it is
+            // copied out (one pass over it); everything else here.
+            let whole = h.fin && r.partial.is_none() && h.opcode == OP_BINARY;
+            let deferred = h.mask.filter(|_| whole);
             let payload = &mut r.buf[from..to];
-            if let Some(mask) = h.mask {
+            if let (Some(mask), None) = (h.mask, deferred) {
                 apply_mask(payload, mask);
             }
             match h.opcode {
@@ -484,7 +511,7 @@ impl Ws {
                         );
                         return Err(self.fail(r, CLOSE_TOO_BIG, msg));
                     }
-                    return Ok(Some(Msg::InBuf(from, to)));
+                    return Ok(Some(Msg::InBuf(from, to, deferred)));
                 }
                 op => {
                     let data = payload.to_vec();
@@ -537,9 +564,10 @@ impl Ws {
 }
 
 /// A whole message: in the receive buffer (`buf[from..to]`, valid until the
-/// next read) or assembled from fragments.
+/// next read; still masked with the key if there is one) or assembled from
+/// fragments.
 enum Msg {
-    InBuf(usize, usize),
+    InBuf(usize, usize, Option<[u8; 4]>),
     Owned(Vec<u8>),
 }
 
@@ -582,11 +610,18 @@ impl Transport for WsTransport {
                 return end.clone().map_or(Ok(None), Err);
             }
             match self.0.next_message(&mut r, deadline)? {
-                Some(Msg::InBuf(from, to)) if to - from <= buf.len() => {
-                    buf[..to - from].copy_from_slice(&r.buf[from..to]);
+                Some(Msg::InBuf(from, to, mask)) if to - from <= buf.len() => {
+                    copy_masked(&mut buf[..to - from], &r.buf[from..to], mask);
                     return Ok(Some(to - from));
                 }
-                Some(Msg::InBuf(from, to)) => r.current = Some((r.buf[from..to].to_vec(), 0)),
+                Some(Msg::InBuf(from, to, mask)) => {
+                    let mut m = Vec::with_capacity(to - from);
+                    match mask {
+                        Some(mask) => extend_masked(&mut m, &r.buf[from..to], mask),
+                        None => m.extend_from_slice(&r.buf[from..to]),
+                    }
+                    r.current = Some((m, 0));
+                }
                 Some(Msg::Owned(m)) => r.current = Some((m, 0)),
                 None => return Ok(None),
             }
@@ -908,6 +943,11 @@ mod tests {
             extend_masked(&mut appended, &orig, mask);
             assert_eq!(&appended[..3], &[1, 2, 3]);
             assert_eq!(&appended[3..], &want[..], "appended, {len} bytes");
+            let mut copied = vec![0u8; len];
+            copy_masked(&mut copied, &orig, Some(mask));
+            assert_eq!(copied, want, "copied, {len} bytes");
+            copy_masked(&mut copied, &orig, None);
+            assert_eq!(copied, orig, "copied unmasked, {len} bytes");
         }
     }
 
