@@ -230,25 +230,6 @@ fn wide_mask(mask: [u8; 4]) -> u128 {
     u128::from(u32::from_ne_bytes(mask)) * 0x0000_0001_0000_0001_0000_0001_0000_0001
 }
 
-/// Appends `src` XORed with the masking key to `dst` (one pass: copy and
-/// mask), 16 bytes at a time.
-fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
-    let wide = wide_mask(mask);
-    dst.reserve(src.len());
-    let mut s = src.chunks_exact(16);
-    for c in &mut s {
-        let mut w = [0u8; 16];
-        w.copy_from_slice(c);
-        dst.extend_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
-    }
-    dst.extend(
-        s.remainder()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ mask[i % 4]),
-    );
-}
-
 /// Copies `src` into `dst` (of the same length), XORed with the masking key
 /// if there is one, 16 bytes at a time.
 fn copy_masked(dst: &mut [u8], src: &[u8], mask: Option<[u8; 4]>) {
@@ -285,34 +266,47 @@ impl Ws {
 
     /// One whole frame, masked when we are the client.
     fn frame(&self, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = Vec::with_capacity(payload.len() + 14);
-        self.frame_into(&mut f, opcode, payload);
+        let mut f = Vec::new();
+        let end = self.frame_at(&mut f, 0, opcode, payload);
+        f.truncate(end);
         f
     }
 
-    /// Appends one whole frame to `f`, masked when we are the client.
-    fn frame_into(&self, f: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-        f.reserve(payload.len() + 14);
-        f.push(0x80 | opcode);
+    /// Writes one whole frame into `f` at `at` (masked when we are the
+    /// client) and returns where it ends. `f` only grows: a kept buffer is
+    /// written over, never zero-filled again.
+    fn frame_at(&self, f: &mut Vec<u8>, at: usize, opcode: u8, payload: &[u8]) -> usize {
+        let mut head = [0u8; 14];
+        head[0] = 0x80 | opcode;
         let mbit = if self.role == Role::Client { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => f.push(mbit | n as u8),
+        let mut h = match payload.len() {
+            n if n < 126 => {
+                head[1] = mbit | n as u8;
+                2
+            }
             n if n <= 0xFFFF => {
-                f.push(mbit | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
+                head[1] = mbit | 126;
+                head[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
             }
             n => {
-                f.push(mbit | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
+                head[1] = mbit | 127;
+                head[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+                10
             }
+        };
+        let mask = (self.role == Role::Client).then(|| self.next_mask());
+        if let Some(mask) = mask {
+            head[h..h + 4].copy_from_slice(&mask);
+            h += 4;
         }
-        if self.role == Role::Client {
-            let mask = self.next_mask();
-            f.extend_from_slice(&mask);
-            extend_masked(f, payload, mask);
-        } else {
-            f.extend_from_slice(payload);
+        let end = at + h + payload.len();
+        if f.len() < end {
+            f.resize(end, 0);
         }
+        f[at..at + h].copy_from_slice(&head[..h]);
+        copy_masked(&mut f[at + h..end], payload, mask);
+        end
     }
 
     /// Sends `payloads` as binary messages, framed into one buffer that is
@@ -335,12 +329,12 @@ impl Ws {
         let mut own = Vec::new();
         let mut kept = self.send_buf.try_lock().ok();
         let buf = kept.as_deref_mut().unwrap_or(&mut own);
-        buf.clear();
+        let mut end = 0;
         for p in payloads {
-            self.frame_into(buf, OP_BINARY, p);
+            end = self.frame_at(buf, end, OP_BINARY, p);
         }
-        let r = self.inner.send_until(buf, deadline);
-        if buf.capacity() > KEEP_SEND_BUF {
+        let r = self.inner.send_until(&buf[..end], deadline);
+        if buf.len() > KEEP_SEND_BUF {
             *buf = Vec::new();
         }
         r
@@ -615,11 +609,8 @@ impl Transport for WsTransport {
                     return Ok(Some(to - from));
                 }
                 Some(Msg::InBuf(from, to, mask)) => {
-                    let mut m = Vec::with_capacity(to - from);
-                    match mask {
-                        Some(mask) => extend_masked(&mut m, &r.buf[from..to], mask),
-                        None => m.extend_from_slice(&r.buf[from..to]),
-                    }
+                    let mut m = vec![0u8; to - from];
+                    copy_masked(&mut m, &r.buf[from..to], mask);
                     r.current = Some((m, 0));
                 }
                 Some(Msg::Owned(m)) => r.current = Some((m, 0)),
@@ -939,10 +930,6 @@ mod tests {
             let mut inplace = orig.clone();
             apply_mask(&mut inplace, mask);
             assert_eq!(inplace, want, "in place, {len} bytes");
-            let mut appended = vec![1, 2, 3];
-            extend_masked(&mut appended, &orig, mask);
-            assert_eq!(&appended[..3], &[1, 2, 3]);
-            assert_eq!(&appended[3..], &want[..], "appended, {len} bytes");
             let mut copied = vec![0u8; len];
             copy_masked(&mut copied, &orig, Some(mask));
             assert_eq!(copied, want, "copied, {len} bytes");
