@@ -372,6 +372,8 @@ struct Job {
 #[derive(Default)]
 struct Conn {
     streams: Vec<Arc<Stream>>,
+    /// A bridged websocket client, told (close 1001) when the listener closes.
+    ws: Option<Arc<crate::websocket::Ws>>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -499,6 +501,13 @@ impl Listener {
     /// streams), and joins every thread. Closing twice does nothing.
     pub fn close(&self) {
         let closed = self.acceptor.close(|c| {
+            if let Some(ws) = &c.ws {
+                ws.abort(
+                    crate::websocket::CLOSE_GOING_AWAY,
+                    "listener closing",
+                    Duration::from_millis(200),
+                );
+            }
             for st in &c.streams {
                 st.close();
             }
@@ -555,7 +564,8 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
             let deadline = Some(Instant::now() + ws.handshake_timeout);
             let (s, handle) = crate::websocket::accept_shared(a, deadline, ws.limits)?;
             let s = Arc::new(s);
-            if !register(acc, id, &s) {
+            let h = handle.clone();
+            if !register(acc, id, &s) || acc.update(id, |c| c.ws = Some(h)).is_none() {
                 s.close();
                 return Ok(());
             }

@@ -441,6 +441,24 @@ fn the_targets_eof_reaches_the_client_as_close_1000_after_its_data() {
 }
 
 #[test]
+fn closing_the_bridge_sends_close_1001_to_its_clients() {
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let l = Listener::bind("ws://127.0.0.1:0", &target).unwrap();
+    let mut c = raw_client(l.address());
+    c.write_all(&masked(0x2, b"hi")).unwrap();
+    let mut f = [0u8; 4];
+    c.read_exact(&mut f).unwrap();
+    assert_eq!(f, [0x82, 2, b'h', b'i']);
+    let t0 = Instant::now();
+    l.close();
+    assert!(t0.elapsed() < SLACK, "{:?}", t0.elapsed());
+    let (data, code) = frames_until_close(&mut c);
+    assert!(data.is_empty());
+    assert_eq!(code, 1001);
+}
+
+#[test]
 fn a_target_failure_reaches_the_client_as_close_1011() {
     let (target, t) = tcp_target(|mut c| {
         c.write_all(b"x").unwrap();
