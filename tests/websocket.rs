@@ -80,6 +80,55 @@ fn messages_of_every_size_class_round_trip_and_large_ones_come_in_pieces() {
 }
 
 #[test]
+fn a_large_message_read_straight_into_the_buffer_survives_a_timeout_midway() {
+    // A hand-written server that sends one 200 kB frame in two halves.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", l.local_addr().unwrap());
+    let data = pattern(200_000, 3);
+    let server = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                c.read_exact(&mut b).unwrap();
+                head.push(b[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            let accept = tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
+            write!(
+                c,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .unwrap();
+            let mut frame = vec![0x82, 127];
+            frame.extend_from_slice(&(data.len() as u64).to_be_bytes());
+            frame.extend_from_slice(&data);
+            c.write_all(&frame[..100_000]).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            c.write_all(&frame[100_000..]).unwrap();
+            c.write_all(&[0x82, 3, b'e', b'n', b'd']).unwrap();
+            let _ = c.read(&mut [0u8; 64]);
+        })
+    };
+    let s = jumpwire::connect(&url, LONG).unwrap();
+    let mut buf = vec![0u8; 300_000];
+    assert_eq!(s.receive(&mut buf, ms(100)), Err(Error::Timeout));
+    assert_eq!(s.receive(&mut buf, LONG).unwrap(), Some(data.len()));
+    assert!(buf[..data.len()] == data[..], "every byte, in order");
+    assert_eq!(s.receive(&mut buf, LONG).unwrap(), Some(3));
+    assert_eq!(&buf[..3], b"end");
+    s.close();
+    server.join().unwrap();
+}
+
+#[test]
 fn one_thread_sends_while_another_receives() {
     let server = echo_server();
     let s = Arc::new(connect(&server, "/"));

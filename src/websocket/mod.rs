@@ -42,6 +42,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const CONTROL_SEND: Duration = Duration::from_secs(5);
 /// The largest send buffer kept between sends.
 const KEEP_SEND_BUF: usize = 1 << 20;
+/// Messages at least this large that fit the caller's buffer are read
+/// straight into it.
+const DIRECT_MIN: usize = 16 << 10;
 /// How much the receiver reads from the underlying stream at a time.
 const READ_CHUNK: usize = 64 << 10;
 
@@ -409,7 +412,12 @@ impl Ws {
 
     /// Parses frames until a whole message is ready (`Some`) or the peer
     /// closed (`None`).
-    fn next_message(&self, r: &mut Recv, deadline: Option<Instant>) -> Result<Option<Msg>> {
+    fn next_message(
+        &self,
+        r: &mut Recv,
+        deadline: Option<Instant>,
+        direct_room: usize,
+    ) -> Result<Option<Msg>> {
         loop {
             let avail = &r.buf[r.start..r.filled];
             let header = match parse_header(avail, self.role, &self.limits) {
@@ -418,6 +426,16 @@ impl Ws {
             };
             let h = match header {
                 Some(h) if avail.len() >= h.size + h.len => h,
+                Some(h)
+                    if h.fin
+                        && h.opcode == OP_BINARY
+                        && r.partial.is_none()
+                        && h.len >= DIRECT_MIN
+                        && h.len <= direct_room
+                        && h.len <= self.limits.max_message =>
+                {
+                    return Ok(Some(Msg::Direct(h)));
+                }
                 _ => match self.fill(r, header.map_or(14, |h| h.size + h.len), deadline) {
                     Ok(true) => continue,
                     Ok(false) => {
@@ -562,7 +580,57 @@ impl Ws {
 /// fragments.
 enum Msg {
     InBuf(usize, usize, Option<[u8; 4]>),
+    /// A large single-frame binary message that fits the caller's buffer,
+    /// partly received (`buf[start..filled]` is its header and the start of
+    /// its payload): the rest is read straight into the caller's buffer.
+    Direct(Header),
     Owned(Vec<u8>),
+}
+
+impl Ws {
+    /// Receives the rest of a [`Msg::Direct`] message straight into `buf`
+    /// (saving a copy of a large message). A timeout keeps what arrived, as
+    /// if it had been read into the receive buffer.
+    fn receive_direct(
+        &self,
+        r: &mut Recv,
+        buf: &mut [u8],
+        h: &Header,
+        deadline: Option<Instant>,
+    ) -> Result<Option<usize>> {
+        let from = r.start + h.size;
+        let have = r.filled - from;
+        buf[..have].copy_from_slice(&r.buf[from..r.filled]);
+        let mut got = have;
+        while got < h.len {
+            let e = match self.inner.receive_until(&mut buf[got..h.len], deadline) {
+                Ok(Some(n)) => {
+                    got += n;
+                    continue;
+                }
+                Ok(None) => Error::Connection(format!(
+                    "{}: connection closed without a close frame (1006)",
+                    self.name
+                )),
+                Err(e) => e,
+            };
+            // Nothing is consumed: what arrived joins the receive buffer.
+            let filled = r.filled;
+            r.buf.truncate(filled);
+            r.buf.extend_from_slice(&buf[have..got]);
+            r.filled = r.buf.len();
+            if !matches!(e, Error::Timeout | Error::Closed(_)) {
+                r.end = Some(Some(e.clone()));
+            }
+            return Err(e);
+        }
+        r.start = 0;
+        r.filled = 0;
+        if let Some(mask) = h.mask {
+            apply_mask(&mut buf[..h.len], mask);
+        }
+        Ok(Some(h.len))
+    }
 }
 
 /// The transport: the connection's state, shared with a server that may have
@@ -603,7 +671,8 @@ impl Transport for WsTransport {
             if let Some(end) = &r.end {
                 return end.clone().map_or(Ok(None), Err);
             }
-            match self.0.next_message(&mut r, deadline)? {
+            match self.0.next_message(&mut r, deadline, buf.len())? {
+                Some(Msg::Direct(h)) => return self.0.receive_direct(&mut r, buf, &h, deadline),
                 Some(Msg::InBuf(from, to, mask)) if to - from <= buf.len() => {
                     copy_masked(&mut buf[..to - from], &r.buf[from..to], mask);
                     return Ok(Some(to - from));
@@ -637,7 +706,7 @@ impl Transport for WsTransport {
             let until = Instant::now() + CLOSE_WAIT;
             while r.end.is_none() {
                 r.current = None;
-                match self.0.next_message(&mut r, Some(until)) {
+                match self.0.next_message(&mut r, Some(until), 0) {
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
                 }
