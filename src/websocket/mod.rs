@@ -41,7 +41,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long answering a ping or a close may wait for room to send.
 const CONTROL_SEND: Duration = Duration::from_secs(5);
 /// The largest send buffer kept between sends.
-const KEEP_SEND_BUF: usize = 1 << 20;
+const KEEP_SEND_BUF: usize = 128 << 10;
 /// Messages at least this large that fit the caller's buffer are read
 /// straight into it.
 const DIRECT_MIN: usize = 16 << 10;

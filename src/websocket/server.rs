@@ -264,7 +264,7 @@ impl Drop for Server {
 }
 
 /// Most bytes of queued broadcasts a writer sends with one send.
-const WRITE_BATCH: usize = 256 << 10;
+const WRITE_BATCH: usize = 64 << 10;
 
 /// Sends the connection's queued broadcasts; what is queued together goes in
 /// one send of the underlying stream (all or nothing, as a single message).
