@@ -279,10 +279,23 @@ impl Ws {
     /// client) and returns where it ends. `f` only grows: a kept buffer is
     /// written over, never zero-filled again.
     fn frame_at(&self, f: &mut Vec<u8>, at: usize, opcode: u8, payload: &[u8]) -> usize {
+        let (head, h, mask) = self.head(opcode, payload.len());
+        let end = at + h + payload.len();
+        if f.len() < end {
+            f.resize(end, 0);
+        }
+        f[at..at + h].copy_from_slice(&head[..h]);
+        copy_masked(&mut f[at + h..end], payload, mask);
+        end
+    }
+
+    /// A frame header for a payload of `len` bytes: the bytes, how many, and
+    /// the masking key (a fresh one when we are the client).
+    fn head(&self, opcode: u8, len: usize) -> ([u8; 14], usize, Option<[u8; 4]>) {
         let mut head = [0u8; 14];
         head[0] = 0x80 | opcode;
         let mbit = if self.role == Role::Client { 0x80 } else { 0 };
-        let mut h = match payload.len() {
+        let mut h = match len {
             n if n < 126 => {
                 head[1] = mbit | n as u8;
                 2
@@ -303,13 +316,7 @@ impl Ws {
             head[h..h + 4].copy_from_slice(&mask);
             h += 4;
         }
-        let end = at + h + payload.len();
-        if f.len() < end {
-            f.resize(end, 0);
-        }
-        f[at..at + h].copy_from_slice(&head[..h]);
-        copy_masked(&mut f[at + h..end], payload, mask);
-        end
+        (head, h, mask)
     }
 
     /// Sends `payloads` as binary messages, framed into one buffer that is
@@ -325,6 +332,14 @@ impl Ws {
                 "{}: websocket is closing",
                 self.name
             )));
+        }
+        if let ([one], Role::Server) = (payloads, self.role) {
+            if one.len() >= DIRECT_MIN {
+                // A large unmasked frame: its header and the caller's payload
+                // go out together (writev) without being copied first.
+                let (head, h, _) = self.head(OP_BINARY, one.len());
+                return self.inner.send_parts_until(&[&head[..h], one], deadline);
+            }
         }
         // Another sender (a broadcast writer next to the handler) has the
         // kept buffer: a buffer of our own, as the underlying stream orders
