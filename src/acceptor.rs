@@ -17,9 +17,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Decides whether to take a new connection, given how many are open; a
-/// refusal is the server's to answer (and log).
-pub(crate) type Admit = dyn Fn(&Socket, &str, usize) -> bool + Send + Sync;
+/// Decides whether to take a new connection, given how many are open:
+/// `None` takes it; a refusal is counted, logged, answered and closed.
+pub(crate) type Admit = dyn Fn(usize) -> Option<Refusal> + Send + Sync;
+
+/// Why a connection is refused, and what it is told.
+pub(crate) struct Refusal {
+    /// For the log.
+    pub why: String,
+    /// Sent to the peer (without waiting: the socket is new, its send buffer
+    /// empty) before it is closed.
+    pub answer: &'static [u8],
+}
 /// Serves one connection on its own thread: `(acceptor, id, socket, peer)`.
 pub(crate) type Serve<C> = dyn Fn(&Acceptor<C>, u64, Socket, String) + Send + Sync;
 
@@ -202,8 +211,15 @@ fn accept_loop<C: Default + Send + 'static>(
             None => format!("{} (peer)", acc.name),
         };
         let open = lock(&acc.conns).len();
-        if !admit(&conn, &peer, open) {
-            acc.refused.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = admit(open) {
+            // Counted before the peer hears of it.
+            let n = acc.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            log::warn!(
+                "{}: refusing {peer}: {} ({n} refused so far)",
+                acc.name,
+                r.why
+            );
+            let _ = conn.send_with_flags(r.answer, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
             continue;
         }
         log::debug!("{}: accepted {peer}", acc.name);
@@ -231,25 +247,13 @@ fn accept_loop<C: Default + Send + 'static>(
 }
 
 /// An admission rule for HTTP servers (websocket servers and bridges): at
-/// most `max` connections open at once; one more is answered with HTTP 503
-/// (without waiting: the socket is new, its send buffer empty), logged, and
-/// closed.
-pub(crate) fn admit_at_most(
-    max: usize,
-    name: &str,
-    conn: &Socket,
-    peer: &str,
-    open: usize,
-) -> bool {
-    if open < max {
-        return true;
-    }
-    log::warn!("{name}: refusing {peer} with HTTP 503: {max} connections are open (the maximum)");
-    let _ = conn.send_with_flags(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-    );
-    false
+/// most `max` connections open at once; one more is answered with HTTP 503.
+pub(crate) fn admit_at_most(max: usize, open: usize) -> Option<Refusal> {
+    (open >= max).then(|| Refusal {
+        why: format!("{max} connections are open (the maximum): HTTP 503"),
+        answer:
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    })
 }
 
 /// Joins the threads of connections that have ended.

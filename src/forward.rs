@@ -445,12 +445,10 @@ impl Listener {
         let admit: Box<crate::acceptor::Admit> = match &job.websocket {
             // The bridge is an HTTP server: over its limit, HTTP 503.
             Some(ws) => {
-                let (max, name) = (ws.max_connections, address.clone());
-                Box::new(move |conn: &Socket, peer: &str, open: usize| {
-                    crate::acceptor::admit_at_most(max, &name, conn, peer, open)
-                })
+                let max = ws.max_connections;
+                Box::new(move |open| crate::acceptor::admit_at_most(max, open))
             }
-            None => Box::new(|_: &Socket, _: &str, _: usize| true),
+            None => Box::new(|_| None),
         };
         let acceptor = Acceptor::start(
             sock,

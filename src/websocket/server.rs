@@ -162,10 +162,8 @@ impl Server {
             conn_thread: "jw-ws-conn",
         };
         let admit = {
-            let job = job.clone();
-            move |conn: &Socket, peer: &str, open: usize| {
-                admit_at_most(job.config.max_connections, &job.name, conn, peer, open)
-            }
+            let max = job.config.max_connections;
+            move |open| admit_at_most(max, open)
         };
         let serve = {
             let job = job.clone();
