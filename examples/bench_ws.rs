@@ -14,7 +14,7 @@
 //! - Pipelined messages per second with 32 in flight, 64 B and 64 KiB:
 //!   jumpwire with a reader thread and a writer thread (a sliding window),
 //!   jumpwire on one thread (send 32, then receive 32), and Python (asyncio, a
-//!   sliding window). Each is run three times, alternating; the medians are
+//!   sliding window). Each is run five times, alternating; the medians are
 //!   compared.
 //! - Broadcast fan-out to 200 jumpwire clients: time for one 1 KiB message to
 //!   reach all of them (p50), and messages per second sustained to all 200.
@@ -44,7 +44,7 @@ const WARMUP: usize = 25;
 /// Messages in flight in the pipelined measurement.
 const INFLIGHT: usize = 32;
 /// Runs of each pipelined measurement (alternating; the median is reported).
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
