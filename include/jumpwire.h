@@ -442,6 +442,12 @@ jw_status jw_ws_broadcast(jw_ws_server *w, const void *data, size_t len);
 jw_status jw_ws_server_dropped(const jw_ws_server *w, uint64_t *out);
 
 /**
+ * Writes to `*out` how many clients have been refused (HTTP 503) because
+ * the listen URL's `max_connections` were open. Thread-safe.
+ */
+jw_status jw_ws_server_refused(const jw_ws_server *w, uint64_t *out);
+
+/**
  * Stops accepting, closes every connection with a close frame (1001), waits
  * for every handler to return, joins every thread and frees the server. Do
  * not call it from a handler. NULL is a no-op.

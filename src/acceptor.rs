@@ -17,9 +17,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Decides whether to take a new connection, given how many are open; a
-/// refusal is the server's to answer (and log).
-pub(crate) type Admit = dyn Fn(&Socket, &str, usize) -> bool + Send + Sync;
+/// Decides whether to take a new connection, given how many are open:
+/// `None` takes it; a refusal is counted, logged, answered and closed.
+pub(crate) type Admit = dyn Fn(usize) -> Option<Refusal> + Send + Sync;
+
+/// Why a connection is refused, and what it is told.
+pub(crate) struct Refusal {
+    /// For the log.
+    pub why: String,
+    /// Sent to the peer (without waiting: the socket is new, its send buffer
+    /// empty) before it is closed.
+    pub answer: &'static [u8],
+}
 /// Serves one connection on its own thread: `(acceptor, id, socket, peer)`.
 pub(crate) type Serve<C> = dyn Fn(&Acceptor<C>, u64, Socket, String) + Send + Sync;
 
@@ -29,6 +38,7 @@ pub(crate) struct Acceptor<C> {
     name: String,
     closing: AtomicBool,
     next_id: AtomicU64,
+    refused: AtomicU64,
     conns: Mutex<HashMap<u64, Entry<C>>>,
     finished: Mutex<Vec<u64>>,
     accept: Mutex<Option<JoinHandle<()>>>,
@@ -64,6 +74,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
             name,
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             finished: Mutex::new(Vec::new()),
             accept: Mutex::new(None),
@@ -83,6 +94,11 @@ impl<C: Default + Send + 'static> Acceptor<C> {
     /// The listening socket.
     pub(crate) fn socket(&self) -> &Socket {
         &self.sock
+    }
+
+    /// How many connections `admit` has refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// True once `close` has begun.
@@ -194,7 +210,16 @@ fn accept_loop<C: Default + Send + 'static>(
             }
             None => format!("{} (peer)", acc.name),
         };
-        if !admit(&conn, &peer, lock(&acc.conns).len()) {
+        let open = lock(&acc.conns).len();
+        if let Some(r) = admit(open) {
+            // Counted before the peer hears of it.
+            let n = acc.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            log::warn!(
+                "{}: refusing {peer}: {} ({n} refused so far)",
+                acc.name,
+                r.why
+            );
+            let _ = conn.send_with_flags(r.answer, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
             continue;
         }
         log::debug!("{}: accepted {peer}", acc.name);
@@ -219,6 +244,16 @@ fn accept_loop<C: Default + Send + 'static>(
             }
         }
     }
+}
+
+/// An admission rule for HTTP servers (websocket servers and bridges): at
+/// most `max` connections open at once; one more is answered with HTTP 503.
+pub(crate) fn admit_at_most(max: usize, open: usize) -> Option<Refusal> {
+    (open >= max).then(|| Refusal {
+        why: format!("{max} connections are open (the maximum): HTTP 503"),
+        answer:
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    })
 }
 
 /// Joins the threads of connections that have ended.

@@ -372,6 +372,8 @@ struct Job {
 #[derive(Default)]
 struct Conn {
     streams: Vec<Arc<Stream>>,
+    /// A bridged websocket client, told (close 1001) when the listener closes.
+    ws: Option<Arc<crate::websocket::Ws>>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -440,11 +442,19 @@ impl Listener {
             accept_thread: "jw-accept",
             conn_thread: "jw-conn",
         };
+        let admit: Box<crate::acceptor::Admit> = match &job.websocket {
+            // The bridge is an HTTP server: over its limit, HTTP 503.
+            Some(ws) => {
+                let max = ws.max_connections;
+                Box::new(move |open| crate::acceptor::admit_at_most(max, open))
+            }
+            None => Box::new(|_| None),
+        };
         let acceptor = Acceptor::start(
             sock,
             address.clone(),
             names,
-            Box::new(|_, _, _| true),
+            admit,
             Box::new(move |acc, id, conn, peer| serve_conn(acc, &job, id, conn, peer)),
         )?;
         log::info!("{address}: listening, forwarding to {}", target.endpoint());
@@ -479,10 +489,23 @@ impl Listener {
         self.acceptor.count(|_| true)
     }
 
+    /// How many clients a `ws://` bridge refused (HTTP 503) because its
+    /// `max_connections` were open (always 0 for other listeners).
+    pub fn refused(&self) -> u64 {
+        self.acceptor.refused()
+    }
+
     /// Stops accepting, closes every forwarded connection (both of its
     /// streams), and joins every thread. Closing twice does nothing.
     pub fn close(&self) {
         let closed = self.acceptor.close(|c| {
+            if let Some(ws) = &c.ws {
+                ws.abort(
+                    crate::websocket::CLOSE_GOING_AWAY,
+                    "listener closing",
+                    Duration::from_millis(200),
+                );
+            }
             for st in &c.streams {
                 st.close();
             }
@@ -535,20 +558,25 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
             a.close();
             return Ok(());
         }
-        let a = if let Some(ws) = &job.websocket {
+        let (a, ws) = if let Some(ws) = &job.websocket {
             let deadline = Some(Instant::now() + ws.handshake_timeout);
-            let ws = Arc::new(crate::websocket::accept_shared(a, deadline, ws.limits)?.0);
-            if !register(acc, id, &ws) {
-                ws.close();
+            let (s, handle) = crate::websocket::accept_shared(a, deadline, ws.limits)?;
+            let s = Arc::new(s);
+            let h = handle.clone();
+            if !register(acc, id, &s) || acc.update(id, |c| c.ws = Some(h)).is_none() {
+                s.close();
                 return Ok(());
             }
-            ws
+            (s, Some(handle))
         } else {
-            a
+            (a, None)
         };
         let b = match job.target.connect(Some(TARGET_CONNECT_TIMEOUT)) {
             Ok(b) => Arc::new(b),
             Err(e) => {
+                if let Some(ws) = &ws {
+                    ws.send_close(crate::websocket::CLOSE_INTERNAL, "target unreachable");
+                }
                 a.close();
                 return Err(e);
             }
@@ -557,7 +585,10 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
             b.close();
             return Ok(());
         }
-        let r = forward(&a, &b);
+        let r = match &ws {
+            Some(ws) => bridge(&a, ws, &b),
+            None => forward(&a, &b),
+        };
         a.close();
         b.close();
         r
@@ -568,6 +599,174 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
     }
     // Release the streams (and their sockets) now.
     acc.finish(id);
+}
+
+/// How long the bridge waits, once one side has ended, for the other to
+/// finish: the client's answer to our close frame, or the target's EOF after
+/// the client closed.
+const BRIDGE_LINGER: Duration = Duration::from_secs(2);
+
+/// When a bridge's two directions must have finished (once one side ended).
+struct Linger(std::sync::Mutex<Option<Instant>>);
+
+impl Linger {
+    /// Starts the countdown (if not started).
+    fn start(&self) {
+        crate::stream::lock(&self.0).get_or_insert_with(|| Instant::now() + BRIDGE_LINGER);
+    }
+
+    /// Ends both directions now.
+    fn now(&self) {
+        *crate::stream::lock(&self.0) = Some(Instant::now());
+    }
+
+    /// The next wake-up: a short wait, or the end of the countdown. `None`
+    /// once the countdown is over.
+    fn next(&self) -> Option<Instant> {
+        let soon = Instant::now() + CANCEL_CHECK;
+        match *crate::stream::lock(&self.0) {
+            None => Some(soon),
+            Some(end) if end <= Instant::now() => None,
+            Some(end) => Some(end.min(soon)),
+        }
+    }
+}
+
+/// The websocket bridge between a websocket client (`ws`, with its
+/// connection `wsh`) and the target stream. Bytes go both ways as in
+/// [`forward`], and each side's end reaches the other:
+/// - the target's EOF becomes a close frame with 1000 after every byte before
+///   it (a target failure: 1011); the client's answering close half-closes
+///   the target;
+/// - the client's close half-closes the target after every byte before it;
+///   what the target still sends cannot reach the client any more and is
+///   discarded until the target's EOF (at most [`BRIDGE_LINGER`]).
+fn bridge(ws: &Stream, wsh: &crate::websocket::Ws, target: &Stream) -> Result<()> {
+    let linger = Linger(std::sync::Mutex::new(None));
+    let (r1, r2) = std::thread::scope(|s| {
+        let back = std::thread::Builder::new()
+            .name("jw-bridge".into())
+            .spawn_scoped(s, || target_to_client(target, ws, wsh, &linger));
+        let back = match back {
+            Ok(h) => h,
+            Err(e) => return (Err(Error::io("spawning a bridge thread", &e)), Ok(())),
+        };
+        let r1 = client_to_target(ws, target, &linger);
+        let r2 = back
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("bridge thread panicked".into())));
+        (r1, r2)
+    });
+    r1.and(r2)
+}
+
+/// The client's messages to the target, then the target's half-close.
+fn client_to_target(ws: &Stream, target: &Stream, linger: &Linger) -> Result<()> {
+    let mut buf = vec![0u8; FORWARD_CHUNK];
+    let mut target_ok = true;
+    loop {
+        let Some(until) = linger.next() else {
+            return Ok(());
+        };
+        match ws.receive_until(&mut buf, Some(until)) {
+            Ok(Some(n)) if target_ok => loop {
+                let Some(until) = linger.next() else {
+                    return Ok(());
+                };
+                match target.send_until(&buf[..n], Some(until)) {
+                    Ok(()) => break,
+                    Err(Error::Timeout) => {}
+                    Err(e) => {
+                        // The target failed: the other direction tells the
+                        // client (1011); wait for the client's answer.
+                        log::debug!("bridge {} -> {}: {e}", ws.name(), target.name());
+                        target_ok = false;
+                        linger.start();
+                        break;
+                    }
+                }
+            },
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                // The client closed (or answered our close): every byte it
+                // sent is with the target now.
+                if target_ok {
+                    match target.send_eof() {
+                        Ok(()) | Err(Error::Closed(_)) => {}
+                        Err(e) => log::debug!("bridge {}: {e}", target.name()),
+                    }
+                }
+                linger.start();
+                return Ok(());
+            }
+            Err(Error::Timeout) => {}
+            Err(e) => {
+                // A protocol breach (answered with its close code already)
+                // or the client vanished: nothing more can reach it. Closing
+                // the target wakes the other direction.
+                linger.now();
+                target.close();
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The target's bytes to the client as binary messages; its end as a close
+/// frame (1000 at EOF, 1011 on a failure).
+fn target_to_client(
+    target: &Stream,
+    ws: &Stream,
+    wsh: &crate::websocket::Ws,
+    linger: &Linger,
+) -> Result<()> {
+    let mut buf = vec![0u8; FORWARD_CHUNK];
+    loop {
+        let Some(until) = linger.next() else {
+            return Ok(());
+        };
+        match target.receive_until(&mut buf, Some(until)) {
+            Ok(Some(n)) => loop {
+                if wsh.is_closing() {
+                    // The client closed: discard until the target's EOF.
+                    break;
+                }
+                let Some(until) = linger.next() else {
+                    return Ok(());
+                };
+                match ws.send_until(&buf[..n], Some(until)) {
+                    Ok(()) => break,
+                    Err(Error::Timeout) => {}
+                    Err(_) if wsh.is_closing() => break,
+                    Err(e) => {
+                        linger.now();
+                        return Err(e);
+                    }
+                }
+            },
+            Ok(None) => {
+                // Every byte before the EOF went out before the close frame.
+                wsh.send_close(crate::websocket::CLOSE_NORMAL, "");
+                linger.start();
+                return Ok(());
+            }
+            Err(Error::Timeout) => {}
+            Err(Error::Closed(m)) => {
+                linger.now();
+                return Err(Error::Closed(m));
+            }
+            Err(e) => {
+                log::info!(
+                    "bridge {}: {e}: closing {} with 1011",
+                    target.name(),
+                    ws.name()
+                );
+                wsh.send_close(crate::websocket::CLOSE_INTERNAL, "the target failed");
+                linger.start();
+                return Err(e);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -179,6 +179,12 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// `deadline` passes first ([`Error::Timeout`]). `Ok` means the data was
     /// accepted and will be delivered in order before anything sent later.
     fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()>;
+    /// Sends the concatenation of `parts` exactly as `send` sends one buffer
+    /// (a websocket frame's header and payload without copying them into
+    /// one buffer first).
+    fn send_parts(&self, parts: &[&[u8]], deadline: Option<Instant>) -> Result<()> {
+        self.send(&parts.concat(), deadline)
+    }
     /// Half-closes the sending direction.
     fn send_eof(&self) -> Result<()>;
     /// Whether `send_eof` really ends the sending direction. Where it is a
@@ -352,6 +358,26 @@ impl Stream {
             return Err(Error::Closed(format!("{}: send after send_eof", self.name)));
         }
         let r = self.transport.send(data, deadline);
+        self.check_open()?;
+        r.inspect_err(|e| {
+            if *e != Error::Timeout {
+                log::debug!("{}: send failed: {e}", self.name);
+            }
+        })
+    }
+
+    /// [`Stream::send_until`] of the concatenation of `parts`.
+    pub(crate) fn send_parts_until(
+        &self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        self.check_open()?;
+        let _gate = self.send_gate.enter(deadline)?;
+        if self.eof_sent.load(Ordering::Acquire) {
+            return Err(Error::Closed(format!("{}: send after send_eof", self.name)));
+        }
+        let r = self.transport.send_parts(parts, deadline);
         self.check_open()?;
         r.inspect_err(|e| {
             if *e != Error::Timeout {

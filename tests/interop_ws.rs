@@ -156,6 +156,96 @@ fn the_python_client_through_our_bridge() {
     bridge.close();
 }
 
+/// Runs a Python client mode with `args`: its stdout, trimmed.
+fn python_output(args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg(PEER)
+        .args(args)
+        .output()
+        .expect("running the Python websockets client");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "python {args:?}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A TCP target serving one connection with `f`: its URL and thread.
+fn tcp_target<T: Send + 'static>(
+    f: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", l.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let (c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        f(c)
+    });
+    (url, t)
+}
+
+#[test]
+fn the_python_client_sees_the_bridge_targets_end_as_a_close_code() {
+    // The target answers and ends: 1000, after its data.
+    let (target, t) = tcp_target(|mut c| {
+        let mut hello = [0u8; 5];
+        c.read_exact(&mut hello).unwrap();
+        c.write_all(b"goodbye").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        (hello, rest)
+    });
+    let bridge = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let out = python_output(&["bridge-eof", bridge.address()]);
+    assert_eq!(out, "CLOSED 1000 goodbye");
+    let (hello, rest) = t.join().unwrap();
+    assert_eq!(&hello, b"hello");
+    assert!(rest.is_empty(), "EOF after the client's answer");
+    bridge.close();
+
+    // The target fails (a reset): 1011.
+    let (target, t) = tcp_target(|mut c| {
+        let mut hello = [0u8; 5];
+        c.read_exact(&mut hello).unwrap();
+        c.write_all(b"oops").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+    });
+    let bridge = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let out = python_output(&["bridge-eof", bridge.address()]);
+    assert_eq!(out, "CLOSED 1011 oops");
+    t.join().unwrap();
+    bridge.close();
+}
+
+#[test]
+fn the_python_clients_close_half_closes_the_bridge_target_after_its_data() {
+    let n = 5 << 20;
+    let (target, t) = tcp_target(|mut c| {
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        got
+    });
+    let bridge = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let out = python_output(&["send-close", bridge.address(), &n.to_string()]);
+    assert_eq!(out, "CLOSED 1000");
+    let got = t.join().unwrap();
+    assert!(got == pattern_py(n, 5), "every byte, then EOF");
+    bridge.close();
+}
+
+/// ws_peer.py's `pattern(n, seed)`.
+fn pattern_py(n: usize, seed: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 31 + seed) % 251) as u8).collect()
+}
+
 /// A self-signed certificate for localhost and 127.0.0.1, written to a temp
 /// dir: (dir, cert path, key path).
 fn self_signed() -> (common::TempDir, String, String) {

@@ -80,6 +80,55 @@ fn messages_of_every_size_class_round_trip_and_large_ones_come_in_pieces() {
 }
 
 #[test]
+fn a_large_message_read_straight_into_the_buffer_survives_a_timeout_midway() {
+    // A hand-written server that sends one 200 kB frame in two halves.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", l.local_addr().unwrap());
+    let data = pattern(200_000, 3);
+    let server = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                c.read_exact(&mut b).unwrap();
+                head.push(b[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            let accept = tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
+            write!(
+                c,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .unwrap();
+            let mut frame = vec![0x82, 127];
+            frame.extend_from_slice(&(data.len() as u64).to_be_bytes());
+            frame.extend_from_slice(&data);
+            c.write_all(&frame[..100_000]).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            c.write_all(&frame[100_000..]).unwrap();
+            c.write_all(&[0x82, 3, b'e', b'n', b'd']).unwrap();
+            let _ = c.read(&mut [0u8; 64]);
+        })
+    };
+    let s = jumpwire::connect(&url, LONG).unwrap();
+    let mut buf = vec![0u8; 300_000];
+    assert_eq!(s.receive(&mut buf, ms(100)), Err(Error::Timeout));
+    assert_eq!(s.receive(&mut buf, LONG).unwrap(), Some(data.len()));
+    assert!(buf[..data.len()] == data[..], "every byte, in order");
+    assert_eq!(s.receive(&mut buf, LONG).unwrap(), Some(3));
+    assert_eq!(&buf[..3], b"end");
+    s.close();
+    server.join().unwrap();
+}
+
+#[test]
 fn one_thread_sends_while_another_receives() {
     let server = echo_server();
     let s = Arc::new(connect(&server, "/"));
@@ -305,6 +354,213 @@ fn the_ws_listener_bridges_each_client_to_the_target() {
     l.close();
 }
 
+/// A TCP target for the bridge that serves one connection with `f`.
+fn tcp_target<T: Send + 'static>(
+    f: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp://{}", l.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let (c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        f(c)
+    });
+    (addr, t)
+}
+
+/// Reads server frames (unmasked, each under 126 bytes of payload) until a
+/// close frame: the data of the binary frames before it, and the close code.
+fn frames_until_close(c: &mut TcpStream) -> (Vec<u8>, u16) {
+    let mut data = Vec::new();
+    loop {
+        let mut h = [0u8; 2];
+        c.read_exact(&mut h).unwrap();
+        assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+        let len = (h[1] & 0x7F) as usize;
+        assert!(len < 126, "test frames are small");
+        let mut payload = vec![0u8; len];
+        c.read_exact(&mut payload).unwrap();
+        match h[0] & 0x0F {
+            0x2 => data.extend_from_slice(&payload),
+            0x8 => return (data, u16::from_be_bytes([payload[0], payload[1]])),
+            op => panic!("unexpected opcode {op:#x}"),
+        }
+    }
+}
+
+#[test]
+fn the_bridge_refuses_clients_over_max_connections_with_503() {
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let l = Listener::bind("ws://127.0.0.1:0?max_connections=2", &target).unwrap();
+    let a = jumpwire::connect(l.address(), LONG).unwrap();
+    let b = jumpwire::connect(l.address(), LONG).unwrap();
+    for s in [&a, &b] {
+        s.send(b"up", LONG).unwrap();
+        assert_eq!(receive_exact(s, 2, 16), b"up");
+    }
+    for _ in 0..3 {
+        let r = jumpwire::connect(l.address(), LONG);
+        assert!(
+            matches!(&r, Err(Error::Connection(m)) if m.contains("HTTP 503")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(l.refused(), 3);
+    assert_eq!(l.connections(), 2);
+    // Once one leaves, a new client gets in.
+    a.close();
+    let until = Instant::now() + SLACK;
+    while l.connections() > 1 {
+        assert!(Instant::now() < until, "the closed client's bridge ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let c = jumpwire::connect(l.address(), LONG).unwrap();
+    c.send(b"in", LONG).unwrap();
+    assert_eq!(receive_exact(&c, 2, 16), b"in");
+    assert_eq!(l.refused(), 3);
+    b.close();
+    c.close();
+    l.close();
+}
+
+#[test]
+fn a_server_refuses_clients_over_max_connections_with_503() {
+    let server = Server::serve("ws://127.0.0.1:0?max_connections=1", |s| {
+        while let Ok(Some(_)) = s.receive(&mut [0u8; 16], None) {}
+    })
+    .unwrap();
+    let a = jumpwire::connect(server.address(), LONG).unwrap();
+    let r = jumpwire::connect(server.address(), LONG);
+    assert!(
+        matches!(&r, Err(Error::Connection(m)) if m.contains("HTTP 503")),
+        "{r:?}"
+    );
+    assert_eq!(server.refused(), 1);
+    a.close();
+    server.close();
+}
+
+#[test]
+fn the_targets_eof_reaches_the_client_as_close_1000_after_its_data() {
+    let (target, t) = tcp_target(|mut c| {
+        let mut hello = [0u8; 5];
+        c.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello, b"hello");
+        c.write_all(b"bye").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        // The client's answer to the close frame half-closes us.
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        rest
+    });
+    let l = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let mut c = raw_client(l.address());
+    c.write_all(&masked(0x2, b"hel")).unwrap();
+    c.write_all(&masked(0x2, b"lo")).unwrap();
+    let (data, code) = frames_until_close(&mut c);
+    assert_eq!(data, b"bye");
+    assert_eq!(code, 1000);
+    // Data the client sent before it saw the close still reaches the target.
+    c.write_all(&masked(0x2, b"late")).unwrap();
+    c.write_all(&masked(0x8, &1000u16.to_be_bytes())).unwrap();
+    assert_eq!(t.join().unwrap(), b"late");
+    // The bridge ends the connection at once.
+    let t0 = Instant::now();
+    assert_eq!(c.read(&mut [0u8; 16]).unwrap(), 0);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let until = Instant::now() + SLACK;
+    while l.connections() > 0 {
+        assert!(Instant::now() < until, "the bridge ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // A jumpwire client: every byte, then EOF.
+    let (target, t) = tcp_target(|mut c| {
+        c.write_all(&pattern(1 << 20, 7)).unwrap();
+    });
+    let l2 = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let s = jumpwire::connect(l2.address(), LONG).unwrap();
+    assert!(receive_exact(&s, 1 << 20, 65536) == pattern(1 << 20, 7));
+    assert_eq!(s.receive(&mut [0u8; 16], LONG).unwrap(), None);
+    t.join().unwrap();
+    s.close();
+    l.close();
+    l2.close();
+}
+
+#[test]
+fn closing_the_bridge_sends_close_1001_to_its_clients() {
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let l = Listener::bind("ws://127.0.0.1:0", &target).unwrap();
+    let mut c = raw_client(l.address());
+    c.write_all(&masked(0x2, b"hi")).unwrap();
+    let mut f = [0u8; 4];
+    c.read_exact(&mut f).unwrap();
+    assert_eq!(f, [0x82, 2, b'h', b'i']);
+    let t0 = Instant::now();
+    l.close();
+    assert!(t0.elapsed() < SLACK, "{:?}", t0.elapsed());
+    let (data, code) = frames_until_close(&mut c);
+    assert!(data.is_empty());
+    assert_eq!(code, 1001);
+}
+
+#[test]
+fn a_target_failure_reaches_the_client_as_close_1011() {
+    let (target, t) = tcp_target(|mut c| {
+        c.write_all(b"x").unwrap();
+        // A reset: close with unread data pending and no linger.
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).unwrap();
+        drop(c);
+    });
+    let l = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let mut c = raw_client(l.address());
+    let mut x = [0u8; 3];
+    c.read_exact(&mut x).unwrap();
+    assert_eq!(x, [0x82, 1, b'x']);
+    c.write_all(&masked(0x2, b"go")).unwrap();
+    let (data, code) = frames_until_close(&mut c);
+    t.join().unwrap();
+    assert_eq!(data, b"");
+    assert_eq!(code, 1011);
+    c.write_all(&masked(0x8, &1011u16.to_be_bytes())).unwrap();
+    assert_eq!(c.read(&mut [0u8; 16]).unwrap(), 0);
+    l.close();
+}
+
+#[test]
+fn the_clients_close_half_closes_the_target_after_all_its_data() {
+    let data = pattern(3 << 20, 11);
+    let (target, t) = tcp_target(|mut c| {
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        // Too late for the client: discarded by the bridge.
+        let _ = c.write_all(b"late");
+        got
+    });
+    let l = Listener::bind("ws://127.0.0.1:0", &Network::new(&target).unwrap()).unwrap();
+    let s = jumpwire::connect(l.address(), LONG).unwrap();
+    for chunk in data.chunks(100_000) {
+        s.send(chunk, LONG).unwrap();
+    }
+    let t0 = Instant::now();
+    s.close();
+    assert!(t0.elapsed() < Duration::from_millis(900), "close answered");
+    assert!(t.join().unwrap() == data, "every byte, then EOF");
+    let until = Instant::now() + SLACK;
+    while l.connections() > 0 {
+        assert!(Instant::now() < until, "the bridge ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    l.close();
+}
+
 /// A raw TCP connection to `server` that did the handshake by hand.
 fn raw_client(addr: &str) -> TcpStream {
     let hostport = addr.trim_start_matches("ws://").trim_end_matches('/');
@@ -455,7 +711,7 @@ mod c_api {
     use jumpwire::ffi::{
         jw_status, jw_stream, jw_stream_receive, jw_stream_send, jw_ws_accept, jw_ws_broadcast,
         jw_ws_path, jw_ws_serve, jw_ws_server, jw_ws_server_address, jw_ws_server_close,
-        jw_ws_server_dropped,
+        jw_ws_server_dropped, jw_ws_server_refused,
     };
     use std::ffi::{CStr, CString, c_char, c_void};
     use std::ptr::{null, null_mut};
@@ -496,7 +752,7 @@ mod c_api {
     fn serve_path_broadcast_and_close_through_the_c_api() {
         let calls = Box::new(AtomicUsize::new(0));
         let user = (&*calls as *const AtomicUsize).cast_mut().cast::<c_void>();
-        let url = CString::new("ws://127.0.0.1:0").unwrap();
+        let url = CString::new("ws://127.0.0.1:0?max_connections=1").unwrap();
         let mut w: *mut jw_ws_server = null_mut();
         assert_eq!(
             jw_ws_serve(url.as_ptr(), Some(path_echo), user, &mut w),
@@ -527,6 +783,19 @@ mod c_api {
         let mut dropped = 7u64;
         assert_eq!(jw_ws_server_dropped(w, &mut dropped), jw_status::JW_OK);
         assert_eq!(dropped, 0);
+        // One connection at most: a second client is refused and counted.
+        let r = jumpwire::connect(&addr, LONG);
+        assert!(
+            matches!(&r, Err(Error::Connection(m)) if m.contains("HTTP 503")),
+            "{r:?}"
+        );
+        let mut refused = 7u64;
+        assert_eq!(jw_ws_server_refused(w, &mut refused), jw_status::JW_OK);
+        assert_eq!(refused, 1);
+        assert_eq!(
+            jw_ws_server_refused(w, null_mut()),
+            jw_status::JW_ERR_INVALID_ARGUMENT
+        );
         // Bad arguments.
         assert_eq!(
             jw_ws_serve(null(), Some(path_echo), user, &mut null_mut()),

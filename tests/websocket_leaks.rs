@@ -141,6 +141,31 @@ fn everything() {
     }
     bridge.close();
 
+    // A bridge over its limit refuses (HTTP 503), then closes with a client
+    // still bridged (close 1001) and one whose target is reset.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = Network::new(&format!("tcp://{}", l.local_addr().unwrap())).unwrap();
+    let bridge = Listener::bind("ws://127.0.0.1:0?max_connections=2", &target).unwrap();
+    let kept = jumpwire::connect(bridge.address(), LONG).unwrap();
+    let (mut t1, _) = l.accept().unwrap();
+    let reset = jumpwire::connect(bridge.address(), LONG).unwrap();
+    let (t2, _) = l.accept().unwrap();
+    for _ in 0..3 {
+        assert!(jumpwire::connect(bridge.address(), LONG).is_err());
+    }
+    assert_eq!(bridge.refused(), 3);
+    kept.send(b"abc", LONG).unwrap();
+    let mut b = [0u8; 3];
+    t1.read_exact(&mut b).unwrap();
+    socket2::SockRef::from(&t2)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(t2);
+    assert_eq!(reset.receive(&mut b, LONG).unwrap(), None);
+    bridge.close();
+    assert_eq!(kept.receive(&mut b, LONG).unwrap(), None);
+    drop((kept, reset, t1));
+
     // jw_ws_accept over a connected stream, failing and succeeding.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = std::ffi::CString::new(format!("tcp://{}", l.local_addr().unwrap())).unwrap();

@@ -172,6 +172,17 @@ pub extern "C" fn jw_ws_server_dropped(w: *const jw_ws_server, out: *mut u64) ->
     })
 }
 
+/// Writes to `*out` how many clients have been refused (HTTP 503) because
+/// the listen URL's `max_connections` were open. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_server_refused(w: *const jw_ws_server, out: *mut u64) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, box_ref(w)?.refused())?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
 /// Stops accepting, closes every connection with a close frame (1001), waits
 /// for every handler to return, joins every thread and frees the server. Do
 /// not call it from a handler. NULL is a no-op.

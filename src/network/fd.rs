@@ -180,6 +180,45 @@ impl Shared {
         Ok(off)
     }
 
+    /// Writes the concatenation of `parts` from `off` until done or
+    /// `deadline` (one `writev` per attempt); returns how far it got.
+    fn write_parts(
+        &self,
+        parts: &[&[u8]],
+        mut off: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        while off < total {
+            let mut slices = Vec::with_capacity(parts.len());
+            let mut skip = off;
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                slices.push(io::IoSlice::new(&p[skip..]));
+                skip = 0;
+            }
+            match self
+                .sock
+                .send_vectored_with_flags(&slices, libc::MSG_NOSIGNAL)
+            {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = sys::wait(self.sock.as_fd(), libc::POLLOUT, deadline)
+                        .map_err(|e| Error::io(&self.name, &e))?;
+                    if ready == 0 {
+                        return Ok(off);
+                    }
+                }
+                Err(e) => return Err(self.send_error(&e)),
+            }
+        }
+        Ok(off)
+    }
+
     fn send_error(&self, e: &io::Error) -> Error {
         if self.is_closing() {
             Error::Closed(format!("{}: stream is closed", self.name))
@@ -266,22 +305,11 @@ fn flush_rest(s: Arc<Shared>, rest: Vec<u8>) {
     s.flushed.notify_all();
 }
 
-impl Transport for FdTransport {
-    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+impl FdTransport {
+    /// Hands the rest of a partly written send to a flusher thread; the send
+    /// counts as accepted.
+    fn flush_in_background(&self, rest: Vec<u8>) -> Result<()> {
         let s = &self.0;
-        s.wait_flush(deadline)?;
-        if s.kind == Kind::Datagrams {
-            return s.send_datagram(data, deadline);
-        }
-        let off = s.write(data, 0, deadline)?;
-        if off == data.len() {
-            return Ok(());
-        }
-        if off == 0 {
-            return Err(Error::Timeout);
-        }
-        // Part of the data is in flight: finish it in the background.
-        let rest = data[off..].to_vec();
         let mut f = lock(&s.flush);
         f.running = true;
         let shared = s.clone();
@@ -298,6 +326,46 @@ impl Transport for FdTransport {
                 Err(Error::io("spawning the flusher thread", &e))
             }
         }
+    }
+}
+
+impl Transport for FdTransport {
+    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let s = &self.0;
+        s.wait_flush(deadline)?;
+        if s.kind == Kind::Datagrams {
+            return s.send_datagram(data, deadline);
+        }
+        let off = s.write(data, 0, deadline)?;
+        if off == data.len() {
+            return Ok(());
+        }
+        if off == 0 {
+            return Err(Error::Timeout);
+        }
+        // Part of the data is in flight: finish it in the background.
+        self.flush_in_background(data[off..].to_vec())
+    }
+
+    fn send_parts(&self, parts: &[&[u8]], deadline: Option<Instant>) -> Result<()> {
+        let s = &self.0;
+        match parts {
+            [one] => return self.send(one, deadline),
+            _ if s.kind == Kind::Datagrams => return self.send(&parts.concat(), deadline),
+            _ => {}
+        }
+        s.wait_flush(deadline)?;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let off = s.write_parts(parts, 0, deadline)?;
+        if off == total {
+            return Ok(());
+        }
+        if off == 0 {
+            return Err(Error::Timeout);
+        }
+        // Part of the data is in flight: finish it in the background.
+        let rest = parts.concat().split_off(off);
+        self.flush_in_background(rest)
     }
 
     fn half_closes(&self) -> bool {
@@ -360,5 +428,47 @@ impl Transport for FdTransport {
         if let Some(t) = thread {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn send_parts_is_all_or_nothing_and_keeps_the_order() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let s = stream(
+            Socket::from(OwnedFd::from(a)),
+            "unix:pair".into(),
+            Kind::Bytes,
+        )
+        .unwrap();
+        let head = vec![1u8; 10];
+        let body: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        let soon = || Some(Instant::now() + Duration::from_millis(30));
+        // Nobody reads: part goes out, the rest is finished in the background
+        // and the send counts as accepted.
+        s.send_parts_until(&[&head, &body], soon()).unwrap();
+        // Meanwhile a send that cannot go in time sends nothing.
+        assert_eq!(
+            s.send_parts_until(&[b"a", b"b"], soon()),
+            Err(Error::Timeout)
+        );
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            b.read_to_end(&mut all).unwrap();
+            all
+        });
+        s.send_parts_until(&[b"x", b"", b"yz"], None).unwrap();
+        s.send_eof().unwrap();
+        let all = reader.join().unwrap();
+        assert_eq!(all.len(), head.len() + body.len() + 3);
+        assert!(all[..10] == head[..], "the first part");
+        assert!(all[10..10 + body.len()] == body[..], "the second part");
+        assert_eq!(&all[10 + body.len()..], b"xyz");
+        s.close();
     }
 }

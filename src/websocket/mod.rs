@@ -40,6 +40,11 @@ const MAX_HEAD: usize = 16 << 10;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How long answering a ping or a close may wait for room to send.
 const CONTROL_SEND: Duration = Duration::from_secs(5);
+/// The largest send buffer kept between sends.
+const KEEP_SEND_BUF: usize = 128 << 10;
+/// Messages at least this large that fit the caller's buffer are read
+/// straight into it.
+const DIRECT_MIN: usize = 16 << 10;
 /// How much the receiver reads from the underlying stream at a time.
 const READ_CHUNK: usize = 64 << 10;
 
@@ -51,12 +56,13 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// Close codes (RFC 6455 section 7.4.1).
-const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
 pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 pub(crate) const CLOSE_POLICY: u16 = 1008;
 const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_INTERNAL: u16 = 1011;
 
 /// Size limits of one websocket connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +113,9 @@ pub(crate) struct Ws {
     recv: Mutex<Recv>,
     close_sent: AtomicBool,
     mask_seed: AtomicU64,
+    /// The frames of the last send, kept to be reused (data sends are
+    /// serialised by the stream, so this lock is rarely contended).
+    send_buf: Mutex<Vec<u8>>,
 }
 
 /// One parsed frame header.
@@ -205,16 +214,42 @@ fn parse_header(
     }))
 }
 
-/// XORs `data` with the masking key (in place).
+/// XORs `data` with the masking key (in place), 16 bytes at a time.
 fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let word = u32::from_ne_bytes(mask);
-    let mut chunks = data.chunks_exact_mut(4);
+    let wide = wide_mask(mask);
+    let mut chunks = data.chunks_exact_mut(16);
     for c in &mut chunks {
-        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
-        c.copy_from_slice(&v.to_ne_bytes());
+        let mut w = [0u8; 16];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
     }
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i];
+        *b ^= mask[i % 4];
+    }
+}
+
+/// The masking key repeated over 16 bytes.
+fn wide_mask(mask: [u8; 4]) -> u128 {
+    u128::from(u32::from_ne_bytes(mask)) * 0x0000_0001_0000_0001_0000_0001_0000_0001
+}
+
+/// Copies `src` into `dst` (of the same length), XORed with the masking key
+/// if there is one, 16 bytes at a time.
+fn copy_masked(dst: &mut [u8], src: &[u8], mask: Option<[u8; 4]>) {
+    let Some(mask) = mask else {
+        dst.copy_from_slice(src);
+        return;
+    };
+    let wide = wide_mask(mask);
+    let mut d = dst.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let mut w = [0u8; 16];
+        w.copy_from_slice(s);
+        d.copy_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
+    }
+    for (i, (d, s)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
+        *d = s ^ mask[i % 4];
     }
 }
 
@@ -234,34 +269,104 @@ impl Ws {
 
     /// One whole frame, masked when we are the client.
     fn frame(&self, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = Vec::with_capacity(payload.len() + 14);
-        f.push(0x80 | opcode);
-        let mbit = if self.role == Role::Client { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => f.push(mbit | n as u8),
-            n if n <= 0xFFFF => {
-                f.push(mbit | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(mbit | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if self.role == Role::Client {
-            let mask = self.next_mask();
-            f.extend_from_slice(&mask);
-            let at = f.len();
-            f.extend_from_slice(payload);
-            apply_mask(&mut f[at..], mask);
-        } else {
-            f.extend_from_slice(payload);
-        }
+        let mut f = Vec::new();
+        let end = self.frame_at(&mut f, 0, opcode, payload);
+        f.truncate(end);
         f
     }
 
-    /// Sends a close frame once.
-    fn send_close(&self, code: u16, reason: &str) {
+    /// Writes one whole frame into `f` at `at` (masked when we are the
+    /// client) and returns where it ends. `f` only grows: a kept buffer is
+    /// written over, never zero-filled again.
+    fn frame_at(&self, f: &mut Vec<u8>, at: usize, opcode: u8, payload: &[u8]) -> usize {
+        let (head, h, mask) = self.head(opcode, payload.len());
+        let end = at + h + payload.len();
+        if f.len() < end {
+            f.resize(end, 0);
+        }
+        f[at..at + h].copy_from_slice(&head[..h]);
+        copy_masked(&mut f[at + h..end], payload, mask);
+        end
+    }
+
+    /// A frame header for a payload of `len` bytes: the bytes, how many, and
+    /// the masking key (a fresh one when we are the client).
+    fn head(&self, opcode: u8, len: usize) -> ([u8; 14], usize, Option<[u8; 4]>) {
+        let mut head = [0u8; 14];
+        head[0] = 0x80 | opcode;
+        let mbit = if self.role == Role::Client { 0x80 } else { 0 };
+        let mut h = match len {
+            n if n < 126 => {
+                head[1] = mbit | n as u8;
+                2
+            }
+            n if n <= 0xFFFF => {
+                head[1] = mbit | 126;
+                head[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
+            }
+            n => {
+                head[1] = mbit | 127;
+                head[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+                10
+            }
+        };
+        let mask = (self.role == Role::Client).then(|| self.next_mask());
+        if let Some(mask) = mask {
+            head[h..h + 4].copy_from_slice(&mask);
+            h += 4;
+        }
+        (head, h, mask)
+    }
+
+    /// Sends `payloads` as binary messages, framed into one buffer that is
+    /// kept for the next send, with one all-or-nothing send of the
+    /// underlying stream.
+    pub(crate) fn send_messages(
+        &self,
+        payloads: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        if self.close_sent.load(Ordering::Acquire) {
+            return Err(Error::Closed(format!(
+                "{}: websocket is closing",
+                self.name
+            )));
+        }
+        if let ([one], Role::Server) = (payloads, self.role) {
+            if one.len() >= DIRECT_MIN {
+                // A large unmasked frame: its header and the caller's payload
+                // go out together (writev) without being copied first.
+                let (head, h, _) = self.head(OP_BINARY, one.len());
+                return self.inner.send_parts_until(&[&head[..h], one], deadline);
+            }
+        }
+        // Another sender (a broadcast writer next to the handler) has the
+        // kept buffer: a buffer of our own, as the underlying stream orders
+        // the two sends anyway.
+        let mut own = Vec::new();
+        let mut kept = self.send_buf.try_lock().ok();
+        let buf = kept.as_deref_mut().unwrap_or(&mut own);
+        let mut end = 0;
+        for p in payloads {
+            end = self.frame_at(buf, end, OP_BINARY, p);
+        }
+        let r = self.inner.send_until(&buf[..end], deadline);
+        if buf.len() > KEEP_SEND_BUF {
+            *buf = Vec::new();
+        }
+        r
+    }
+
+    /// True once a close frame was sent (ours, or our answer to the peer's):
+    /// no more messages can go.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.close_sent.load(Ordering::Acquire)
+    }
+
+    /// Sends a close frame once (after every message sent before it); the
+    /// receiving side goes on until the peer's answer.
+    pub(crate) fn send_close(&self, code: u16, reason: &str) {
         if self.close_sent.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -322,7 +427,12 @@ impl Ws {
 
     /// Parses frames until a whole message is ready (`Some`) or the peer
     /// closed (`None`).
-    fn next_message(&self, r: &mut Recv, deadline: Option<Instant>) -> Result<Option<Msg>> {
+    fn next_message(
+        &self,
+        r: &mut Recv,
+        deadline: Option<Instant>,
+        direct_room: usize,
+    ) -> Result<Option<Msg>> {
         loop {
             let avail = &r.buf[r.start..r.filled];
             let header = match parse_header(avail, self.role, &self.limits) {
@@ -331,6 +441,16 @@ impl Ws {
             };
             let h = match header {
                 Some(h) if avail.len() >= h.size + h.len => h,
+                Some(h)
+                    if h.fin
+                        && h.opcode == OP_BINARY
+                        && r.partial.is_none()
+                        && h.len >= DIRECT_MIN
+                        && h.len <= direct_room
+                        && h.len <= self.limits.max_message =>
+                {
+                    return Ok(Some(Msg::Direct(h)));
+                }
                 _ => match self.fill(r, header.map_or(14, |h| h.size + h.len), deadline) {
                     Ok(true) => continue,
                     Ok(false) => {
@@ -353,8 +473,12 @@ impl Ws {
             let from = r.start + h.size;
             let to = from + h.len;
             r.start = to;
+            // A whole binary message in one frame is unmasked as it is
+            // copied out (one pass over it); everything else here.
+            let whole = h.fin && r.partial.is_none() && h.opcode == OP_BINARY;
+            let deferred = h.mask.filter(|_| whole);
             let payload = &mut r.buf[from..to];
-            if let Some(mask) = h.mask {
+            if let (Some(mask), None) = (h.mask, deferred) {
                 apply_mask(payload, mask);
             }
             match h.opcode {
@@ -414,7 +538,7 @@ impl Ws {
                         );
                         return Err(self.fail(r, CLOSE_TOO_BIG, msg));
                     }
-                    return Ok(Some(Msg::InBuf(from, to)));
+                    return Ok(Some(Msg::InBuf(from, to, deferred)));
                 }
                 op => {
                     let data = payload.to_vec();
@@ -467,10 +591,61 @@ impl Ws {
 }
 
 /// A whole message: in the receive buffer (`buf[from..to]`, valid until the
-/// next read) or assembled from fragments.
+/// next read; still masked with the key if there is one) or assembled from
+/// fragments.
 enum Msg {
-    InBuf(usize, usize),
+    InBuf(usize, usize, Option<[u8; 4]>),
+    /// A large single-frame binary message that fits the caller's buffer,
+    /// partly received (`buf[start..filled]` is its header and the start of
+    /// its payload): the rest is read straight into the caller's buffer.
+    Direct(Header),
     Owned(Vec<u8>),
+}
+
+impl Ws {
+    /// Receives the rest of a [`Msg::Direct`] message straight into `buf`
+    /// (saving a copy of a large message). A timeout keeps what arrived, as
+    /// if it had been read into the receive buffer.
+    fn receive_direct(
+        &self,
+        r: &mut Recv,
+        buf: &mut [u8],
+        h: &Header,
+        deadline: Option<Instant>,
+    ) -> Result<Option<usize>> {
+        let from = r.start + h.size;
+        let have = r.filled - from;
+        buf[..have].copy_from_slice(&r.buf[from..r.filled]);
+        let mut got = have;
+        while got < h.len {
+            let e = match self.inner.receive_until(&mut buf[got..h.len], deadline) {
+                Ok(Some(n)) => {
+                    got += n;
+                    continue;
+                }
+                Ok(None) => Error::Connection(format!(
+                    "{}: connection closed without a close frame (1006)",
+                    self.name
+                )),
+                Err(e) => e,
+            };
+            // Nothing is consumed: what arrived joins the receive buffer.
+            let filled = r.filled;
+            r.buf.truncate(filled);
+            r.buf.extend_from_slice(&buf[have..got]);
+            r.filled = r.buf.len();
+            if !matches!(e, Error::Timeout | Error::Closed(_)) {
+                r.end = Some(Some(e.clone()));
+            }
+            return Err(e);
+        }
+        r.start = 0;
+        r.filled = 0;
+        if let Some(mask) = h.mask {
+            apply_mask(&mut buf[..h.len], mask);
+        }
+        Ok(Some(h.len))
+    }
 }
 
 /// The transport: the connection's state, shared with a server that may have
@@ -494,14 +669,7 @@ impl Ws {
 
 impl Transport for WsTransport {
     fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
-        if self.0.close_sent.load(Ordering::Acquire) {
-            return Err(Error::Closed(format!(
-                "{}: websocket is closing",
-                self.0.name
-            )));
-        }
-        let frame = self.0.frame(OP_BINARY, data);
-        self.0.inner.send_until(&frame, deadline)
+        self.0.send_messages(&[data], deadline)
     }
 
     fn send_eof(&self) -> Result<()> {
@@ -518,12 +686,17 @@ impl Transport for WsTransport {
             if let Some(end) = &r.end {
                 return end.clone().map_or(Ok(None), Err);
             }
-            match self.0.next_message(&mut r, deadline)? {
-                Some(Msg::InBuf(from, to)) if to - from <= buf.len() => {
-                    buf[..to - from].copy_from_slice(&r.buf[from..to]);
+            match self.0.next_message(&mut r, deadline, buf.len())? {
+                Some(Msg::Direct(h)) => return self.0.receive_direct(&mut r, buf, &h, deadline),
+                Some(Msg::InBuf(from, to, mask)) if to - from <= buf.len() => {
+                    copy_masked(&mut buf[..to - from], &r.buf[from..to], mask);
                     return Ok(Some(to - from));
                 }
-                Some(Msg::InBuf(from, to)) => r.current = Some((r.buf[from..to].to_vec(), 0)),
+                Some(Msg::InBuf(from, to, mask)) => {
+                    let mut m = vec![0u8; to - from];
+                    copy_masked(&mut m, &r.buf[from..to], mask);
+                    r.current = Some((m, 0));
+                }
                 Some(Msg::Owned(m)) => r.current = Some((m, 0)),
                 None => return Ok(None),
             }
@@ -548,7 +721,7 @@ impl Transport for WsTransport {
             let until = Instant::now() + CLOSE_WAIT;
             while r.end.is_none() {
                 r.current = None;
-                match self.0.next_message(&mut r, Some(until)) {
+                match self.0.next_message(&mut r, Some(until), 0) {
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
                 }
@@ -592,6 +765,7 @@ fn wrap(
         }),
         close_sent: AtomicBool::new(false),
         mask_seed: AtomicU64::new(mask_seed()),
+        send_buf: Mutex::new(Vec::new()),
     });
     (Stream::new(name, WsTransport(ws.clone()), Vec::new()), ws)
 }
@@ -824,6 +998,27 @@ mod tests {
             }
             apply_mask(&mut d, [1, 2, 3, 0xFF]);
             assert_eq!(d, orig);
+        }
+    }
+
+    #[test]
+    fn wide_masking_matches_bytewise_masking_at_every_length() {
+        let mask = [0x9A, 0x02, 0x7F, 0xE1];
+        for len in 0..70 {
+            let orig: Vec<u8> = (0..len).map(|i| (i * 37 + 5) as u8).collect();
+            let want: Vec<u8> = orig
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            let mut inplace = orig.clone();
+            apply_mask(&mut inplace, mask);
+            assert_eq!(inplace, want, "in place, {len} bytes");
+            let mut copied = vec![0u8; len];
+            copy_masked(&mut copied, &orig, Some(mask));
+            assert_eq!(copied, want, "copied, {len} bytes");
+            copy_masked(&mut copied, &orig, None);
+            assert_eq!(copied, orig, "copied unmasked, {len} bytes");
         }
     }
 

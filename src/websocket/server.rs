@@ -5,7 +5,7 @@
 //! dropped with a close frame, counted and logged).
 
 use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Limits, Ws, accept_shared};
-use crate::acceptor::{Acceptor, Names};
+use crate::acceptor::{Acceptor, Names, admit_at_most};
 use crate::error::{Error, Result};
 use crate::network::{self, Kind};
 use crate::stream::Stream;
@@ -162,8 +162,8 @@ impl Server {
             conn_thread: "jw-ws-conn",
         };
         let admit = {
-            let job = job.clone();
-            move |conn: &Socket, peer: &str, open: usize| admit(&job, conn, peer, open)
+            let max = job.config.max_connections;
+            move |open| admit_at_most(max, open)
         };
         let serve = {
             let job = job.clone();
@@ -198,6 +198,12 @@ impl Server {
     /// broadcasts.
     pub fn dropped(&self) -> u64 {
         self.job.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many clients were refused (HTTP 503) because `max_connections`
+    /// were open.
+    pub fn refused(&self) -> u64 {
+        self.acceptor.refused()
     }
 
     /// Queues `data` as one binary message to every open connection and
@@ -255,31 +261,33 @@ impl Drop for Server {
     }
 }
 
-/// Refuses a connection over `max_connections` with HTTP 503.
-fn admit(job: &Job, conn: &Socket, peer: &str, open: usize) -> bool {
-    if open < job.config.max_connections {
-        return true;
-    }
-    log::warn!(
-        "{}: refusing {peer}: {} connections are open (the maximum)",
-        job.name,
-        job.config.max_connections
-    );
-    let _ = conn.send_with_flags(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-    );
-    false
-}
+/// Most bytes of queued broadcasts a writer sends with one send.
+const WRITE_BATCH: usize = 64 << 10;
 
-fn write_loop(stream: &Stream, ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
+/// Sends the connection's queued broadcasts; what is queued together goes in
+/// one send of the underlying stream (all or nothing, as a single message).
+fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
+    let mut batch: Vec<Arc<[u8]>> = Vec::new();
     while let Ok(msg) = rx.recv() {
+        batch.clear();
+        let mut bytes = msg.len();
+        batch.push(msg);
+        while bytes < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(m) => {
+                    bytes += m.len();
+                    batch.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let payloads: Vec<&[u8]> = batch.iter().map(|m| &m[..]).collect();
         loop {
             if slow.load(Ordering::Acquire) {
                 ws.abort(CLOSE_POLICY, "too slow for the broadcast", ABORT_WAIT);
                 return;
             }
-            match stream.send(&msg, Some(WRITER_CHECK)) {
+            match ws.send_messages(&payloads, Some(Instant::now() + WRITER_CHECK)) {
                 Ok(()) => break,
                 Err(Error::Timeout) => {}
                 Err(_) => return,
@@ -314,7 +322,7 @@ fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String
         std::thread::scope(|sc| {
             let writer = std::thread::Builder::new()
                 .name("jw-ws-writer".into())
-                .spawn_scoped(sc, || write_loop(&stream, &ws, &rx, &slow));
+                .spawn_scoped(sc, || write_loop(&ws, &rx, &slow));
             (s.handler)(&stream);
             // No more broadcasts to this connection; the writer finishes what
             // is queued (unless the client is too slow) and ends.

@@ -8,13 +8,20 @@
   ws_peer.py tls-server CERT KEY   the same over TLS (wss://).
   ws_peer.py client URL      runs the client checks against an echo server at
                              URL (jumpwire's), prints "OK" at the end.
-  ws_peer.py bench-server    echo server without compression, prints "PORT".
-  ws_peer.py bench URL N SIZE INFLIGHT   echo benchmark client, prints figures.
+  ws_peer.py stream URL      sends 1 B to 8 MiB through a bridge to an echo.
+  ws_peer.py bridge-eof URL  sends "hello" through a bridge whose target
+                             answers and ends; prints "CLOSED <code> <data>".
+  ws_peer.py send-close URL N  sends N bytes through a bridge, then closes;
+                             prints "CLOSED <code>".
+  ws_peer.py bench-pipe URL TOTAL SIZE INFLIGHT   pipelined echo benchmark
+                             client: prints "msgs_per_s <rate>".
+  ws_peer.py bench-rtt URL CONNS SIZE   round trips driven from stdin ("go"
+                             per round, one per connection): prints the
+                             times in microseconds, a line per round.
 """
 
 import asyncio
 import os
-import statistics
 import sys
 import time
 
@@ -87,22 +94,14 @@ async def run_client(url):
     print("OK", flush=True)
 
 
-async def run_bench(url, count, size, inflight):
-    """Echo round trips (one in flight): p50; then pipelined messages per
-    second with `inflight` outstanding."""
+async def run_bench_pipe(url, total, size, inflight):
+    """Pipelined echo: `total` messages with `inflight` outstanding; prints
+    messages per second."""
     data = os.urandom(size)
     async with connect(url, max_size=None, compression=None) as ws:
         for _ in range(200):
             await ws.send(data)
             await ws.recv()
-        rtts = []
-        for _ in range(count):
-            t0 = time.perf_counter()
-            await ws.send(data)
-            await ws.recv()
-            rtts.append(time.perf_counter() - t0)
-        p50 = statistics.median(rtts) * 1e6
-        total = count * 4
         window = asyncio.Semaphore(inflight)
 
         async def reader():
@@ -117,7 +116,30 @@ async def run_bench(url, count, size, inflight):
             await ws.send(data)
         await r
         rate = total / (time.perf_counter() - t0)
-        print(f"p50_us {p50:.1f} msgs_per_s {rate:.0f}", flush=True)
+        print(f"msgs_per_s {rate:.0f}", flush=True)
+
+
+async def run_bench_rtt(url, conns, size):
+    """Echo round trips driven by the benchmark: `conns` connections; each
+    line "go" on stdin makes one round trip on each connection in turn and
+    prints their times in microseconds on one line."""
+    data = os.urandom(size)
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    clients = [await connect(url, max_size=None, compression=None) for _ in range(conns)]
+    print("READY", flush=True)
+    while (await stdin.readline()).strip() == b"go":
+        times = []
+        for ws in clients:
+            t0 = time.perf_counter()
+            await ws.send(data)
+            await ws.recv()
+            times.append(f"{(time.perf_counter() - t0) * 1e6:.2f}")
+        sys.stdout.write(" ".join(times) + "\n")
+        sys.stdout.flush()
+    for ws in clients:
+        await ws.close()
 
 
 async def run_stream(url):
@@ -136,6 +158,32 @@ async def run_stream(url):
     print("OK", flush=True)
 
 
+async def run_bridge_eof(url):
+    """Sends "hello" through a bridge whose target answers and ends: prints
+    what came back and the close code we saw."""
+    data = b""
+    async with connect(url, max_size=None, compression=None) as ws:
+        await ws.send(b"hello")
+        try:
+            while True:
+                data += await ws.recv()
+        except ConnectionClosed:
+            pass
+        code = ws.close_code
+    print(f"CLOSED {code} {data.decode()}", flush=True)
+
+
+async def run_send_close(url, n):
+    """Sends n bytes through a bridge, then closes: prints the close code."""
+    data = pattern(n, 5)
+    async with connect(url, max_size=None, compression=None) as ws:
+        for i in range(0, n, 60000):
+            await ws.send(data[i:i + 60000])
+        await ws.close()
+        code = ws.close_code
+    print(f"CLOSED {code}", flush=True)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "server":
@@ -146,8 +194,14 @@ def main():
         asyncio.run(run_client(sys.argv[2]))
     elif mode == "stream":
         asyncio.run(run_stream(sys.argv[2]))
-    elif mode == "bench":
-        asyncio.run(run_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
+    elif mode == "bridge-eof":
+        asyncio.run(run_bridge_eof(sys.argv[2]))
+    elif mode == "send-close":
+        asyncio.run(run_send_close(sys.argv[2], int(sys.argv[3])))
+    elif mode == "bench-pipe":
+        asyncio.run(run_bench_pipe(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
+    elif mode == "bench-rtt":
+        asyncio.run(run_bench_rtt(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     else:
         sys.exit(f"unknown mode {mode}")
 
