@@ -43,8 +43,12 @@ from anyio import connect_tcp, create_task_group
 from jumpstarter_protocol.jumpstarter.v1 import router_pb2_grpc
 
 from jumpstarter.common import TemporaryTcpListener
-from jumpstarter.streams.common import copy_stream, forward_stream
+from jumpstarter.streams.common import forward_stream
 from jumpstarter.streams.router import RouterStream
+
+# The router servicer built like upstream's is the interop tests' own.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from router_peer import Router  # noqa: E402
 
 MAX = 64 * 1024 * 1024
 OPTIONS = [
@@ -79,40 +83,6 @@ def mint(key, sub):
     signing = f"{header}.{claims}".encode()
     sig = b64(hmac.new(key.encode(), signing, hashlib.sha256).digest())
     return f"{header}.{claims}.{sig}"
-
-
-def sub_of(context):
-    auth = dict(context.invocation_metadata()).get("authorization", "")
-    claims = auth.split(" ", 1)[-1].split(".")[1]
-    claims += "=" * (-len(claims) % 4)
-    return json.loads(base64.urlsafe_b64decode(claims))["sub"]
-
-
-class Router(router_pb2_grpc.RouterServiceServicer):
-    """Pairs callers by sub and copies frames with upstream's RouterStream
-    and copy_stream (the pattern of upstream's MockRouter)."""
-
-    def __init__(self):
-        self.pending = {}
-
-    async def Stream(self, request_iterator, context):
-        sub = sub_of(context)
-        mine = RouterStream(context=context)
-        done = asyncio.Event()
-        if sub in self.pending:
-            other, other_done, paired = self.pending.pop(sub)
-            paired.set_result((mine, done))
-        else:
-            paired = asyncio.get_running_loop().create_future()
-            self.pending[sub] = (mine, done, paired)
-            try:
-                other, other_done = await paired
-            finally:
-                if self.pending.get(sub, (None,))[0] is mine:
-                    del self.pending[sub]
-        await copy_stream(other, mine)
-        done.set()
-        await other_done.wait()
 
 
 async def run_router():

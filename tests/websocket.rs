@@ -89,13 +89,7 @@ fn a_large_message_read_straight_into_the_buffer_survives_a_timeout_midway() {
         let data = data.clone();
         std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
-            let mut head = Vec::new();
-            let mut b = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                c.read_exact(&mut b).unwrap();
-                head.push(b[0]);
-            }
-            let head = String::from_utf8(head).unwrap();
+            let head = read_head(&mut c);
             let key = head
                 .lines()
                 .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
@@ -561,6 +555,18 @@ fn the_clients_close_half_closes_the_target_after_all_its_data() {
     l.close();
 }
 
+/// Reads an HTTP head (up to the blank line), a byte at a time so that
+/// nothing after it is consumed.
+fn read_head(c: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
 /// A raw TCP connection to `server` that did the handshake by hand.
 fn raw_client(addr: &str) -> TcpStream {
     let hostport = addr.trim_start_matches("ws://").trim_end_matches('/');
@@ -571,13 +577,7 @@ fn raw_client(addr: &str) -> TcpStream {
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        c.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
     c

@@ -162,34 +162,17 @@ impl Shared {
     }
 
     /// Writes `data` from `off` until done or `deadline`; returns how far it got.
-    fn write(&self, data: &[u8], mut off: usize, deadline: Option<Instant>) -> Result<usize> {
-        while off < data.len() {
-            match self.sock.send(&data[off..]) {
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let ready = sys::wait(self.sock.as_fd(), libc::POLLOUT, deadline)
-                        .map_err(|e| Error::io(&self.name, &e))?;
-                    if ready == 0 {
-                        return Ok(off);
-                    }
-                }
-                Err(e) => return Err(self.send_error(&e)),
-            }
-        }
-        Ok(off)
+    fn write(&self, data: &[u8], off: usize, deadline: Option<Instant>) -> Result<usize> {
+        self.write_with(data.len(), off, deadline, |off| {
+            self.sock.send(&data[off..])
+        })
     }
 
     /// Writes the concatenation of `parts` from `off` until done or
     /// `deadline` (one `writev` per attempt); returns how far it got.
-    fn write_parts(
-        &self,
-        parts: &[&[u8]],
-        mut off: usize,
-        deadline: Option<Instant>,
-    ) -> Result<usize> {
+    fn write_parts(&self, parts: &[&[u8]], off: usize, deadline: Option<Instant>) -> Result<usize> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        while off < total {
+        self.write_with(total, off, deadline, |off| {
             let mut slices = Vec::with_capacity(parts.len());
             let mut skip = off;
             for p in parts {
@@ -200,10 +183,23 @@ impl Shared {
                 slices.push(io::IoSlice::new(&p[skip..]));
                 skip = 0;
             }
-            match self
-                .sock
+            self.sock
                 .send_vectored_with_flags(&slices, libc::MSG_NOSIGNAL)
-            {
+        })
+    }
+
+    /// Runs `attempt(off)` (a non-blocking write of what is left from `off`
+    /// on) until `total` bytes are written, waiting for the socket to take
+    /// more until `deadline`; returns how far it got.
+    fn write_with(
+        &self,
+        total: usize,
+        mut off: usize,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(usize) -> io::Result<usize>,
+    ) -> Result<usize> {
+        while off < total {
+            match attempt(off) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

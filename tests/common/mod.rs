@@ -258,3 +258,26 @@ pub fn refusing_port() -> (socket2::Socket, u16) {
     let port = s.local_addr().unwrap().as_socket().unwrap().port();
     (s, port)
 }
+
+/// A listener with backlog 0 whose queue is filled with connections it never
+/// accepts; further SYNs are dropped, so a connect to it hangs until its
+/// timeout. Returns the listener and the fillers (keep both alive) and the
+/// address. Panics when this kernel completes such connects anyway: the
+/// timeout tests that use it cannot run then, and must not pass silently.
+pub fn full_backlog() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(c) => fillers.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, fillers, addr),
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+    }
+    panic!("could not fill a listen backlog on this kernel: a connect cannot be made to hang");
+}
