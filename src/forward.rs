@@ -54,25 +54,46 @@ pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
         return relay(a, b, fa, fb);
     }
     let cancel = Cancel(AtomicBool::new(false));
-    let (r1, r2) = std::thread::scope(|s| {
-        let back = std::thread::Builder::new()
-            .name("jw-forward".into())
-            .spawn_scoped(s, || pump(b, a, &cancel));
-        let back = match back {
-            Ok(h) => h,
-            Err(e) => return (Err(Error::io("spawning a forwarding thread", &e)), Ok(())),
-        };
-        let r1 = pump(a, b, &cancel);
-        let r2 = back
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("forwarding thread panicked".into())));
-        (r1, r2)
-    });
+    let (r1, r2) = both_ways(
+        ("jw-forward", "forwarding"),
+        || pump(a, b, &cancel),
+        || pump(b, a, &cancel),
+    );
     match (r1, r2) {
         (Err(e), _) | (Ok(()), Err(e)) if !is_cancel(&e) => Err(e),
         (Err(e), Err(f)) => Err(if is_cancel(&e) { f } else { e }),
         (r1, r2) => r1.and(r2),
     }
+}
+
+/// Runs `forth` on this thread and `back` on a scoped thread (named
+/// `name.0`; `name.1` says what it is in errors) at the same time, and
+/// returns both results.
+fn both_ways(
+    name: (&str, &str),
+    forth: impl FnOnce() -> Result<()>,
+    back: impl FnOnce() -> Result<()> + Send,
+) -> (Result<()>, Result<()>) {
+    let (thread, what) = name;
+    std::thread::scope(|s| {
+        let back = match std::thread::Builder::new()
+            .name(thread.into())
+            .spawn_scoped(s, back)
+        {
+            Ok(h) => h,
+            Err(e) => {
+                return (
+                    Err(Error::io(format!("spawning a {what} thread"), &e)),
+                    Ok(()),
+                );
+            }
+        };
+        let r1 = forth();
+        let r2 = back
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal(format!("{what} thread panicked"))));
+        (r1, r2)
+    })
 }
 
 /// Set when one direction of a forward failed: the other stops.
@@ -643,20 +664,11 @@ impl Linger {
 ///   discarded until the target's EOF (at most [`BRIDGE_LINGER`]).
 fn bridge(ws: &Stream, wsh: &crate::websocket::Ws, target: &Stream) -> Result<()> {
     let linger = Linger(std::sync::Mutex::new(None));
-    let (r1, r2) = std::thread::scope(|s| {
-        let back = std::thread::Builder::new()
-            .name("jw-bridge".into())
-            .spawn_scoped(s, || target_to_client(target, ws, wsh, &linger));
-        let back = match back {
-            Ok(h) => h,
-            Err(e) => return (Err(Error::io("spawning a bridge thread", &e)), Ok(())),
-        };
-        let r1 = client_to_target(ws, target, &linger);
-        let r2 = back
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("bridge thread panicked".into())));
-        (r1, r2)
-    });
+    let (r1, r2) = both_ways(
+        ("jw-bridge", "bridge"),
+        || client_to_target(ws, target, &linger),
+        || target_to_client(target, ws, wsh, &linger),
+    );
     r1.and(r2)
 }
 

@@ -352,18 +352,7 @@ impl Stream {
     }
 
     pub(crate) fn send_until(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
-        self.check_open()?;
-        let _gate = self.send_gate.enter(deadline)?;
-        if self.eof_sent.load(Ordering::Acquire) {
-            return Err(Error::Closed(format!("{}: send after send_eof", self.name)));
-        }
-        let r = self.transport.send(data, deadline);
-        self.check_open()?;
-        r.inspect_err(|e| {
-            if *e != Error::Timeout {
-                log::debug!("{}: send failed: {e}", self.name);
-            }
-        })
+        self.send_parts_until(&[data], deadline)
     }
 
     /// [`Stream::send_until`] of the concatenation of `parts`.
@@ -377,7 +366,10 @@ impl Stream {
         if self.eof_sent.load(Ordering::Acquire) {
             return Err(Error::Closed(format!("{}: send after send_eof", self.name)));
         }
-        let r = self.transport.send_parts(parts, deadline);
+        let r = match parts {
+            [one] => self.transport.send(one, deadline),
+            _ => self.transport.send_parts(parts, deadline),
+        };
         self.check_open()?;
         r.inspect_err(|e| {
             if *e != Error::Timeout {

@@ -323,6 +323,19 @@ impl FdTransport {
             }
         }
     }
+
+    /// Settles a stream send that wrote `off` of `total` bytes before its
+    /// deadline: done, nothing sent ([`Error::Timeout`]), or in flight, its
+    /// `rest` (from `off` on) finished in the background.
+    fn settle(&self, total: usize, off: usize, rest: impl FnOnce() -> Vec<u8>) -> Result<()> {
+        if off == total {
+            Ok(())
+        } else if off == 0 {
+            Err(Error::Timeout)
+        } else {
+            self.flush_in_background(rest())
+        }
+    }
 }
 
 impl Transport for FdTransport {
@@ -333,35 +346,18 @@ impl Transport for FdTransport {
             return s.send_datagram(data, deadline);
         }
         let off = s.write(data, 0, deadline)?;
-        if off == data.len() {
-            return Ok(());
-        }
-        if off == 0 {
-            return Err(Error::Timeout);
-        }
-        // Part of the data is in flight: finish it in the background.
-        self.flush_in_background(data[off..].to_vec())
+        self.settle(data.len(), off, || data[off..].to_vec())
     }
 
     fn send_parts(&self, parts: &[&[u8]], deadline: Option<Instant>) -> Result<()> {
         let s = &self.0;
-        match parts {
-            [one] => return self.send(one, deadline),
-            _ if s.kind == Kind::Datagrams => return self.send(&parts.concat(), deadline),
-            _ => {}
+        if s.kind == Kind::Datagrams {
+            return self.send(&parts.concat(), deadline);
         }
         s.wait_flush(deadline)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let off = s.write_parts(parts, 0, deadline)?;
-        if off == total {
-            return Ok(());
-        }
-        if off == 0 {
-            return Err(Error::Timeout);
-        }
-        // Part of the data is in flight: finish it in the background.
-        let rest = parts.concat().split_off(off);
-        self.flush_in_background(rest)
+        self.settle(total, off, || parts.concat().split_off(off))
     }
 
     fn half_closes(&self) -> bool {

@@ -219,9 +219,8 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     let wide = wide_mask(mask);
     let mut chunks = data.chunks_exact_mut(16);
     for c in &mut chunks {
-        let mut w = [0u8; 16];
-        w.copy_from_slice(c);
-        c.copy_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
+        let m = masked16(c, wide);
+        c.copy_from_slice(&m);
     }
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
         *b ^= mask[i % 4];
@@ -231,6 +230,13 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 /// The masking key repeated over 16 bytes.
 fn wide_mask(mask: [u8; 4]) -> u128 {
     u128::from(u32::from_ne_bytes(mask)) * 0x0000_0001_0000_0001_0000_0001_0000_0001
+}
+
+/// 16 bytes of `src` XORed with the repeated masking key.
+fn masked16(src: &[u8], wide: u128) -> [u8; 16] {
+    let mut w = [0u8; 16];
+    w.copy_from_slice(src);
+    (u128::from_ne_bytes(w) ^ wide).to_ne_bytes()
 }
 
 /// Copies `src` into `dst` (of the same length), XORed with the masking key
@@ -244,9 +250,7 @@ fn copy_masked(dst: &mut [u8], src: &[u8], mask: Option<[u8; 4]>) {
     let mut d = dst.chunks_exact_mut(16);
     let mut s = src.chunks_exact(16);
     for (d, s) in (&mut d).zip(&mut s) {
-        let mut w = [0u8; 16];
-        w.copy_from_slice(s);
-        d.copy_from_slice(&(u128::from_ne_bytes(w) ^ wide).to_ne_bytes());
+        d.copy_from_slice(&masked16(s, wide));
     }
     for (i, (d, s)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
         *d = s ^ mask[i % 4];
@@ -816,7 +820,7 @@ pub(crate) fn connect(
     deadline: Option<Instant>,
 ) -> Result<Stream> {
     if cfg.secure {
-        let config = tls::client_config(cfg.ca.as_deref(), cfg.insecure, name)?;
+        let config = crate::tls::client_config(cfg.ca.as_deref(), cfg.insecure, name, "#ca")?;
         let sock = connect_tcp(&cfg.host, cfg.port, deadline, name)?;
         let raw = tls::connect(sock, &cfg.host, config, name.to_string(), deadline)?;
         return client_handshake(Arc::new(raw), cfg, name, deadline);

@@ -17,7 +17,6 @@ use socket2::Socket;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,12 +31,6 @@ struct Tls {
     /// Set once receiving ended: `None` inside = EOF.
     end: Mutex<Option<Option<Error>>>,
     closing: AtomicBool,
-}
-
-/// The client configuration: system roots, or the PEM bundle `ca`, or no
-/// verification at all (`insecure`); see [`crate::tls::client_config`].
-pub(crate) fn client_config(ca: Option<&Path>, insecure: bool, name: &str) -> Result<ClientConfig> {
-    crate::tls::client_config(ca, insecure, name, "#ca")
 }
 
 /// Wraps a connected TCP socket into a TLS client stream, doing the handshake
