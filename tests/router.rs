@@ -457,3 +457,31 @@ fn a_local_port_forwarded_onto_router_streams_reaches_the_exporter_each_time() {
     let refused = jumpwire::Network::router(r.address(), &wrong).unwrap();
     a_forward_that_cannot_work_ends(&refused, Duration::from_secs(10));
 }
+
+#[test]
+fn a_send_the_peer_cannot_take_yet_keeps_its_timeout_and_loses_nothing() {
+    let r = router();
+    let (a, b) = pair(&r, "stalled");
+    // Far more than the windows and queues between a and b hold while b
+    // reads nothing: the send is accepted within its timeout (part queued,
+    // the rest handed to the background) instead of waiting for b.
+    let big = pattern(48 << 20, 7);
+    let (res, took) = timed(|| a.send(&big, ms(300)));
+    assert_eq!(res, Ok(()));
+    assert_between(took, Duration::from_millis(250), SLACK);
+    // A later send and the half-close go after it, without waiting for b.
+    let (res, took) = timed(|| a.send(b"after", ms(300)));
+    assert_timeout(res);
+    assert!(took < SLACK, "{took:?}");
+    let (res, took) = timed(|| a.send_eof());
+    assert_eq!(res, Ok(()));
+    assert!(took < SLACK, "{took:?}");
+    // b gets every byte in order, then EOF.
+    expect(&b, &big);
+    expect_eof(&b);
+    // The other direction still works.
+    b.send(b"back", LONG).unwrap();
+    expect(&a, b"back");
+    b.send_eof().unwrap();
+    expect_eof(&a);
+}

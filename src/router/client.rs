@@ -63,6 +63,27 @@ fn frame(payload: Bytes, kind: FrameType) -> StreamRequest {
     }
 }
 
+/// What a frame of the response stream means to the receiving side
+/// (DESIGN.md: DATA is data, GOAWAY the end of the stream, RST_STREAM a
+/// connection error, PING and unknown types ignored).
+enum Received {
+    Data(Bytes),
+    Goaway,
+    Reset(Error),
+    Ignored,
+}
+
+fn received(name: &str, f: StreamResponse) -> Received {
+    match FrameType::try_from(f.frame_type) {
+        Ok(FrameType::Data) => Received::Data(f.payload),
+        Ok(FrameType::Goaway) => Received::Goaway,
+        Ok(FrameType::RstStream) => Received::Reset(Error::Connection(format!(
+            "{name}: the peer reset the stream (RST_STREAM frame)"
+        ))),
+        Ok(FrameType::Ping) | Err(_) => Received::Ignored,
+    }
+}
+
 /// What the two sides of a call share with the task that starts it.
 #[derive(Default)]
 struct Shared {
@@ -295,6 +316,9 @@ struct RouterTransport {
     task: JoinHandle<()>,
     /// Set by `close`: wakes a blocked `send` or `receive`.
     closing: watch::Sender<bool>,
+    /// A task queueing the rest of a send that its deadline cut short (and
+    /// the GOAWAY of a `send_eof` made meanwhile).
+    flusher: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
 /// Reads the rest of a call whose stream has ended for us, recording how the
@@ -329,9 +353,9 @@ impl Reader {
             Incoming::Open(frames) => {
                 let r = frames.message().await;
                 match r {
-                    Ok(Some(f)) => match FrameType::try_from(f.frame_type) {
-                        Ok(FrameType::Data) => self.current = f.payload,
-                        Ok(FrameType::Goaway) => {
+                    Ok(Some(f)) => match received(name, f) {
+                        Received::Data(payload) => self.current = payload,
+                        Received::Goaway => {
                             // End of stream for us; the call stays up so that
                             // our own direction can go on.
                             if let Incoming::Open(frames) =
@@ -341,14 +365,11 @@ impl Reader {
                                     Some(tokio::spawn(drain(frames, shared.clone(), name.into())));
                             }
                         }
-                        Ok(FrameType::RstStream) => {
-                            let e = Error::Connection(format!(
-                                "{name}: the peer reset the stream (RST_STREAM frame)"
-                            ));
+                        Received::Reset(e) => {
                             let _ = shared.failure.set(e.clone());
                             self.incoming = Incoming::Ended(Some(e));
                         }
-                        Ok(FrameType::Ping) | Err(_) => {}
+                        Received::Ignored => {}
                     },
                     Ok(None) => {
                         shared.ended(name);
@@ -375,6 +396,7 @@ impl RouterTransport {
             shared: call.shared,
             task: call.task,
             closing: watch::channel(false).0,
+            flusher: Mutex::new(None),
         }
     }
 
@@ -411,59 +433,104 @@ impl RouterTransport {
     }
 }
 
+impl RouterTransport {
+    /// Waits (until `deadline`) for the rest of an earlier send that a task
+    /// is queueing, and returns how that ended.
+    fn wait_flushed(&self, deadline: Option<Instant>) -> Result<()> {
+        let mut f = lock(&self.flusher);
+        let Some(task) = f.as_mut() else {
+            return Ok(());
+        };
+        let r = self.wait(deadline, task)?;
+        *f = None;
+        r.unwrap_or_else(|e| Err(Error::Internal(format!("{}: send task: {e}", self.name))))
+    }
+
+    /// Hands `frames` (the rest of a send, or its GOAWAY) to a task that
+    /// queues them in order after whatever an earlier task still queues.
+    fn flush_in_background(&self, tx: mpsc::Sender<StreamRequest>, frames: Vec<StreamRequest>) {
+        let mut f = lock(&self.flusher);
+        let before = f.take();
+        let (shared, name) = (self.shared.clone(), self.name.clone());
+        *f = Some(runtime().spawn(async move {
+            if let Some(before) = before {
+                before
+                    .await
+                    .unwrap_or_else(|e| Err(Error::Internal(format!("{name}: send task: {e}"))))?;
+            }
+            for frame in frames {
+                if tx.send(frame).await.is_err() {
+                    return Err(shared.gone(&name).await);
+                }
+            }
+            Ok(())
+        }));
+    }
+}
+
 impl Transport for RouterTransport {
     fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
         if let Some(e) = self.shared.failure.get() {
             return Err(e.clone());
         }
+        self.wait_flushed(deadline)?;
         let tx = self.sender()?;
-        let mut chunks = data.chunks(MAX_FRAME);
-        let Some(first) = chunks.next() else {
+        if data.is_empty() {
             return Ok(());
-        };
-        // The first frame waits at most until the deadline; once it is
-        // accepted the rest of the data follows it.
-        match tx.try_send(frame(Bytes::copy_from_slice(first), FrameType::Data)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(runtime().block_on(self.shared.gone(&self.name)));
-            }
-            Err(mpsc::error::TrySendError::Full(f)) => {
-                if self.wait(deadline, tx.send(f))?.is_err() {
-                    return Err(runtime().block_on(self.shared.gone(&self.name)));
-                }
-            }
         }
-        let mut rest = chunks.peekable();
-        if rest.peek().is_some() {
-            let r = self.wait(None, async {
-                for chunk in rest {
-                    let f = frame(Bytes::copy_from_slice(chunk), FrameType::Data);
-                    if tx.send(f).await.is_err() {
-                        return Err(self.shared.gone(&self.name).await);
-                    }
+        // The frames go in order, each waiting at most until the deadline.
+        // Nothing queued by then: a timeout, nothing sent. Some: the send is
+        // accepted and a task queues the rest (later sends wait for it).
+        let queued = std::cell::Cell::new(0);
+        let r = self.wait(deadline, async {
+            for chunk in data.chunks(MAX_FRAME) {
+                let f = frame(Bytes::copy_from_slice(chunk), FrameType::Data);
+                if tx.send(f).await.is_err() {
+                    return Err(self.shared.gone(&self.name).await);
                 }
+                queued.set(queued.get() + chunk.len());
+            }
+            Ok(())
+        });
+        match r {
+            Ok(r) => r,
+            Err(Error::Timeout) if queued.get() > 0 => {
+                let rest = Bytes::copy_from_slice(&data[queued.get()..]);
+                let frames = (0..rest.len())
+                    .step_by(MAX_FRAME)
+                    .map(|at| {
+                        let end = (at + MAX_FRAME).min(rest.len());
+                        frame(rest.slice(at..end), FrameType::Data)
+                    })
+                    .collect();
+                self.flush_in_background(tx, frames);
                 Ok(())
-            })?;
-            r?;
+            }
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     fn send_eof(&self) -> Result<()> {
         let Some(tx) = lock(&self.tx).take() else {
             return Ok(());
         };
-        // GOAWAY, then the end of the request stream, as upstream RouterStream.
-        match tx.try_send(frame(Bytes::new(), FrameType::Goaway)) {
+        // GOAWAY, then the end of the request stream, as upstream RouterStream:
+        // at once if there is room, else (or after a send still being
+        // queued) by a task, so that send_eof never waits on the peer.
+        let goaway = frame(Bytes::new(), FrameType::Goaway);
+        if lock(&self.flusher).is_some() {
+            self.flush_in_background(tx, vec![goaway]);
+            return Ok(());
+        }
+        match tx.try_send(goaway) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 Err(runtime().block_on(self.shared.gone(&self.name)))
             }
-            Err(mpsc::error::TrySendError::Full(f)) => match self.wait(None, tx.send(f))? {
-                Ok(()) => Ok(()),
-                Err(_) => Err(runtime().block_on(self.shared.gone(&self.name))),
-            },
+            Err(mpsc::error::TrySendError::Full(f)) => {
+                self.flush_in_background(tx, vec![f]);
+                Ok(())
+            }
         }
     }
 
@@ -489,10 +556,17 @@ impl Transport for RouterTransport {
         // Wake a blocked send or receive (they return Closed).
         self.closing.send_replace(true);
         let tx = lock(&self.tx).take();
+        let flusher = lock(&self.flusher).take();
         let mut r = lock(&self.reader);
         let shared = &self.shared;
         runtime().block_on(async {
             let until = tokio::time::Instant::from_std(until);
+            // The rest of a send still being queued goes first.
+            if let Some(mut f) = flusher {
+                if tokio::time::timeout_at(until, &mut f).await.is_err() {
+                    f.abort();
+                }
+            }
             if let Some(tx) = tx {
                 let goaway = tx.send(frame(Bytes::new(), FrameType::Goaway));
                 let _ = tokio::time::timeout_at(until, goaway).await;
@@ -667,15 +741,11 @@ where
         });
         loop {
             match f.message().await {
-                Ok(Some(m)) => match FrameType::try_from(m.frame_type) {
-                    Ok(FrameType::Data) => wr.write_all(&m.payload).await.map_err(io)?,
-                    Ok(FrameType::Goaway) => break,
-                    Ok(FrameType::RstStream) => {
-                        return Err(Error::Connection(format!(
-                            "{name}: the peer reset the stream (RST_STREAM frame)"
-                        )));
-                    }
-                    Ok(FrameType::Ping) | Err(_) => {}
+                Ok(Some(m)) => match received(&name, m) {
+                    Received::Data(payload) => wr.write_all(&payload).await.map_err(io)?,
+                    Received::Goaway => break,
+                    Received::Reset(e) => return Err(e),
+                    Received::Ignored => {}
                 },
                 Ok(None) => {
                     shared.ended(&name);
