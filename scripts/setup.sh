@@ -5,15 +5,13 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-# The D-Bus tests talk to a private dbus-daemon through the `dbus` crate, which
-# links the system libdbus, and use dbus-send.
+# The D-Bus tests talk to a private dbus-daemon (through the `dbus` crate,
+# whose libdbus is built from vendored sources) and use dbus-send.
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
-command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus-daemon)
 command -v dbus-send >/dev/null 2>&1 || need_apt+=(dbus-bin)
-pkg-config --exists dbus-1 2>/dev/null || need_apt+=(libdbus-1-dev)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
