@@ -16,7 +16,7 @@ use common::{LONG, TempDir, pattern, recv_exact, tcp_echo_server};
 use jumpwire::router::{self, Router, token};
 use jumpwire::{Error, Stream};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -133,24 +133,22 @@ fn a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() {
 // Over TLS
 // ---------------------------------------------------------------------------
 
-fn tls_router() -> Router {
-    Router::serve(&format!("grpcs://127.0.0.1:0?key={KEY}")).unwrap()
-}
-
-/// The router's certificate written to a file in `dir`.
-fn ca_file(r: &Router, dir: &Path) -> PathBuf {
+/// A `grpcs://` router, its certificate written to a file in `dir`, and the
+/// URL that trusts it: `(router, ca file, url)`.
+fn tls_router(dir: &Path) -> (Router, String, String) {
+    let r = Router::serve(&format!("grpcs://127.0.0.1:0?key={KEY}")).unwrap();
     let ca = dir.join("router-ca.pem");
     std::fs::write(&ca, r.certificate().unwrap()).unwrap();
-    ca
+    let ca = ca.to_str().unwrap().to_string();
+    let url = format!("{}?ca={ca}", r.address());
+    (r, ca, url)
 }
 
 #[test]
 fn tls_a_jumpwire_client_and_an_upstream_peer_through_a_jumpwire_router() {
     let dir = TempDir::new("interop-rtls-a");
-    let r = tls_router();
-    let ca = ca_file(&r, dir.path());
-    let ca_s = ca.to_str().unwrap();
-    let url = format!("{}?ca={ca_s}", r.address());
+    let (r, ca, url) = tls_router(dir.path());
+    let ca_s = ca.as_str();
     // Upstream trusting the router's certificate (grpc ssl credentials with
     // it as root), and upstream's insecure mode (it fetches the chain and
     // trusts that).
@@ -251,10 +249,8 @@ fn tls_a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() 
 #[test]
 fn tls_upstream_connect_router_stream_and_a_jumpwire_client_through_a_jumpwire_router() {
     let dir = TempDir::new("interop-rtls-c");
-    let r = tls_router();
-    let ca = ca_file(&r, dir.path());
-    let ca_s = ca.to_str().unwrap();
-    let url = format!("{}?ca={ca_s}", r.address());
+    let (r, ca, url) = tls_router(dir.path());
+    let ca_s = ca.as_str();
     let echo = tcp_echo_server("127.0.0.1:0");
     let echo_s = echo.to_string();
     for (i, (len, tls)) in [

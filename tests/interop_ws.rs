@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{LONG, pattern};
+use common::{LONG, pattern, tcp_target};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::Server;
 use jumpwire::{Network, Stream};
@@ -171,20 +171,6 @@ fn python_output(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-/// A TCP target serving one connection with `f`: its URL and thread.
-fn tcp_target<T: Send + 'static>(
-    f: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
-) -> (String, std::thread::JoinHandle<T>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("tcp://{}", l.local_addr().unwrap());
-    let t = std::thread::spawn(move || {
-        let (c, _) = l.accept().unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        f(c)
-    });
-    (url, t)
 }
 
 #[test]

@@ -6,9 +6,10 @@
 
 mod common;
 
+use common::routing::{counts, counts_back_to, expect_eof};
 use common::*;
 use jumpwire::router::{self, Router, token};
-use jumpwire::{Error, Network, Stream};
+use jumpwire::{Error, Network};
 use socket2::SockRef;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -32,10 +33,6 @@ fn export(r: &Router, t: &str, target: &str) -> JoinHandle<jumpwire::Result<()>>
     let (url, t) = (r.address().to_string(), t.to_string());
     let target = Network::new(target).unwrap();
     std::thread::spawn(move || router::export(&url, &t, &target, LONG))
-}
-
-fn expect_eof(s: &Stream) {
-    assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
 }
 
 /// What a one-connection target server saw, sent back to the test.
@@ -306,10 +303,6 @@ fn an_exporter_ends_promptly_when_the_client_closes_after_the_exchange() {
 
 #[test]
 fn exports_leave_no_thread_or_fd_behind() {
-    let counts = || {
-        let n = |p: &str| std::fs::read_dir(p).map_or(0, |d| d.count());
-        (n("/proc/self/task"), n("/proc/self/fd"))
-    };
     let r = router();
     let dir = TempDir::new("export-leaks");
     let path = dir.path().join("echo.sock");
@@ -333,13 +326,9 @@ fn exports_leave_no_thread_or_fd_behind() {
     std::thread::sleep(Duration::from_millis(300));
     let before = counts();
     round(20, 220);
-    let t0 = Instant::now();
-    let after = loop {
-        let now = counts();
-        if now == before || t0.elapsed() > Duration::from_secs(5) {
-            break now;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(after, before, "(threads, fds) before and after 200 exports");
+    assert_eq!(
+        counts_back_to(before),
+        before,
+        "(threads, fds) before and after 200 exports"
+    );
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use common::LONG;
-use common::routing::{c_pairing, counts, ping_pong};
+use common::routing::{c_pairing, counts, counts_back_to, ping_pong};
 use jumpwire::router::{self, Router, token};
 use std::time::{Duration, Instant};
 
@@ -72,11 +72,11 @@ fn sequential_tls_pairings_leave_no_thread_or_fd_behind() {
     let t0 = Instant::now();
     round(&url, &insecure, &wrong, 30, 330);
     eprintln!("300 TLS pairings in {:?}", t0.elapsed());
-    let until = Instant::now() + Duration::from_secs(5);
-    while counts() != before && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(counts(), before, "(threads, fds) before and after");
+    assert_eq!(
+        counts_back_to(before),
+        before,
+        "(threads, fds) before and after"
+    );
     r.close();
     let _ = std::fs::remove_dir_all(&dir);
 }

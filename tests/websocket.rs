@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{LONG, SLACK, ms, pattern};
+use common::{LONG, SLACK, ms, pattern, tcp_target};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::{Limits, Server, ServerConfig};
 use jumpwire::{Error, Network, Stream};
@@ -346,20 +346,6 @@ fn the_ws_listener_bridges_each_client_to_the_target() {
     s.close();
     echo.join().unwrap();
     l.close();
-}
-
-/// A TCP target for the bridge that serves one connection with `f`.
-fn tcp_target<T: Send + 'static>(
-    f: impl FnOnce(TcpStream) -> T + Send + 'static,
-) -> (String, std::thread::JoinHandle<T>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("tcp://{}", l.local_addr().unwrap());
-    let t = std::thread::spawn(move || {
-        let (c, _) = l.accept().unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        f(c)
-    });
-    (addr, t)
 }
 
 /// Reads server frames (unmasked, each under 126 bytes of payload) until a

@@ -281,3 +281,18 @@ pub fn full_backlog() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
     }
     panic!("could not fill a listen backlog on this kernel: a connect cannot be made to hang");
 }
+
+/// A TCP target serving one connection with `f` (its reads time out after
+/// 20 s): its `tcp://` URL and its thread.
+pub fn tcp_target<T: Send + 'static>(
+    f: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (String, JoinHandle<T>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", l.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let (c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        f(c)
+    });
+    (url, t)
+}

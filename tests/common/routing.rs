@@ -20,6 +20,16 @@ pub fn counts() -> (usize, usize) {
     (n("/proc/self/task"), n("/proc/self/fd"))
 }
 
+/// [`counts`] once they are back at `before`, or after 5 s: threads and fds
+/// a close hands to the runtime can take a moment to go.
+pub fn counts_back_to(before: (usize, usize)) -> (usize, usize) {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while counts() != before && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    counts()
+}
+
 /// Receives exactly `want` within 30 s and checks it.
 pub fn expect(s: &Stream, want: &[u8]) {
     assert_eq!(
