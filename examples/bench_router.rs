@@ -294,6 +294,20 @@ fn back_to_back(paths: &[&Path], echo_addr: &str, count: usize) -> Res<Vec<Vec<f
     Ok(samples)
 }
 
+/// A table of 64-byte round-trip percentiles per path.
+fn print_latency(how: &str, names: &[&str], samples: &[Vec<f64>]) {
+    println!("\n64-byte round trips, us ({how})");
+    println!("{:<28} {:>8} {:>8} {:>8}", "path", "p50", "p90", "p99");
+    for (name, s) in names.iter().zip(samples) {
+        println!(
+            "{name:<28} {:>8.1} {:>8.1} {:>8.1}",
+            pct(s, 0.5),
+            pct(s, 0.9),
+            pct(s, 0.99)
+        );
+    }
+}
+
 fn pct(s: &[f64], q: f64) -> f64 {
     s[((s.len() as f64 * q) as usize).min(s.len() - 1)]
 }
@@ -412,31 +426,18 @@ fn main() -> Res<()> {
     let count = env("COUNT", 4000);
     let ps: Vec<&Path> = paths.iter().map(|(_, p)| *p).collect();
     let lat = latency(&ps, &echo_addr, count)?;
-    println!(
-        "\n64-byte round trips, us ({count} per path over {CONNS} connections each, interleaved)"
+    let names: Vec<&str> = paths.iter().map(|(n, _)| *n).collect();
+    print_latency(
+        &format!("{count} per path over {CONNS} connections each, interleaved"),
+        &names,
+        &lat,
     );
-    println!("{:<28} {:>8} {:>8} {:>8}", "path", "p50", "p90", "p99");
-    for ((name, _), s) in paths.iter().zip(&lat) {
-        println!(
-            "{name:<28} {:>8.1} {:>8.1} {:>8.1}",
-            pct(s, 0.5),
-            pct(s, 0.9),
-            pct(s, 0.99)
-        );
-    }
     let warm = back_to_back(&ps, &echo_addr, count)?;
-    println!(
-        "\n64-byte round trips, us ({count} per path, back to back on one connection at a time)"
+    print_latency(
+        &format!("{count} per path, back to back on one connection at a time"),
+        &names,
+        &warm,
     );
-    println!("{:<28} {:>8} {:>8} {:>8}", "path", "p50", "p90", "p99");
-    for ((name, _), s) in paths.iter().zip(&warm) {
-        println!(
-            "{name:<28} {:>8.1} {:>8.1} {:>8.1}",
-            pct(s, 0.5),
-            pct(s, 0.9),
-            pct(s, 0.99)
-        );
-    }
     println!(
         "\nTLS: grpcs / grpc: one way {:.2}x, echo {:.2}x, p50 {:.2}x",
         tput[1].0 / tput[0].0,

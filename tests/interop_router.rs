@@ -80,6 +80,23 @@ fn echo_through(s: &Stream, data: &[u8]) {
     });
 }
 
+/// An upstream `RouterStream` peer (`peer` mode of router_peer.py, with
+/// `tls` arguments) is killed mid-stream: the jumpwire client's stream on
+/// `url` ends with EOF or a connection error.
+fn an_upstream_peer_dying_ends_the_stream(url: &str, t: &str, tls: &[&str]) {
+    let addr = url.split('?').next().unwrap();
+    let mut py = spawn(&[&["peer", addr, t][..], tls].concat());
+    let c = router::connect(url, t, LONG).unwrap();
+    c.send(b"ping", LONG).unwrap();
+    assert_eq!(recv_exact(&c, 4, 16, Duration::from_secs(20)), b"ping");
+    py.0.kill().unwrap();
+    let end = c.receive(&mut [0u8; 8], LONG);
+    assert!(
+        matches!(end, Ok(None) | Err(Error::Connection(_))),
+        "{end:?}"
+    );
+}
+
 #[test]
 fn a_jumpwire_client_and_an_upstream_peer_through_a_jumpwire_router() {
     let r = Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}")).unwrap();
@@ -95,17 +112,7 @@ fn a_jumpwire_client_and_an_upstream_peer_through_a_jumpwire_router() {
         assert!(py.0.wait().unwrap().success());
     }
     // The upstream peer dies mid-stream: the client's stream ends.
-    let t = tok("dies");
-    let mut py = spawn(&["peer", r.address(), &t]);
-    let c = router::connect(r.address(), &t, LONG).unwrap();
-    c.send(b"ping", LONG).unwrap();
-    assert_eq!(recv_exact(&c, 4, 16, Duration::from_secs(20)), b"ping");
-    py.0.kill().unwrap();
-    let end = c.receive(&mut [0u8; 8], LONG);
-    assert!(
-        matches!(end, Ok(None) | Err(Error::Connection(_))),
-        "{end:?}"
-    );
+    an_upstream_peer_dying_ends_the_stream(r.address(), &tok("dies"), &[]);
 }
 
 #[test]
@@ -173,17 +180,7 @@ fn tls_a_jumpwire_client_and_an_upstream_peer_through_a_jumpwire_router() {
         assert!(py.0.wait().unwrap().success());
     }
     // The upstream peer dies mid-stream: the client's stream ends.
-    let t = tok("tdies");
-    let mut py = spawn(&["peer", r.address(), &t, ca_s]);
-    let c = router::connect(&url, &t, LONG).unwrap();
-    c.send(b"ping", LONG).unwrap();
-    assert_eq!(recv_exact(&c, 4, 16, Duration::from_secs(20)), b"ping");
-    py.0.kill().unwrap();
-    let end = c.receive(&mut [0u8; 8], LONG);
-    assert!(
-        matches!(end, Ok(None) | Err(Error::Connection(_))),
-        "{end:?}"
-    );
+    an_upstream_peer_dying_ends_the_stream(&url, &tok("tdies"), &[ca_s]);
     // The jumpwire client leaves mid-stream: the upstream peer's call ends
     // and it exits.
     let t = tok("tleaves");
