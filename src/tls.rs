@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The crypto provider every TLS connection of the library uses.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -36,29 +36,42 @@ pub(crate) fn client_config(
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth());
     }
-    let mut roots = RootCertStore::empty();
-    match ca {
+    let roots = match ca {
         Some(path) => {
+            let mut roots = RootCertStore::empty();
             for c in load_certs(path, &format!("{name}: ca"))? {
                 roots
                     .add(c)
                     .map_err(|e| Error::invalid(format!("{name}: ca {}: {e}", path.display())))?;
             }
+            Arc::new(roots)
         }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                log::debug!("{name}: loading system roots: {e}");
-            }
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(Error::Io(format!(
-                    "{name}: no system root certificates found (give {option}=FILE)"
-                )));
-            }
-        }
-    }
+        None => system_roots(name, option)?,
+    };
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// The system's root certificates, read once: reading and parsing the
+/// system store is not work for every connect. A store with no usable
+/// certificate is an error (and not remembered, so a store installed later
+/// is found).
+fn system_roots(name: &str, option: &str) -> Result<Arc<RootCertStore>> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    if let Some(roots) = ROOTS.get() {
+        return Ok(roots.clone());
+    }
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        log::debug!("{name}: loading system roots: {e}");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(Error::Io(format!(
+            "{name}: no system root certificates found (give {option}=FILE)"
+        )));
+    }
+    Ok(ROOTS.get_or_init(|| Arc::new(roots)).clone())
 }
 
 /// The certificates of the PEM file `path` (at least one), or
