@@ -296,44 +296,36 @@ impl Router {
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE),
             );
-        let task = match tls {
+        let ended = {
+            let address = address.clone();
+            move |r: std::result::Result<(), tonic::transport::Error>| {
+                if let Err(e) = r {
+                    log::warn!("router {address}: {e}");
+                }
+            }
+        };
+        let stop = stopped(stop_rx.clone());
+        let task = match &tls {
             None => {
                 let incoming =
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                rt.spawn({
-                    let address = address.clone();
-                    async move {
-                        if let Err(e) = server
-                            .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
-                            .await
-                        {
-                            log::warn!("router {address}: {e}");
-                        }
-                    }
-                })
+                rt.spawn(
+                    async move { ended(server.serve_with_incoming_shutdown(incoming, stop).await) },
+                )
             }
-            Some(ref tls) => {
+            Some(tls) => {
                 let (incoming, accepting) = super::tls::incoming(
                     listener,
                     tls.acceptor.clone(),
-                    stop_rx.clone(),
+                    stop_rx,
                     address.clone(),
                     super::tls::MAX_HANDSHAKES,
                 );
-                rt.spawn({
-                    let address = address.clone();
-                    async move {
-                        let serving = async {
-                            if let Err(e) = server
-                                .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
-                                .await
-                            {
-                                log::warn!("router {address}: {e}");
-                            }
-                        };
-                        // Both end on stop; the port is released with them.
-                        tokio::join!(serving, accepting);
-                    }
+                rt.spawn(async move {
+                    let serving =
+                        async { ended(server.serve_with_incoming_shutdown(incoming, stop).await) };
+                    // Both end on stop; the port is released with them.
+                    tokio::join!(serving, accepting);
                 })
             }
         };
