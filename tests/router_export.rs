@@ -332,3 +332,62 @@ fn exports_leave_no_thread_or_fd_behind() {
         "(threads, fds) before and after 200 exports"
     );
 }
+
+/// Router streams that no thread is inside of are run by the library's idle
+/// driver (about once a second): a stream left idle for several of its
+/// rounds still exchanges both ways afterwards.
+#[test]
+fn an_idle_stream_keeps_working_after_the_idle_driver_has_run() {
+    let r = router();
+    let t = tok("idle");
+    let (url, t2) = (r.address().to_string(), t.clone());
+    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
+    let a = router::connect(r.address(), &t, LONG).unwrap();
+    let b = join(b);
+    a.send(b"before", LONG).unwrap();
+    assert_eq!(recv_exact(&b, 6, 16, Duration::from_secs(10)), b"before");
+    std::thread::sleep(Duration::from_millis(3500));
+    b.send(b"after the pause", LONG).unwrap();
+    assert_eq!(
+        recv_exact(&a, 15, 64, Duration::from_secs(10)),
+        b"after the pause"
+    );
+    a.send(b"and back", LONG).unwrap();
+    assert_eq!(recv_exact(&b, 8, 64, Duration::from_secs(10)), b"and back");
+    a.send_eof().unwrap();
+    expect_eof(&b);
+    b.send_eof().unwrap();
+    expect_eof(&a);
+    a.close();
+    b.close();
+}
+
+/// What a sender queued beyond the flow-control windows is written once the
+/// receiver makes room, even when the sending thread has left the stream and
+/// does not come back: the idle driver moves it.
+#[test]
+fn data_queued_by_a_sender_that_went_quiet_still_arrives() {
+    let r = router();
+    let t = tok("quiet");
+    let (url, t2) = (r.address().to_string(), t.clone());
+    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
+    let a = router::connect(r.address(), &t, LONG).unwrap();
+    let b = join(b);
+    // More than the stream and connection windows (4 and 8 MiB) at once.
+    let data = pattern(12 << 20, 7);
+    let want = data.clone();
+    let reader = std::thread::spawn(move || {
+        // A slow start, so that the sender fills the windows and its queue.
+        std::thread::sleep(Duration::from_millis(300));
+        let got = recv_exact(&b, want.len(), 64 << 10, Duration::from_secs(20));
+        assert!(got == want, "the data differs");
+        b
+    });
+    a.send(&data, LONG).unwrap();
+    // The sending thread now stays out of the stream until the reader is done.
+    let b = join(reader);
+    a.send_eof().unwrap();
+    expect_eof(&b);
+    a.close();
+    b.close();
+}

@@ -2,16 +2,24 @@
 //! [`Stream`], and the exporter side ([`export`]) that forwards a router stream
 //! to a stream of a target network.
 //!
-//! The call runs as a task on the library's runtime. A `send` queues frames
-//! for the request stream; a `receive` reads the response stream on the
-//! caller's own thread (one `block_on` of the next message, bounded by the
-//! deadline), so a frame reaches the caller with no thread hand-off of ours.
-//! An exporter whose target is a TCP or Unix socket forwards as one task on
-//! the runtime, with no blocking thread per direction.
+//! Each call has a runtime of its own ([`StreamRuntime`], tokio's
+//! current-thread kind: no thread of its own) on which its connection, its
+//! gRPC tasks and its timers live, and the caller's thread drives it: a
+//! `send` queues the frames and runs the connection until they are written
+//! to the socket, a `receive` waits in the runtime's own `epoll` and is woken
+//! by the kernel when the router's frame arrives. So a frame goes from the
+//! caller to the socket and back with no thread hand-off at all (a
+//! ping-pong through one shared worker thread cost about six context
+//! switches per round trip; the wake-ups dominated its latency). While no
+//! caller is inside a call, the idle driver ([`idle`]) runs each stream's
+//! runtime briefly once a second, so that the router's HTTP/2 PINGs are
+//! answered and our own keepalive goes on. An exporter whose target is a TCP
+//! or Unix socket forwards on its own thread, on its own runtime, with no
+//! other thread involved.
 
 use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
-use super::{MAX_FRAME, MAX_MESSAGE, runtime};
+use super::{MAX_FRAME, MAX_MESSAGE};
 use crate::error::{Error, Result};
 use crate::network::Network;
 use crate::stream::{Stream, Transport, deadline, lock};
@@ -19,9 +27,10 @@ use crate::url::{Endpoint, RouterConfig};
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
@@ -31,6 +40,102 @@ use tonic::transport::Channel;
 const SEND_QUEUE: usize = 8;
 /// How long `close` lets queued frames drain into the connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How often the idle driver runs the runtime of each stream.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// The runtime of one call: tokio's current-thread kind (I/O and timers, no
+/// thread of its own), driven by whichever thread is inside a call of the
+/// stream, or by the idle driver. Dropping it ends its tasks and releases
+/// its descriptors at once, without waiting for a blocking thread (a name
+/// lookup that outlives a connect timeout ends on its own).
+pub(crate) struct StreamRuntime(Option<Runtime>);
+
+impl StreamRuntime {
+    fn new(name: &str) -> Result<Arc<StreamRuntime>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(1)
+            .thread_name("jw-router-dns")
+            .build()
+            .map_err(|e| Error::io(name, &e))?;
+        Ok(Arc::new(StreamRuntime(Some(rt))))
+    }
+
+    fn rt(&self) -> &Runtime {
+        self.0.as_ref().expect("a live stream runtime")
+    }
+
+    /// Runs `fut` to completion on the caller's thread, driving the
+    /// runtime meanwhile unless another thread is driving it.
+    fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        self.rt().block_on(fut)
+    }
+
+    /// Runs what is ready: the tasks that queued frames woke, and what the
+    /// sockets and timers have brought.
+    fn settle(&self) {
+        self.block_on(settle());
+    }
+}
+
+impl Drop for StreamRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Yields to the tasks of the runtime until what they had to do is done:
+/// frames written to the socket, what arrived read, timers fired. Three
+/// rounds: each runs every ready task and then polls the sockets and timers
+/// without waiting. Outside the runtime (another thread drives it) it
+/// returns at once.
+async fn settle() {
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The idle driver: one thread, started with the first stream, that runs
+/// each live stream's runtime briefly every [`IDLE_TICK`], so that a stream
+/// no caller is inside still answers the router's PINGs, keeps its own
+/// keepalive, takes window updates and flushes what is queued. A stream a
+/// caller is driving is passed over at once. It holds weak references only:
+/// a closed stream's runtime goes when the stream goes.
+fn idle(rt: &Arc<StreamRuntime>) {
+    static STREAMS: OnceLock<Mutex<Vec<Weak<StreamRuntime>>>> = OnceLock::new();
+    let mut started = false;
+    let streams = STREAMS.get_or_init(|| {
+        started = true;
+        Mutex::new(Vec::new())
+    });
+    lock(streams).push(Arc::downgrade(rt));
+    if !started {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("jw-router-idle".into())
+        .spawn(move || {
+            std::mem::forget(crate::sys::SigpipeGuard::new());
+            loop {
+                std::thread::sleep(IDLE_TICK);
+                let live: Vec<Arc<StreamRuntime>> = {
+                    let mut all = lock(streams);
+                    all.retain(|w| w.strong_count() > 0);
+                    all.iter().filter_map(Weak::upgrade).collect()
+                };
+                for rt in &live {
+                    rt.settle();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("router streams: cannot start the idle driver: {e}");
+    }
+}
 
 /// The text of a transport error with its causes.
 fn chain(e: &dyn std::error::Error) -> String {
@@ -160,9 +265,11 @@ struct Call {
     /// The task that starts the call and waits for the answer.
     task: JoinHandle<()>,
     shared: Arc<Shared>,
+    /// The runtime the call lives on.
+    rt: Arc<StreamRuntime>,
 }
 
-/// Dials the router and starts the call as a task on the runtime.
+/// Dials the router and starts the call as a task on a runtime of its own.
 fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Call> {
     let Endpoint::Router(cfg) = Endpoint::parse(router_url)? else {
         return Err(Error::invalid(format!(
@@ -176,7 +283,8 @@ fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Cal
         .parse()
         .map_err(|_| Error::invalid("the token has characters a header cannot carry"))?;
     let name = Endpoint::Router(cfg.clone()).to_string();
-    let channel = dial(&cfg, &name, deadline(timeout))?;
+    let rt = StreamRuntime::new(&name)?;
+    let channel = dial(&rt, &cfg, &name, deadline(timeout))?;
     let mut client = RouterServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -188,7 +296,7 @@ fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Cal
     });
     request.metadata_mut().insert("authorization", auth);
     let (answer_tx, answer) = oneshot::channel();
-    let task = runtime().spawn({
+    let task = rt.rt().spawn({
         let (name, shared) = (name.clone(), shared.clone());
         async move {
             let r = match client.stream(request).await {
@@ -205,6 +313,8 @@ fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Cal
             let _ = answer_tx.send(r);
         }
     });
+    // Send the call's HEADERS now: the router pairs on them.
+    rt.settle();
     log::debug!("{name}: router stream started");
     Ok(Call {
         name,
@@ -212,6 +322,7 @@ fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Cal
         answer,
         task,
         shared,
+        rt,
     })
 }
 
@@ -241,7 +352,13 @@ pub fn connect(router_url: &str, token: &str, timeout: Option<Duration>) -> Resu
     Ok(RouterTransport::new(start(router_url, token, timeout)?).into_stream())
 }
 
-fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Channel> {
+/// Connects to the router on `rt`: the connection's tasks are spawned on it.
+fn dial(
+    rt: &StreamRuntime,
+    cfg: &RouterConfig,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<Channel> {
     // grpcs://: TCP and the TLS handshake by our connector (checked before
     // any I/O, so an unreadable CA file is an argument error).
     let tls = if cfg.tls {
@@ -266,7 +383,7 @@ fn dial(cfg: &RouterConfig, name: &str, deadline: Option<Instant>) -> Result<Cha
     if let Some(d) = deadline {
         ep = ep.connect_timeout(d.saturating_duration_since(Instant::now()));
     }
-    runtime().block_on(async move {
+    rt.block_on(async move {
         let connecting = async {
             match tls {
                 Some(c) => ep.connect_with_connector(c).await,
@@ -319,6 +436,8 @@ struct RouterTransport {
     /// A task queueing the rest of a send that its deadline cut short (and
     /// the GOAWAY of a `send_eof` made meanwhile).
     flusher: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// Last: the call's runtime goes after everything that lives on it.
+    rt: Arc<StreamRuntime>,
 }
 
 /// Reads the rest of a call whose stream has ended for us, recording how the
@@ -397,10 +516,12 @@ impl RouterTransport {
             task: call.task,
             closing: watch::channel(false).0,
             flusher: Mutex::new(None),
+            rt: call.rt,
         }
     }
 
     fn into_stream(self) -> Stream {
+        idle(&self.rt);
         Stream::new(self.name.clone(), self, Vec::new())
     }
 
@@ -416,7 +537,7 @@ impl RouterTransport {
     /// passes ([`Error::Timeout`]) or the stream is closed.
     fn wait<T>(&self, deadline: Option<Instant>, fut: impl Future<Output = T>) -> Result<T> {
         let mut closing = self.closing.subscribe();
-        runtime().block_on(async {
+        self.rt.block_on(async {
             let timer = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -452,7 +573,7 @@ impl RouterTransport {
         let mut f = lock(&self.flusher);
         let before = f.take();
         let (shared, name) = (self.shared.clone(), self.name.clone());
-        *f = Some(runtime().spawn(async move {
+        *f = Some(self.rt.rt().spawn(async move {
             if let Some(before) = before {
                 before
                     .await
@@ -490,6 +611,8 @@ impl Transport for RouterTransport {
                 }
                 queued.set(queued.get() + chunk.len());
             }
+            // The connection writes what was queued.
+            settle().await;
             Ok(())
         });
         match r {
@@ -522,16 +645,19 @@ impl Transport for RouterTransport {
             self.flush_in_background(tx, vec![goaway]);
             return Ok(());
         }
-        match tx.try_send(goaway) {
+        let r = match tx.try_send(goaway) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(runtime().block_on(self.shared.gone(&self.name)))
+                Err(self.rt.block_on(self.shared.gone(&self.name)))
             }
             Err(mpsc::error::TrySendError::Full(f)) => {
                 self.flush_in_background(tx, vec![f]);
-                Ok(())
+                return Ok(());
             }
-        }
+        };
+        drop(tx);
+        self.rt.settle();
+        r
     }
 
     fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
@@ -559,7 +685,7 @@ impl Transport for RouterTransport {
         let flusher = lock(&self.flusher).take();
         let mut r = lock(&self.reader);
         let shared = &self.shared;
-        runtime().block_on(async {
+        self.rt.block_on(async {
             let until = tokio::time::Instant::from_std(until);
             // The rest of a send still being queued goes first.
             if let Some(mut f) = flusher {
@@ -602,6 +728,9 @@ impl Transport for RouterTransport {
             d.abort();
         }
         self.task.abort();
+        // Let the connection see the call go (and close once it has no
+        // call left) now rather than on the idle driver's next round.
+        self.rt.settle();
     }
 }
 
@@ -610,8 +739,9 @@ impl Transport for RouterTransport {
 /// forwards both ways, half-close propagated, until both directions have
 /// ended or either side fails. `timeout` bounds the two connects.
 ///
-/// A TCP or Unix target is forwarded by one task on the library's runtime;
-/// other targets through [`forward`](crate::forward::forward).
+/// A TCP or Unix target is forwarded on the calling thread, on the call's
+/// own runtime (no other thread); other targets through
+/// [`forward`](crate::forward::forward).
 ///
 /// # Errors
 ///
@@ -638,9 +768,12 @@ pub fn export(
     let r = match Socket::of(&device) {
         Some(sock) => {
             let dev = device.name().to_string();
-            runtime()
-                .block_on(runtime().spawn(sock.bridge(call, dev)))
-                .unwrap_or_else(|e| Err(Error::Internal(format!("{name}: export task: {e}"))))
+            // The bridge writes to the target's socket from this thread.
+            let _sigpipe = crate::sys::SigpipeGuard::new();
+            let rt = call.rt.clone();
+            let r = rt.block_on(sock.bridge(call, dev));
+            rt.settle();
+            r
         }
         None => {
             let routed = RouterTransport::new(call).into_stream();
@@ -654,7 +787,7 @@ pub fn export(
     r
 }
 
-/// A target's connected socket, duplicated for the runtime.
+/// A target's connected socket, duplicated for the call's runtime.
 enum Socket {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
@@ -676,7 +809,7 @@ impl Socket {
         }
     }
 
-    /// Forwards between the call and the socket (on the runtime).
+    /// Forwards between the call and the socket (on the call's runtime).
     async fn bridge(self, call: Call, dev: String) -> Result<()> {
         let io = |e: std::io::Error| Error::io(&dev, &e);
         match self {
@@ -708,6 +841,7 @@ where
         answer,
         task,
         shared,
+        rt: _rt,
     } = call;
     let io = |e: std::io::Error| Error::io(dev, &e);
     let goaway_sent = AtomicBool::new(false);
