@@ -26,8 +26,10 @@ use crate::stream::{Stream, Transport, deadline, lock};
 use crate::url::{Endpoint, RouterConfig};
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::Runtime;
@@ -49,7 +51,7 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// stream, or by the idle driver. Dropping it ends its tasks and releases
 /// its descriptors at once, without waiting for a blocking thread (a name
 /// lookup that outlives a connect timeout ends on its own).
-pub(crate) struct StreamRuntime(Option<Runtime>);
+pub(crate) struct StreamRuntime(Option<Runtime>, Arc<Lingering>);
 
 impl StreamRuntime {
     fn new(name: &str) -> Result<Arc<StreamRuntime>> {
@@ -60,7 +62,7 @@ impl StreamRuntime {
             .thread_name("jw-router-dns")
             .build()
             .map_err(|e| Error::io(name, &e))?;
-        Ok(Arc::new(StreamRuntime(Some(rt))))
+        Ok(Arc::new(StreamRuntime(Some(rt), Arc::default())))
     }
 
     fn rt(&self) -> &Runtime {
@@ -77,6 +79,152 @@ impl StreamRuntime {
     /// sockets and timers have brought.
     fn settle(&self) {
         self.block_on(settle());
+    }
+
+    /// Waits (until `until` at the latest) for the router to close its side
+    /// of the connections this runtime's connection has let go of.
+    async fn lingered(&self, until: tokio::time::Instant) {
+        let l = &self.1;
+        let _ = tokio::time::timeout_at(until, async {
+            loop {
+                let gone = l.done.notified();
+                if l.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                gone.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// The sockets of a stream runtime that are waiting for the router's end.
+#[derive(Default)]
+pub(super) struct Lingering {
+    count: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// A connection's socket that outlives the connection a little: when the
+/// HTTP/2 connection lets go of it (after its RST_STREAM, GOAWAY and FIN),
+/// a task on the stream's runtime reads it until the router closes its side
+/// too (bounded by [`CLOSE_GRACE`]). The router has then dropped our calls:
+/// `close` waits for that, so that a caller that leaves before it is paired
+/// is forgotten before `close` returns (otherwise the next caller of the
+/// token could reach the router first and be paired with the one leaving).
+pub(super) struct Linger<T: AsyncRead + Unpin + Send + 'static> {
+    io: Option<T>,
+    lingering: Arc<Lingering>,
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> Linger<T> {
+    pub(super) fn new(io: T, lingering: Arc<Lingering>) -> Linger<T> {
+        Linger {
+            io: Some(io),
+            lingering,
+        }
+    }
+
+    fn io(&mut self) -> Pin<&mut T> {
+        Pin::new(self.io.as_mut().expect("a socket not yet let go of"))
+    }
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> Drop for Linger<T> {
+    fn drop(&mut self) {
+        let (Some(mut io), Ok(rt)) = (self.io.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let l = self.lingering.clone();
+        l.count.fetch_add(1, Ordering::AcqRel);
+        // Counted down by the task or, should the runtime be going, with it.
+        let counted = Counted(l);
+        rt.spawn(async move {
+            let mut buf = [0u8; 512];
+            let rest = async { while let Ok(1..) = io.read(&mut buf).await {} };
+            let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+            drop(counted);
+        });
+    }
+}
+
+/// One lingering socket, counted until dropped.
+struct Counted(Arc<Lingering>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.done.notify_waiters();
+    }
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for Linger<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.io().poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Linger<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.io().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.io().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(AsyncWrite::is_write_vectored)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+/// Dials `HOST:PORT` over TCP for `grpc://` (a `Service<Uri>` for
+/// `Endpoint::connect_with_connector`; the URI is ignored).
+#[derive(Clone)]
+struct PlainConnector {
+    host: String,
+    port: u16,
+    lingering: Arc<Lingering>,
+}
+
+type PlainIo = hyper_util::rt::TokioIo<Linger<tokio::net::TcpStream>>;
+
+impl tonic::codegen::Service<tonic::codegen::http::Uri> for PlainConnector {
+    type Response = PlainIo;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<PlainIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: tonic::codegen::http::Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect((me.host.as_str(), me.port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(Linger::new(tcp, me.lingering)))
+        })
     }
 }
 
@@ -362,9 +510,14 @@ fn dial(
     // grpcs://: TCP and the TLS handshake by our connector (checked before
     // any I/O, so an unreadable CA file is an argument error).
     let tls = if cfg.tls {
-        Some(super::tls::Connector::new(cfg, name)?)
+        Some(super::tls::Connector::new(cfg, name, rt.1.clone())?)
     } else {
         None
+    };
+    let plain = PlainConnector {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        lingering: rt.1.clone(),
     };
     let host = if cfg.host.contains(':') {
         format!("[{}]", cfg.host)
@@ -387,7 +540,7 @@ fn dial(
         let connecting = async {
             match tls {
                 Some(c) => ep.connect_with_connector(c).await,
-                None => ep.connect().await,
+                None => ep.connect_with_connector(plain).await,
             }
         };
         let r = match deadline {
@@ -728,9 +881,10 @@ impl Transport for RouterTransport {
             d.abort();
         }
         self.task.abort();
-        // Let the connection see the call go (and close once it has no
-        // call left) now rather than on the idle driver's next round.
+        // Let the connection see the call go and close now rather than on
+        // the idle driver's next round, and the router close its side.
         self.rt.settle();
+        self.rt.block_on(self.rt.lingered(until.into()));
     }
 }
 
@@ -773,6 +927,8 @@ pub fn export(
             let rt = call.rt.clone();
             let r = rt.block_on(sock.bridge(call, dev));
             rt.settle();
+            let until = tokio::time::Instant::now() + CLOSE_GRACE;
+            rt.block_on(rt.lingered(until));
             r
         }
         None => {

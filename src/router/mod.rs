@@ -4,10 +4,12 @@
 //!
 //! Both ends of a routed stream dial the router with the same stream token;
 //! the router pairs the two callers whose tokens carry the same `sub` and
-//! relays `jumpstarter.v1.RouterService/Stream` frames between them. The gRPC
-//! work runs on one small tokio runtime owned by the library (one worker
-//! thread, started on first use); every call of the Rust and C API stays
-//! blocking, and a router stream is a [`Stream`](crate::Stream) like any other.
+//! relays `jumpstarter.v1.RouterService/Stream` frames between them. The
+//! router server runs on one small tokio runtime owned by the library (one
+//! worker thread, started on first use); each client stream and exporter has
+//! a current-thread runtime of its own, driven by the caller's thread (see
+//! `client`). Every call of the Rust and C API stays blocking, and a router
+//! stream is a [`Stream`](crate::Stream) like any other.
 
 mod client;
 mod server;
@@ -39,8 +41,9 @@ pub(crate) const STREAM_WINDOW: u32 = 4 << 20;
 /// See [`STREAM_WINDOW`].
 pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
 
-/// The library's runtime for the gRPC transport: started on first use, one
-/// worker thread named `jw-router`, never stopped. One worker, not two: a
+/// The library's runtime for the router server: started on first use, one
+/// worker thread named `jw-router`, never stopped. (Client streams and
+/// exporters used it too until each got a runtime of its own.) One worker, not two: a
 /// frame then crosses the connection, relay and response tasks of a hop in
 /// one wake-up of one thread; with two, tasks woken on the other worker
 /// cost extra context switches. Measured with `bench/router.sh` under

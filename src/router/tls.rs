@@ -3,6 +3,7 @@
 //! handshake in its own task under a time limit). rustls with the `ring`
 //! provider, ALPN `h2`, as gRPC over TLS requires.
 
+use super::client::{Linger, Lingering};
 use crate::error::{Error, Result};
 use crate::tls::{certs_pem, client_config, load_certs, load_key, provider};
 use crate::url::{RouterConfig, RouterListenConfig};
@@ -45,6 +46,8 @@ pub(super) struct Connector {
     port: u16,
     server_name: ServerName<'static>,
     tls: TlsConnector,
+    /// Where the connection's socket lingers once let go of.
+    lingering: Arc<Lingering>,
 }
 
 impl Connector {
@@ -55,7 +58,11 @@ impl Connector {
     ///
     /// [`Error::InvalidArgument`] for a CA file that cannot be read or holds
     /// no certificate, or a host that is not a valid TLS server name.
-    pub(super) fn new(cfg: &RouterConfig, name: &str) -> Result<Connector> {
+    pub(super) fn new(
+        cfg: &RouterConfig,
+        name: &str,
+        lingering: Arc<Lingering>,
+    ) -> Result<Connector> {
         let mut config: ClientConfig = client_config(cfg.ca.as_deref(), cfg.insecure, name, "?ca")?;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         let server_name = ServerName::try_from(cfg.host.clone())
@@ -65,18 +72,18 @@ impl Connector {
             port: cfg.port,
             server_name,
             tls: TlsConnector::from(Arc::new(config)),
+            lingering,
         })
     }
 }
 
-type Connecting = Pin<
-    Box<
-        dyn Future<Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send,
-    >,
->;
+/// A client connection: TLS over TCP, lingering when let go of.
+type ClientIo = TokioIo<Linger<tokio_rustls::client::TlsStream<TcpStream>>>;
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<ClientIo>> + Send>>;
 
 impl Service<http::Uri> for Connector {
-    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Response = ClientIo;
     type Error = io::Error;
     type Future = Connecting;
 
@@ -93,7 +100,7 @@ impl Service<http::Uri> for Connector {
             if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
                 log::debug!("{}:{}: the router did not select ALPN h2", me.host, me.port);
             }
-            Ok(TokioIo::new(tls))
+            Ok(TokioIo::new(Linger::new(tls, me.lingering)))
         })
     }
 }

@@ -1,0 +1,85 @@
+//! Router client streams that no caller is inside of: the library's idle
+//! driver runs each stream's runtime about once a second, so an idle stream
+//! goes on working and what a quiet sender queued still moves. In a file of
+//! its own: these tests hold streams open for seconds, which would disturb
+//! the thread and descriptor counts of the leak tests in other files.
+
+mod common;
+
+use common::*;
+use jumpwire::Stream;
+use jumpwire::router::{self, Router, token};
+use std::time::Duration;
+
+const KEY: &str = "idle-test-key";
+
+fn router() -> Router {
+    Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}")).unwrap()
+}
+
+fn tok(id: &str) -> String {
+    token::mint(KEY, id, Duration::from_secs(60)).unwrap()
+}
+
+fn expect_eof(s: &Stream) {
+    assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
+}
+
+/// Router streams that no thread is inside of are run by the library's idle
+/// driver (about once a second): a stream left idle for several of its
+/// rounds still exchanges both ways afterwards.
+#[test]
+fn an_idle_stream_keeps_working_after_the_idle_driver_has_run() {
+    let r = router();
+    let t = tok("idle");
+    let (url, t2) = (r.address().to_string(), t.clone());
+    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
+    let a = router::connect(r.address(), &t, LONG).unwrap();
+    let b = join(b);
+    a.send(b"before", LONG).unwrap();
+    assert_eq!(recv_exact(&b, 6, 16, Duration::from_secs(10)), b"before");
+    std::thread::sleep(Duration::from_millis(3500));
+    b.send(b"after the pause", LONG).unwrap();
+    assert_eq!(
+        recv_exact(&a, 15, 64, Duration::from_secs(10)),
+        b"after the pause"
+    );
+    a.send(b"and back", LONG).unwrap();
+    assert_eq!(recv_exact(&b, 8, 64, Duration::from_secs(10)), b"and back");
+    a.send_eof().unwrap();
+    expect_eof(&b);
+    b.send_eof().unwrap();
+    expect_eof(&a);
+    a.close();
+    b.close();
+}
+
+/// What a sender queued beyond the flow-control windows is written once the
+/// receiver makes room, even when the sending thread has left the stream and
+/// does not come back: the idle driver moves it.
+#[test]
+fn data_queued_by_a_sender_that_went_quiet_still_arrives() {
+    let r = router();
+    let t = tok("quiet");
+    let (url, t2) = (r.address().to_string(), t.clone());
+    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
+    let a = router::connect(r.address(), &t, LONG).unwrap();
+    let b = join(b);
+    // More than the stream and connection windows (4 and 8 MiB) at once.
+    let data = pattern(12 << 20, 7);
+    let want = data.clone();
+    let reader = std::thread::spawn(move || {
+        // A slow start, so that the sender fills the windows and its queue.
+        std::thread::sleep(Duration::from_millis(300));
+        let got = recv_exact(&b, want.len(), 64 << 10, Duration::from_secs(20));
+        assert!(got == want, "the data differs");
+        b
+    });
+    a.send(&data, LONG).unwrap();
+    // The sending thread now stays out of the stream until the reader is done.
+    let b = join(reader);
+    a.send_eof().unwrap();
+    expect_eof(&b);
+    a.close();
+    b.close();
+}
