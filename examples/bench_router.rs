@@ -78,6 +78,31 @@ fn echo(mut conn: TcpStream) {
     let _ = conn.shutdown(Shutdown::Write);
 }
 
+/// A relay on 127.0.0.1 that forwards each connection to `to`, one thread
+/// per direction: the floor for a hop made of plain blocking threads.
+fn relay(to: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Ok(out) = TcpStream::connect(&to) else {
+                continue;
+            };
+            for s in [&conn, &out] {
+                let _ = s.set_nodelay(true);
+            }
+            let (conn2, out2) = (conn.try_clone().unwrap(), out.try_clone().unwrap());
+            for (mut from, mut to) in [(conn, out), (out2, conn2)] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            }
+        }
+    });
+    addr.to_string()
+}
+
 /// Reads an 8-byte length, that many bytes, then answers one byte.
 fn sink(mut conn: TcpStream) {
     let mut len = [0u8; 8];
@@ -405,11 +430,16 @@ fn main() -> Res<()> {
         router: url.clone(),
     };
     let jw_tls = Path::Jw { router: tls_url };
+    let floor = Path::Tcp {
+        echo: relay(relay(echo_addr.clone())),
+        sink: relay(relay(sink_addr.clone())),
+    };
     let mut paths: Vec<(&str, &Path)> = vec![("jumpwire", &jw), ("jumpwire over grpcs", &jw_tls)];
     if let Some(u) = &up {
         paths.push(("(a) upstream Python parts", &u.a));
         paths.push(("(b) upstream in-process", &u.b));
     }
+    paths.push(("floor: 2 raw TCP relays", &floor));
     let (mib, up_mib) = (env("MIB", 1024), env("UPSTREAM_MIB", 256));
 
     println!("\nthroughput, Gbit/s per direction (client -> router -> exporter -> TCP target)");

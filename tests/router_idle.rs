@@ -1,8 +1,10 @@
-//! Router client streams that no caller is inside of: the library's idle
-//! driver runs each stream's runtime about once a second, so an idle stream
-//! goes on working and what a quiet sender queued still moves. In a file of
-//! its own: these tests hold streams open for seconds, which would disturb
-//! the thread and descriptor counts of the leak tests in other files.
+//! Router client streams that no caller is inside of: the library's driver
+//! thread runs a stream's runtime when its socket has something for it
+//! (once the stream has sent) and about once a second in any case, so an
+//! idle stream goes on working and what a quiet sender queued still moves.
+//! In a file of its own: these tests hold streams open for seconds, which
+//! would disturb the thread and descriptor counts of the leak tests in other
+//! files.
 
 mod common;
 
@@ -25,8 +27,8 @@ fn expect_eof(s: &Stream) {
     assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
 }
 
-/// Router streams that no thread is inside of are run by the library's idle
-/// driver (about once a second): a stream left idle for several of its
+/// Router streams that no thread is inside of are run by the library's
+/// driver (at least once a second): a stream left idle for several of its
 /// rounds still exchanges both ways afterwards.
 #[test]
 fn an_idle_stream_keeps_working_after_the_idle_driver_has_run() {
@@ -56,7 +58,7 @@ fn an_idle_stream_keeps_working_after_the_idle_driver_has_run() {
 
 /// What a sender queued beyond the flow-control windows is written once the
 /// receiver makes room, even when the sending thread has left the stream and
-/// does not come back: the idle driver moves it.
+/// does not come back: the driver moves it.
 #[test]
 fn data_queued_by_a_sender_that_went_quiet_still_arrives() {
     let r = router();
@@ -78,6 +80,38 @@ fn data_queued_by_a_sender_that_went_quiet_still_arrives() {
     a.send(&data, LONG).unwrap();
     // The sending thread now stays out of the stream until the reader is done.
     let b = join(reader);
+    a.send_eof().unwrap();
+    expect_eof(&b);
+    a.close();
+    b.close();
+}
+
+/// A send cut short by its timeout leaves the rest to the library; the rest
+/// moves as fast as the receiver makes room, not one window per round of
+/// the driver's once-a-second tick: the driver runs the stream's runtime as
+/// soon as the router's window updates reach its socket. 48 MiB is twelve
+/// stream windows: by ticks alone that would take twelve seconds or more.
+#[test]
+fn the_rest_of_a_send_moves_as_the_receiver_makes_room() {
+    let r = router();
+    let t = tok("rest");
+    let (url, t2) = (r.address().to_string(), t.clone());
+    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
+    let a = router::connect(r.address(), &t, LONG).unwrap();
+    let b = join(b);
+    let data = pattern(48 << 20, 11);
+    // Nobody reads yet: the send takes what the windows and its queue hold
+    // and returns at its timeout, the rest left to the library.
+    a.send(&data, Some(Duration::from_millis(300))).unwrap();
+    // The sending thread stays out of the stream from now on.
+    let t0 = std::time::Instant::now();
+    let got = recv_exact(&b, data.len(), 256 << 10, Duration::from_secs(30));
+    let took = t0.elapsed();
+    assert!(got == data, "the data differs");
+    assert!(
+        took < Duration::from_secs(6),
+        "48 MiB took {took:?}: the rest of the send waited for the driver's ticks"
+    );
     a.send_eof().unwrap();
     expect_eof(&b);
     a.close();

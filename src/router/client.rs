@@ -2,21 +2,12 @@
 //! [`Stream`], and the exporter side ([`export`]) that forwards a router stream
 //! to a stream of a target network.
 //!
-//! Each call has a runtime of its own ([`StreamRuntime`], tokio's
-//! current-thread kind: no thread of its own) on which its connection, its
-//! gRPC tasks and its timers live, and the caller's thread drives it: a
-//! `send` queues the frames and runs the connection until they are written
-//! to the socket, a `receive` waits in the runtime's own `epoll` and is woken
-//! by the kernel when the router's frame arrives. So a frame goes from the
-//! caller to the socket and back with no thread hand-off at all (a
-//! ping-pong through one shared worker thread cost about six context
-//! switches per round trip; the wake-ups dominated its latency). While no
-//! caller is inside a call, the idle driver ([`idle`]) runs each stream's
-//! runtime briefly once a second, so that the router's HTTP/2 PINGs are
-//! answered and our own keepalive goes on. An exporter whose target is a TCP
-//! or Unix socket forwards on its own thread, on its own runtime, with no
-//! other thread involved.
+//! Each call has a runtime of its own, driven by the caller's thread while
+//! it is inside a call and by the library's driver thread otherwise (see
+//! `drive`). An exporter whose target is a TCP or Unix socket forwards on
+//! its own thread, on its own runtime, with no other thread involved.
 
+use super::drive::{PlainConnector, StreamRuntime};
 use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
 use super::{MAX_FRAME, MAX_MESSAGE};
@@ -26,13 +17,10 @@ use crate::stream::{Stream, Transport, deadline, lock};
 use crate::url::{Endpoint, RouterConfig};
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
@@ -42,248 +30,6 @@ use tonic::transport::Channel;
 const SEND_QUEUE: usize = 8;
 /// How long `close` lets queued frames drain into the connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// How often the idle driver runs the runtime of each stream.
-const IDLE_TICK: Duration = Duration::from_secs(1);
-
-/// The runtime of one call: tokio's current-thread kind (I/O and timers, no
-/// thread of its own), driven by whichever thread is inside a call of the
-/// stream, or by the idle driver. Dropping it ends its tasks and releases
-/// its descriptors at once, without waiting for a blocking thread (a name
-/// lookup that outlives a connect timeout ends on its own).
-pub(crate) struct StreamRuntime(Option<Runtime>, Arc<Lingering>);
-
-impl StreamRuntime {
-    fn new(name: &str) -> Result<Arc<StreamRuntime>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .max_blocking_threads(1)
-            .thread_name("jw-router-dns")
-            .build()
-            .map_err(|e| Error::io(name, &e))?;
-        Ok(Arc::new(StreamRuntime(Some(rt), Arc::default())))
-    }
-
-    fn rt(&self) -> &Runtime {
-        self.0.as_ref().expect("a live stream runtime")
-    }
-
-    /// Runs `fut` to completion on the caller's thread, driving the
-    /// runtime meanwhile unless another thread is driving it.
-    fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        self.rt().block_on(fut)
-    }
-
-    /// Runs what is ready: the tasks that queued frames woke, and what the
-    /// sockets and timers have brought.
-    fn settle(&self) {
-        self.block_on(settle());
-    }
-
-    /// Waits (until `until` at the latest) for the router to close its side
-    /// of the connections this runtime's connection has let go of.
-    async fn lingered(&self, until: tokio::time::Instant) {
-        let l = &self.1;
-        let _ = tokio::time::timeout_at(until, async {
-            loop {
-                let gone = l.done.notified();
-                if l.count.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                gone.await;
-            }
-        })
-        .await;
-    }
-}
-
-/// The sockets of a stream runtime that are waiting for the router's end.
-#[derive(Default)]
-pub(super) struct Lingering {
-    count: std::sync::atomic::AtomicUsize,
-    done: tokio::sync::Notify,
-}
-
-/// A connection's socket that outlives the connection a little: when the
-/// HTTP/2 connection lets go of it (after its RST_STREAM, GOAWAY and FIN),
-/// a task on the stream's runtime reads it until the router closes its side
-/// too (bounded by [`CLOSE_GRACE`]). The router has then dropped our calls:
-/// `close` waits for that, so that a caller that leaves before it is paired
-/// is forgotten before `close` returns (otherwise the next caller of the
-/// token could reach the router first and be paired with the one leaving).
-pub(super) struct Linger<T: AsyncRead + Unpin + Send + 'static> {
-    io: Option<T>,
-    lingering: Arc<Lingering>,
-}
-
-impl<T: AsyncRead + Unpin + Send + 'static> Linger<T> {
-    pub(super) fn new(io: T, lingering: Arc<Lingering>) -> Linger<T> {
-        Linger {
-            io: Some(io),
-            lingering,
-        }
-    }
-
-    fn io(&mut self) -> Pin<&mut T> {
-        Pin::new(self.io.as_mut().expect("a socket not yet let go of"))
-    }
-}
-
-impl<T: AsyncRead + Unpin + Send + 'static> Drop for Linger<T> {
-    fn drop(&mut self) {
-        let (Some(mut io), Ok(rt)) = (self.io.take(), tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let l = self.lingering.clone();
-        l.count.fetch_add(1, Ordering::AcqRel);
-        // Counted down by the task or, should the runtime be going, with it.
-        let counted = Counted(l);
-        rt.spawn(async move {
-            let mut buf = [0u8; 512];
-            let rest = async { while let Ok(1..) = io.read(&mut buf).await {} };
-            let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
-            drop(counted);
-        });
-    }
-}
-
-/// One lingering socket, counted until dropped.
-struct Counted(Arc<Lingering>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
-        self.0.done.notify_waiters();
-    }
-}
-
-impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for Linger<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        self.io().poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Linger<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        self.io().poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        self.io().poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.as_ref().is_some_and(AsyncWrite::is_write_vectored)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.io().poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.io().poll_shutdown(cx)
-    }
-}
-
-/// Dials `HOST:PORT` over TCP for `grpc://` (a `Service<Uri>` for
-/// `Endpoint::connect_with_connector`; the URI is ignored).
-#[derive(Clone)]
-struct PlainConnector {
-    host: String,
-    port: u16,
-    lingering: Arc<Lingering>,
-}
-
-type PlainIo = hyper_util::rt::TokioIo<Linger<tokio::net::TcpStream>>;
-
-impl tonic::codegen::Service<tonic::codegen::http::Uri> for PlainConnector {
-    type Response = PlainIo;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<PlainIo>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: tonic::codegen::http::Uri) -> Self::Future {
-        let me = self.clone();
-        Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect((me.host.as_str(), me.port)).await?;
-            tcp.set_nodelay(true)?;
-            Ok(hyper_util::rt::TokioIo::new(Linger::new(tcp, me.lingering)))
-        })
-    }
-}
-
-impl Drop for StreamRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// Yields to the tasks of the runtime until what they had to do is done:
-/// frames written to the socket, what arrived read, timers fired. Three
-/// rounds: each runs every ready task and then polls the sockets and timers
-/// without waiting. Outside the runtime (another thread drives it) it
-/// returns at once.
-async fn settle() {
-    for _ in 0..3 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// The idle driver: one thread, started with the first stream, that runs
-/// each live stream's runtime briefly every [`IDLE_TICK`], so that a stream
-/// no caller is inside still answers the router's PINGs, keeps its own
-/// keepalive, takes window updates and flushes what is queued. A stream a
-/// caller is driving is passed over at once. It holds weak references only:
-/// a closed stream's runtime goes when the stream goes.
-fn idle(rt: &Arc<StreamRuntime>) {
-    static STREAMS: OnceLock<Mutex<Vec<Weak<StreamRuntime>>>> = OnceLock::new();
-    let mut started = false;
-    let streams = STREAMS.get_or_init(|| {
-        started = true;
-        Mutex::new(Vec::new())
-    });
-    lock(streams).push(Arc::downgrade(rt));
-    if !started {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("jw-router-idle".into())
-        .spawn(move || {
-            std::mem::forget(crate::sys::SigpipeGuard::new());
-            loop {
-                std::thread::sleep(IDLE_TICK);
-                let live: Vec<Arc<StreamRuntime>> = {
-                    let mut all = lock(streams);
-                    all.retain(|w| w.strong_count() > 0);
-                    all.iter().filter_map(Weak::upgrade).collect()
-                };
-                for rt in &live {
-                    rt.settle();
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        log::warn!("router streams: cannot start the idle driver: {e}");
-    }
-}
 
 /// The text of a transport error with its causes.
 fn chain(e: &dyn std::error::Error) -> String {
@@ -510,14 +256,14 @@ fn dial(
     // grpcs://: TCP and the TLS handshake by our connector (checked before
     // any I/O, so an unreadable CA file is an argument error).
     let tls = if cfg.tls {
-        Some(super::tls::Connector::new(cfg, name, rt.1.clone())?)
+        Some(super::tls::Connector::new(cfg, name, rt.sockets().clone())?)
     } else {
         None
     };
     let plain = PlainConnector {
         host: cfg.host.clone(),
         port: cfg.port,
-        lingering: rt.1.clone(),
+        sockets: rt.sockets().clone(),
     };
     let host = if cfg.host.contains(':') {
         format!("[{}]", cfg.host)
@@ -674,7 +420,6 @@ impl RouterTransport {
     }
 
     fn into_stream(self) -> Stream {
-        idle(&self.rt);
         Stream::new(self.name.clone(), self, Vec::new())
     }
 
@@ -752,6 +497,7 @@ impl Transport for RouterTransport {
         if data.is_empty() {
             return Ok(());
         }
+        self.rt.sent();
         // The frames go in order, each waiting at most until the deadline.
         // Nothing queued by then: a timeout, nothing sent. Some: the send is
         // accepted and a task queues the rest (later sends wait for it).
@@ -765,7 +511,7 @@ impl Transport for RouterTransport {
                 queued.set(queued.get() + chunk.len());
             }
             // The connection writes what was queued.
-            settle().await;
+            self.rt.until_idle().await;
             Ok(())
         });
         match r {
@@ -790,6 +536,7 @@ impl Transport for RouterTransport {
         let Some(tx) = lock(&self.tx).take() else {
             return Ok(());
         };
+        self.rt.sent();
         // GOAWAY, then the end of the request stream, as upstream RouterStream:
         // at once if there is room, else (or after a send still being
         // queued) by a task, so that send_eof never waits on the peer.

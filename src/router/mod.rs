@@ -12,6 +12,7 @@
 //! stream is a [`Stream`](crate::Stream) like any other.
 
 mod client;
+mod drive;
 mod server;
 mod tls;
 pub mod token;

@@ -3,7 +3,7 @@
 //! handshake in its own task under a time limit). rustls with the `ring`
 //! provider, ALPN `h2`, as gRPC over TLS requires.
 
-use super::client::{Linger, Lingering};
+use super::drive::{Linger, Sockets};
 use crate::error::{Error, Result};
 use crate::tls::{certs_pem, client_config, load_certs, load_key, provider};
 use crate::url::{RouterConfig, RouterListenConfig};
@@ -46,8 +46,8 @@ pub(super) struct Connector {
     port: u16,
     server_name: ServerName<'static>,
     tls: TlsConnector,
-    /// Where the connection's socket lingers once let go of.
-    lingering: Arc<Lingering>,
+    /// The stream runtime's sockets (see [`Linger`]).
+    sockets: Arc<Sockets>,
 }
 
 impl Connector {
@@ -58,11 +58,7 @@ impl Connector {
     ///
     /// [`Error::InvalidArgument`] for a CA file that cannot be read or holds
     /// no certificate, or a host that is not a valid TLS server name.
-    pub(super) fn new(
-        cfg: &RouterConfig,
-        name: &str,
-        lingering: Arc<Lingering>,
-    ) -> Result<Connector> {
+    pub(super) fn new(cfg: &RouterConfig, name: &str, sockets: Arc<Sockets>) -> Result<Connector> {
         let mut config: ClientConfig = client_config(cfg.ca.as_deref(), cfg.insecure, name, "?ca")?;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         let server_name = ServerName::try_from(cfg.host.clone())
@@ -72,12 +68,12 @@ impl Connector {
             port: cfg.port,
             server_name,
             tls: TlsConnector::from(Arc::new(config)),
-            lingering,
+            sockets,
         })
     }
 }
 
-/// A client connection: TLS over TCP, lingering when let go of.
+/// A client connection: TLS over TCP, watched and lingering (see [`Linger`]).
 type ClientIo = TokioIo<Linger<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<ClientIo>> + Send>>;
@@ -96,11 +92,12 @@ impl Service<http::Uri> for Connector {
         Box::pin(async move {
             let tcp = TcpStream::connect((me.host.as_str(), me.port)).await?;
             tcp.set_nodelay(true)?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
             let tls = me.tls.connect(me.server_name, tcp).await?;
             if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
                 log::debug!("{}:{}: the router did not select ALPN h2", me.host, me.port);
             }
-            Ok(TokioIo::new(Linger::new(tls, me.lingering)))
+            Ok(TokioIo::new(Linger::new(tls, fd, me.sockets)))
         })
     }
 }

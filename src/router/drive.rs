@@ -1,0 +1,494 @@
+//! Who drives a router client stream's runtime.
+//!
+//! Each client stream and exporter has a runtime of its own
+//! ([`StreamRuntime`], tokio's current-thread kind: no thread of its own) on
+//! which its connection, its gRPC tasks and its timers live. The thread of a
+//! caller inside a call of the stream drives it: a `send` queues the frames
+//! and runs the connection until they are written, a `receive` waits in the
+//! runtime's own `epoll` and is woken by the kernel when the router's frame
+//! arrives. A frame thus goes from the caller to the socket and back with no
+//! thread hand-off of ours: on the 2-vCPU machines of this project the
+//! context switches of a shared worker thread were most of a routed round
+//! trip's latency.
+//!
+//! While no caller is inside a call, one library thread, the driver
+//! ([`driver`]), runs the runtime:
+//! - at once when the stream's socket becomes readable (or writable, after a
+//!   write would have blocked), once the stream has sent something: so what
+//!   a `send` left queued (its frames wait for the router's window updates)
+//!   goes on without the caller, as on any socket;
+//! - and every [`TICK`] for every stream, so that HTTP/2 PINGs are answered,
+//!   keepalive goes on and timers fire.
+//!
+//! The socket is watched only while no caller is inside (a caller entering
+//! takes it out of the driver's `epoll`, the last one leaving puts it back),
+//! so the driver never wakes for a frame a caller is waiting for.
+
+use crate::stream::lock;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll as MioPoll, Registry, Token};
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+
+/// How often the driver runs the runtime of every stream.
+pub(super) const TICK: Duration = Duration::from_secs(1);
+/// How long a socket the connection has let go of waits for the router's
+/// end (see [`Linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The runtime of one call, driven by whichever thread is inside a call of
+/// the stream, or by the driver. Dropping it ends its tasks and releases its
+/// descriptors at once, without waiting for a blocking thread (a name lookup
+/// that outlives a connect timeout ends on its own).
+pub(crate) struct StreamRuntime {
+    rt: Option<Runtime>,
+    sockets: Arc<Sockets>,
+}
+
+/// The shared state of a stream runtime's sockets: the driver's watch of
+/// the connection's socket, the sockets lingering after the connection let
+/// go of them, and the runtime going idle.
+pub(super) struct Sockets {
+    /// The stream's key in the driver's table and its `epoll` token.
+    id: usize,
+    watch: Mutex<Watch>,
+    /// Set when a write to the socket would have blocked; cleared by the
+    /// next write that goes through.
+    write_blocked: AtomicBool,
+    lingering: AtomicUsize,
+    lingered: Notify,
+    /// Notified each time the runtime is about to wait (nothing to run).
+    idle: Notify,
+}
+
+/// Who is inside the stream and whether the driver watches its socket.
+#[derive(Default)]
+struct Watch {
+    /// The connection's socket; `None` once it is closed (so that its
+    /// number, which the kernel may reuse, is never touched again).
+    fd: Option<RawFd>,
+    /// Threads inside a call of the stream.
+    inside: usize,
+    /// Something was sent: from then on the socket is watched while no
+    /// caller is inside.
+    sent: bool,
+    /// The interest the socket is registered with in the driver's `epoll`.
+    armed: Option<Interest>,
+}
+
+impl Sockets {
+    /// The interest to watch the socket for now, if it is to be watched.
+    fn wanted(&self, w: &Watch) -> Option<Interest> {
+        (w.inside == 0 && w.sent && w.fd.is_some()).then(|| {
+            if self.write_blocked.load(Ordering::Acquire) {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            }
+        })
+    }
+
+    /// Brings the registration in the driver's `epoll` in line with
+    /// [`Self::wanted`]. The watch lock is held.
+    fn rearm(&self, w: &mut Watch) {
+        let (Some(fd), Some(d)) = (w.fd, driver()) else {
+            return;
+        };
+        let want = self.wanted(w);
+        if want == w.armed {
+            return;
+        }
+        let mut src = SourceFd(&fd);
+        let token = Token(self.id);
+        let r = match (w.armed, want) {
+            (None, Some(i)) => d.registry.register(&mut src, token, i),
+            (Some(_), Some(i)) => d.registry.reregister(&mut src, token, i),
+            (Some(_), None) => d.registry.deregister(&mut src),
+            (None, None) => Ok(()),
+        };
+        w.armed = match r {
+            Ok(()) => want,
+            Err(e) => {
+                log::debug!("router stream: watching socket {fd}: {e}");
+                None
+            }
+        };
+    }
+}
+
+impl StreamRuntime {
+    pub(super) fn new(name: &str) -> Result<Arc<StreamRuntime>> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let sockets = Arc::new(Sockets {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            watch: Mutex::default(),
+            write_blocked: AtomicBool::new(false),
+            lingering: AtomicUsize::new(0),
+            lingered: Notify::new(),
+            idle: Notify::new(),
+        });
+        let idle = Arc::downgrade(&sockets);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .max_blocking_threads(1)
+            .thread_name("jw-router-dns")
+            .on_thread_park(move || {
+                if let Some(s) = idle.upgrade() {
+                    s.idle.notify_waiters();
+                }
+            })
+            .build()
+            .map_err(|e| Error::io(name, &e))?;
+        let me = Arc::new(StreamRuntime {
+            rt: Some(rt),
+            sockets,
+        });
+        if let Some(d) = driver() {
+            lock(&d.streams).insert(me.sockets.id, Arc::downgrade(&me));
+        }
+        Ok(me)
+    }
+
+    pub(super) fn rt(&self) -> &Runtime {
+        self.rt.as_ref().expect("a live stream runtime")
+    }
+
+    pub(super) fn sockets(&self) -> &Arc<Sockets> {
+        &self.sockets
+    }
+
+    /// Runs `fut` to completion on the caller's thread, driving the runtime
+    /// meanwhile (unless another thread is driving it: then `fut` is polled
+    /// here when woken). The driver does not watch the socket meanwhile.
+    pub(super) fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        let s = &self.sockets;
+        {
+            let mut w = lock(&s.watch);
+            w.inside += 1;
+            s.rearm(&mut w);
+        }
+        let r = self.rt().block_on(fut);
+        let mut w = lock(&s.watch);
+        w.inside -= 1;
+        s.rearm(&mut w);
+        r
+    }
+
+    /// Records that the stream has sent something (see [`Watch::sent`]).
+    pub(super) fn sent(&self) {
+        lock(&self.sockets.watch).sent = true;
+    }
+
+    /// Runs the runtime until it has nothing left to do for now: the frames
+    /// queued are written (as far as the windows and the socket let them
+    /// go), what arrived is read, due timers have fired.
+    pub(super) fn settle(&self) {
+        self.block_on(self.until_idle());
+    }
+
+    /// Completes when the runtime is next about to wait for I/O or a timer.
+    pub(super) fn until_idle(&self) -> impl Future<Output = ()> + '_ {
+        self.sockets.idle.notified()
+    }
+
+    /// The driver's turn: runs the runtime until it is idle, if no caller is
+    /// inside (one that is drives it already).
+    fn drive(&self) {
+        let s = &self.sockets;
+        if lock(&s.watch).inside > 0 {
+            return;
+        }
+        self.rt().block_on(self.until_idle());
+        s.rearm(&mut lock(&s.watch));
+    }
+
+    /// Waits (until `until` at the latest) for the router to close its side
+    /// of the sockets this runtime's connection has let go of.
+    pub(super) async fn lingered(&self, until: tokio::time::Instant) {
+        let s = &self.sockets;
+        let _ = tokio::time::timeout_at(until, async {
+            loop {
+                let gone = s.lingered.notified();
+                if s.lingering.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                gone.await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for StreamRuntime {
+    fn drop(&mut self) {
+        if let Some(d) = driver() {
+            lock(&d.streams).remove(&self.sockets.id);
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The driver: its `epoll` (through mio) and the live streams by id.
+struct Driver {
+    registry: Registry,
+    streams: Mutex<HashMap<usize, Weak<StreamRuntime>>>,
+}
+
+/// The driver, started with the first stream. `None` if it cannot be
+/// started (then streams are driven by their callers only, and a stream no
+/// caller is inside waits for the next call).
+fn driver() -> Option<&'static Driver> {
+    static DRIVER: OnceLock<Option<Driver>> = OnceLock::new();
+    DRIVER
+        .get_or_init(|| match start_driver() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                log::warn!("router streams: cannot start the driver thread: {e}");
+                None
+            }
+        })
+        .as_ref()
+}
+
+fn start_driver() -> std::io::Result<Driver> {
+    let poll = MioPoll::new()?;
+    let registry = poll.registry().try_clone()?;
+    std::thread::Builder::new()
+        .name("jw-router-drive".into())
+        .spawn(move || run_driver(poll))?;
+    Ok(Driver {
+        registry,
+        streams: Mutex::default(),
+    })
+}
+
+fn run_driver(mut poll: MioPoll) {
+    // The runtimes it drives write to sockets inside C hosts.
+    std::mem::forget(crate::sys::SigpipeGuard::new());
+    let mut events = Events::with_capacity(256);
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                log::warn!("router streams: driver: {e}");
+                std::thread::sleep(TICK);
+            }
+        }
+        // The driver is started by the first stream, which then waits for
+        // it in `driver()`: the table is there once that returns.
+        let Some(d) = driver() else { return };
+        let due: Vec<Arc<StreamRuntime>> = {
+            let streams = lock(&d.streams);
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK;
+                streams.values().filter_map(Weak::upgrade).collect()
+            } else {
+                events
+                    .iter()
+                    .filter_map(|e| streams.get(&e.token().0).and_then(Weak::upgrade))
+                    .collect()
+            }
+        };
+        for rt in due {
+            rt.drive();
+        }
+    }
+}
+
+/// A connection's socket, watched by the driver (see the module) and
+/// outliving the connection a little: when the HTTP/2 connection lets go of
+/// it (after its RST_STREAM, GOAWAY and FIN), a task on the stream's runtime
+/// reads it until the router closes its side too (bounded by [`LINGER`]).
+/// The router has then dropped our calls: `close` waits for that, so that a
+/// caller that leaves before it is paired is forgotten before `close`
+/// returns (otherwise the next caller of the token could reach the router
+/// first and be paired with the one leaving).
+pub(super) struct Linger<T: AsyncRead + Unpin + Send + 'static> {
+    held: Option<Held<T>>,
+}
+
+/// A socket and its watch: the watch ends before the socket closes.
+struct Held<T> {
+    _watch: Watched,
+    io: T,
+}
+
+/// The driver's watch of a socket, ended (and never touched again) when
+/// dropped.
+struct Watched {
+    fd: RawFd,
+    sockets: Arc<Sockets>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let s = &self.sockets;
+        let mut w = lock(&s.watch);
+        if w.fd == Some(self.fd) {
+            w.sent = false;
+            s.rearm(&mut w);
+            w.fd = None;
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> Linger<T> {
+    /// `io` over the socket `fd`, of the stream runtime with `sockets`.
+    pub(super) fn new(io: T, fd: RawFd, sockets: Arc<Sockets>) -> Linger<T> {
+        {
+            let mut w = lock(&sockets.watch);
+            if w.fd.is_some() {
+                // A connection before this one: its watch ends here.
+                let sent = std::mem::replace(&mut w.sent, false);
+                sockets.rearm(&mut w);
+                w.sent = sent;
+            }
+            w.fd = Some(fd);
+            sockets.rearm(&mut w);
+        }
+        Linger {
+            held: Some(Held {
+                _watch: Watched { fd, sockets },
+                io,
+            }),
+        }
+    }
+
+    fn io(&mut self) -> Pin<&mut T> {
+        Pin::new(&mut self.held.as_mut().expect("a socket not yet let go of").io)
+    }
+
+    fn sockets(&self) -> Option<&Arc<Sockets>> {
+        self.held.as_ref().map(|h| &h._watch.sockets)
+    }
+
+    /// Records whether a write would have blocked (the driver then watches
+    /// for the socket to become writable).
+    fn wrote<R>(&self, r: Poll<R>) -> Poll<R> {
+        if let Some(s) = self.sockets() {
+            s.write_blocked.store(r.is_pending(), Ordering::Release);
+        }
+        r
+    }
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> Drop for Linger<T> {
+    fn drop(&mut self) {
+        let (Some(mut held), Ok(rt)) = (self.held.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let s = held._watch.sockets.clone();
+        s.lingering.fetch_add(1, Ordering::AcqRel);
+        // Counted down by the task or, should the runtime be going, with it.
+        let counted = Counted(s);
+        rt.spawn(async move {
+            let mut buf = [0u8; 512];
+            let rest = async { while let Ok(1..) = held.io.read(&mut buf).await {} };
+            let _ = tokio::time::timeout(LINGER, rest).await;
+            drop(counted);
+        });
+    }
+}
+
+/// One lingering socket, counted until dropped.
+struct Counted(Arc<Sockets>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.lingering.fetch_sub(1, Ordering::AcqRel);
+        self.0.lingered.notify_waiters();
+    }
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for Linger<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.io().poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Linger<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = self.io().poll_write(cx, buf);
+        self.wrote(r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = self.io().poll_write_vectored(cx, bufs);
+        self.wrote(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = self.io().poll_flush(cx);
+        self.wrote(r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+/// Dials `HOST:PORT` over TCP for `grpc://` (a `Service<Uri>` for
+/// `Endpoint::connect_with_connector`; the URI is ignored).
+#[derive(Clone)]
+pub(super) struct PlainConnector {
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) sockets: Arc<Sockets>,
+}
+
+type PlainIo = hyper_util::rt::TokioIo<Linger<tokio::net::TcpStream>>;
+
+impl tonic::codegen::Service<tonic::codegen::http::Uri> for PlainConnector {
+    type Response = PlainIo;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<PlainIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: tonic::codegen::http::Uri) -> Self::Future {
+        use std::os::fd::AsRawFd;
+        let me = self.clone();
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect((me.host.as_str(), me.port)).await?;
+            tcp.set_nodelay(true)?;
+            let fd = tcp.as_raw_fd();
+            Ok(hyper_util::rt::TokioIo::new(Linger::new(
+                tcp, fd, me.sockets,
+            )))
+        })
+    }
+}
