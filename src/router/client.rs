@@ -669,8 +669,6 @@ pub fn export(
     let r = match Socket::of(&device) {
         Some(sock) => {
             let dev = device.name().to_string();
-            // The bridge writes to the target's socket from this thread.
-            let _sigpipe = crate::sys::SigpipeGuard::new();
             let rt = call.rt.clone();
             let r = rt.block_on(sock.bridge(call, dev));
             rt.settle();

@@ -173,6 +173,9 @@ impl StreamRuntime {
     /// meanwhile (unless another thread is driving it: then `fut` is polled
     /// here when woken). The driver does not watch the socket meanwhile.
     pub(super) fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        // The connection (and an exporter's bridge) writes to sockets from
+        // this thread, which may be a C host's: writev has no MSG_NOSIGNAL.
+        let _sigpipe = crate::sys::SigpipeGuard::unless_ignored();
         let s = &self.sockets;
         {
             let mut w = lock(&s.watch);

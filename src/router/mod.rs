@@ -6,10 +6,12 @@
 //! the router pairs the two callers whose tokens carry the same `sub` and
 //! relays `jumpstarter.v1.RouterService/Stream` frames between them. The
 //! router server runs on one small tokio runtime owned by the library (one
-//! worker thread, started on first use); each client stream and exporter has
-//! a current-thread runtime of its own, driven by the caller's thread (see
-//! `client`). Every call of the Rust and C API stays blocking, and a router
-//! stream is a [`Stream`](crate::Stream) like any other.
+//! worker thread, started on first use). Each client stream and exporter has
+//! a current-thread runtime of its own, driven by the caller's thread while
+//! it is inside a call, and otherwise by one library thread that watches
+//! idle streams' sockets (see `drive`). Every call of the Rust and C API
+//! stays blocking, and a router stream is a [`Stream`](crate::Stream) like
+//! any other.
 
 mod client;
 mod drive;
@@ -43,16 +45,15 @@ pub(crate) const STREAM_WINDOW: u32 = 4 << 20;
 pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// The library's runtime for the router server: started on first use, one
-/// worker thread named `jw-router`, never stopped. (Client streams and
-/// exporters used it too until each got a runtime of its own.) One worker, not two: a
+/// worker thread named `jw-router`, never stopped. One worker, not two: a
 /// frame then crosses the connection, relay and response tasks of a hop in
 /// one wake-up of one thread; with two, tasks woken on the other worker
 /// cost extra context switches. Measured with `bench/router.sh` under
 /// `perf stat` (20,000 64-byte round trips through client, router, exporter
-/// and echo): about 10 context switches per round trip instead of 14-17,
-/// 25 % less CPU, and p50 latency roughly halved. Its threads block
-/// `SIGPIPE` (an exporter writes to its target's socket from them, and the
-/// host may be a C program that has not ignored the signal).
+/// and echo, when the clients ran on it too): about 10 context switches per
+/// round trip instead of 14-17, 25 % less CPU, and p50 latency roughly
+/// halved. Its threads block `SIGPIPE` (they write to sockets inside a host
+/// that may be a C program that has not ignored the signal).
 pub(crate) fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
