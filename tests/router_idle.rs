@@ -117,3 +117,48 @@ fn the_rest_of_a_send_moves_as_the_receiver_makes_room() {
     a.close();
     b.close();
 }
+
+/// One thread waits in `receive` (nothing comes for it yet) while another
+/// sends, with no timeout: every send returns at once and its bytes reach
+/// the peer, though the waiting thread is the one running the stream's
+/// connection (a send does not wait for that runtime's next pause, which
+/// with nothing arriving could be the keepalive timer, 20 s away).
+#[test]
+fn sends_beside_a_waiting_receive_return_and_arrive() {
+    let r = router();
+    let t = tok("beside");
+    let (url, t2) = (r.address().to_string(), t.clone());
+    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
+    let a = std::sync::Arc::new(router::connect(r.address(), &t, LONG).unwrap());
+    let b = join(b);
+    let waiter = {
+        let a = a.clone();
+        std::thread::spawn(move || recv_exact(&a, 4, 16, Duration::from_secs(60)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let sender = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            for i in 0..300u32 {
+                a.send(&i.to_le_bytes(), None).unwrap();
+                done_tx.send(i).unwrap();
+            }
+        })
+    };
+    for i in 0..300u32 {
+        let got = done_rx.recv_timeout(Duration::from_secs(5));
+        assert_eq!(got, Ok(i), "send {i} did not return within 5 s");
+        let bytes = recv_exact(&b, 4, 4, Duration::from_secs(5));
+        assert_eq!(bytes, i.to_le_bytes());
+    }
+    join(sender);
+    b.send(b"done", LONG).unwrap();
+    assert_eq!(join(waiter), b"done");
+    b.send_eof().unwrap();
+    a.send_eof().unwrap();
+    expect_eof(&b);
+    expect_eof(&a);
+    drop(a);
+    b.close();
+}

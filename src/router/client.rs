@@ -628,8 +628,9 @@ impl Transport for RouterTransport {
             d.abort();
         }
         self.task.abort();
-        // Let the connection see the call go and close now rather than on
-        // the idle driver's next round, and the router close its side.
+        // Let the connection see the call go and close now (not on the
+        // driver's next tick), then wait for the router to close its side:
+        // it has dropped our call by then, so the token can be dialled again.
         self.rt.settle();
         self.rt.block_on(self.rt.lingered(until.into()));
     }

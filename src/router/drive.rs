@@ -80,6 +80,9 @@ struct Watch {
     fd: Option<RawFd>,
     /// Threads inside a call of the stream.
     inside: usize,
+    /// Two or more threads were inside at once since the last one left:
+    /// the one driving may have left tasks woken by the others unrun.
+    crowded: bool,
     /// Something was sent: from then on the socket is watched while no
     /// caller is inside.
     sent: bool,
@@ -180,12 +183,28 @@ impl StreamRuntime {
         {
             let mut w = lock(&s.watch);
             w.inside += 1;
+            w.crowded |= w.inside > 1;
             s.rearm(&mut w);
         }
         let r = self.rt().block_on(fut);
-        let mut w = lock(&s.watch);
-        w.inside -= 1;
-        s.rearm(&mut w);
+        let leftovers = {
+            let mut w = lock(&s.watch);
+            w.inside -= 1;
+            let last = w.inside == 0;
+            let crowded = last && std::mem::take(&mut w.crowded);
+            if !crowded {
+                s.rearm(&mut w);
+            }
+            crowded
+        };
+        if leftovers {
+            // The last one out after others: run what their calls woke (a
+            // runtime returns from `block_on` as soon as the future is done,
+            // before the tasks that became ready with it). One round runs
+            // every ready task.
+            self.rt().block_on(tokio::task::yield_now());
+            s.rearm(&mut lock(&s.watch));
+        }
         r
     }
 
@@ -201,9 +220,15 @@ impl StreamRuntime {
         self.block_on(self.until_idle());
     }
 
-    /// Completes when the runtime is next about to wait for I/O or a timer.
-    pub(super) fn until_idle(&self) -> impl Future<Output = ()> + '_ {
-        self.sockets.idle.notified()
+    /// Completes when the runtime is next about to wait for I/O or a timer;
+    /// at once if another thread is inside a call of the stream (that one
+    /// drives the runtime, and the last one out runs what is left).
+    pub(super) async fn until_idle(&self) {
+        let idle = self.sockets.idle.notified();
+        if lock(&self.sockets.watch).inside > 1 {
+            return;
+        }
+        idle.await;
     }
 
     /// The driver's turn: runs the runtime until it is idle, if no caller is
@@ -213,7 +238,7 @@ impl StreamRuntime {
         if lock(&s.watch).inside > 0 {
             return;
         }
-        self.rt().block_on(self.until_idle());
+        self.rt().block_on(self.sockets.idle.notified());
         s.rearm(&mut lock(&s.watch));
     }
 
