@@ -25,10 +25,7 @@ fn tok(id: &str) -> String {
 }
 
 fn pair(r: &Router, id: &str) -> (Stream, Stream) {
-    let t = tok(id);
-    let a = router::connect(r.address(), &t, LONG).unwrap();
-    let b = router::connect(r.address(), &t, LONG).unwrap();
-    (a, b)
+    pair_at(r.address(), KEY, id)
 }
 
 #[test]

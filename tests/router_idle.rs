@@ -8,9 +8,10 @@
 
 mod common;
 
+use common::routing::*;
 use common::*;
 use jumpwire::Stream;
-use jumpwire::router::{self, Router, token};
+use jumpwire::router::Router;
 use std::time::Duration;
 
 const KEY: &str = "idle-test-key";
@@ -19,12 +20,11 @@ fn router() -> Router {
     Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}")).unwrap()
 }
 
-fn tok(id: &str) -> String {
-    token::mint(KEY, id, Duration::from_secs(60)).unwrap()
-}
-
-fn expect_eof(s: &Stream) {
-    assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
+/// A router and a pair of streams through it.
+fn paired(id: &str) -> (Router, Stream, Stream) {
+    let r = router();
+    let (a, b) = pair_at(r.address(), KEY, id);
+    (r, a, b)
 }
 
 /// Router streams that no thread is inside of are run by the library's
@@ -32,12 +32,7 @@ fn expect_eof(s: &Stream) {
 /// rounds still exchanges both ways afterwards.
 #[test]
 fn an_idle_stream_keeps_working_after_the_idle_driver_has_run() {
-    let r = router();
-    let t = tok("idle");
-    let (url, t2) = (r.address().to_string(), t.clone());
-    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
-    let a = router::connect(r.address(), &t, LONG).unwrap();
-    let b = join(b);
+    let (_r, a, b) = paired("idle");
     a.send(b"before", LONG).unwrap();
     assert_eq!(recv_exact(&b, 6, 16, Duration::from_secs(10)), b"before");
     std::thread::sleep(Duration::from_millis(3500));
@@ -48,12 +43,7 @@ fn an_idle_stream_keeps_working_after_the_idle_driver_has_run() {
     );
     a.send(b"and back", LONG).unwrap();
     assert_eq!(recv_exact(&b, 8, 64, Duration::from_secs(10)), b"and back");
-    a.send_eof().unwrap();
-    expect_eof(&b);
-    b.send_eof().unwrap();
-    expect_eof(&a);
-    a.close();
-    b.close();
+    end_pair(a, b);
 }
 
 /// What a sender queued beyond the flow-control windows is written once the
@@ -61,12 +51,7 @@ fn an_idle_stream_keeps_working_after_the_idle_driver_has_run() {
 /// does not come back: the driver moves it.
 #[test]
 fn data_queued_by_a_sender_that_went_quiet_still_arrives() {
-    let r = router();
-    let t = tok("quiet");
-    let (url, t2) = (r.address().to_string(), t.clone());
-    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
-    let a = router::connect(r.address(), &t, LONG).unwrap();
-    let b = join(b);
+    let (_r, a, b) = paired("quiet");
     // More than the stream and connection windows (4 and 8 MiB) at once.
     let data = pattern(12 << 20, 7);
     let want = data.clone();
@@ -80,10 +65,7 @@ fn data_queued_by_a_sender_that_went_quiet_still_arrives() {
     a.send(&data, LONG).unwrap();
     // The sending thread now stays out of the stream until the reader is done.
     let b = join(reader);
-    a.send_eof().unwrap();
-    expect_eof(&b);
-    a.close();
-    b.close();
+    end_pair(a, b);
 }
 
 /// A send cut short by its timeout leaves the rest to the library; the rest
@@ -93,12 +75,7 @@ fn data_queued_by_a_sender_that_went_quiet_still_arrives() {
 /// stream windows: by ticks alone that would take twelve seconds or more.
 #[test]
 fn the_rest_of_a_send_moves_as_the_receiver_makes_room() {
-    let r = router();
-    let t = tok("rest");
-    let (url, t2) = (r.address().to_string(), t.clone());
-    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
-    let a = router::connect(r.address(), &t, LONG).unwrap();
-    let b = join(b);
+    let (_r, a, b) = paired("rest");
     let data = pattern(48 << 20, 11);
     // Nobody reads yet: the send takes what the windows and its queue hold
     // and returns at its timeout, the rest left to the library.
@@ -112,10 +89,7 @@ fn the_rest_of_a_send_moves_as_the_receiver_makes_room() {
         took < Duration::from_secs(6),
         "48 MiB took {took:?}: the rest of the send waited for the driver's ticks"
     );
-    a.send_eof().unwrap();
-    expect_eof(&b);
-    a.close();
-    b.close();
+    end_pair(a, b);
 }
 
 /// One thread waits in `receive` (nothing comes for it yet) while another
@@ -125,12 +99,8 @@ fn the_rest_of_a_send_moves_as_the_receiver_makes_room() {
 /// with nothing arriving could be the keepalive timer, 20 s away).
 #[test]
 fn sends_beside_a_waiting_receive_return_and_arrive() {
-    let r = router();
-    let t = tok("beside");
-    let (url, t2) = (r.address().to_string(), t.clone());
-    let b = std::thread::spawn(move || router::connect(&url, &t2, LONG).unwrap());
-    let a = std::sync::Arc::new(router::connect(r.address(), &t, LONG).unwrap());
-    let b = join(b);
+    let (_r, a, b) = paired("beside");
+    let a = std::sync::Arc::new(a);
     let waiter = {
         let a = a.clone();
         std::thread::spawn(move || recv_exact(&a, 4, 16, Duration::from_secs(60)))

@@ -40,10 +40,7 @@ fn trusted_url(r: &Router, dir: &Path) -> String {
 }
 
 fn pair(url: &str, id: &str) -> (Stream, Stream) {
-    let t = tok(id);
-    let a = router::connect(url, &t, LONG).unwrap();
-    let b = router::connect(url, &t, LONG).unwrap();
-    (a, b)
+    pair_at(url, KEY, id)
 }
 
 /// Both ways, sizes from 0 B to 4 MiB, then half-close each way.

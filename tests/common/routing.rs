@@ -43,6 +43,25 @@ pub fn expect_eof(s: &Stream) {
     assert_eq!(s.receive(&mut [0u8; 16], LONG), Ok(None));
 }
 
+/// Two router streams of one token (`id`, minted with `key`) on the router
+/// at `url`; the router pairs them.
+pub fn pair_at(url: &str, key: &str, id: &str) -> (Stream, Stream) {
+    let t = router::token::mint(key, id, Duration::from_secs(60)).unwrap();
+    let a = router::connect(url, &t, LONG).unwrap();
+    let b = router::connect(url, &t, LONG).unwrap();
+    (a, b)
+}
+
+/// Both ends half-close, each sees the other's EOF, and both close.
+pub fn end_pair(a: Stream, b: Stream) {
+    a.send_eof().unwrap();
+    expect_eof(&b);
+    b.send_eof().unwrap();
+    expect_eof(&a);
+    a.close();
+    b.close();
+}
+
 /// A ping one way, a pong back, then half-close each way.
 pub fn ping_pong(a: &Stream, b: &Stream, i: usize) {
     let msg = format!("ping {i}");
