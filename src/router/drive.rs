@@ -22,8 +22,13 @@
 //!
 //! The socket is watched only while no caller is inside (a caller entering
 //! takes it out of the driver's `epoll`, the last one leaving puts it back),
-//! so the driver never wakes for a frame a caller is waiting for.
+//! so the driver never wakes for a frame a caller is waiting for. With
+//! several threads inside one stream (one sending while another receives),
+//! one of them runs the runtime for all, and the last one to leave runs
+//! what their calls left ready. A thread inside blocks `SIGPIPE` unless the
+//! process ignores it.
 
+use crate::error::{Error, Result};
 use crate::stream::lock;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll as MioPoll, Registry, Token};
@@ -39,10 +44,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-use crate::error::{Error, Result};
-
 /// How often the driver runs the runtime of every stream.
-pub(super) const TICK: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_secs(1);
 /// How long a socket the connection has let go of waits for the router's
 /// end (see [`Linger`]).
 const LINGER: Duration = Duration::from_secs(2);
@@ -51,7 +54,7 @@ const LINGER: Duration = Duration::from_secs(2);
 /// the stream, or by the driver. Dropping it ends its tasks and releases its
 /// descriptors at once, without waiting for a blocking thread (a name lookup
 /// that outlives a connect timeout ends on its own).
-pub(crate) struct StreamRuntime {
+pub(super) struct StreamRuntime {
     rt: Option<Runtime>,
     sockets: Arc<Sockets>,
 }
@@ -518,5 +521,83 @@ impl tonic::codegen::Service<tonic::codegen::http::Uri> for PlainConnector {
                 tcp, fd, me.sockets,
             )))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> Arc<StreamRuntime> {
+        StreamRuntime::new("test").unwrap()
+    }
+
+    #[test]
+    fn settle_runs_what_is_ready_and_what_that_wakes() {
+        let rt = runtime();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let done = Arc::new(AtomicUsize::new(0));
+        // A chain: each task wakes the next through the channel.
+        let d = done.clone();
+        rt.rt().spawn(async move {
+            while let Some(n) = rx.recv().await {
+                d.store(n as usize, Ordering::SeqCst);
+            }
+        });
+        let chain = tx.clone();
+        rt.rt().spawn(async move {
+            for n in 1..=10 {
+                chain.send(n).unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        rt.settle();
+        assert_eq!(done.load(Ordering::SeqCst), 10);
+        drop(tx);
+    }
+
+    #[test]
+    fn a_socket_is_watched_once_sent_on_and_only_while_nobody_is_inside() {
+        let rt = runtime();
+        let s = rt.sockets().clone();
+        let w = |inside, sent, fd| Watch {
+            fd,
+            inside,
+            sent,
+            ..Watch::default()
+        };
+        assert_eq!(s.wanted(&w(0, false, Some(3))), None);
+        assert_eq!(s.wanted(&w(0, true, None)), None);
+        assert_eq!(s.wanted(&w(1, true, Some(3))), None);
+        assert_eq!(s.wanted(&w(0, true, Some(3))), Some(Interest::READABLE));
+        s.write_blocked.store(true, Ordering::Release);
+        assert_eq!(
+            s.wanted(&w(0, true, Some(3))),
+            Some(Interest::READABLE | Interest::WRITABLE)
+        );
+    }
+
+    #[test]
+    fn the_watch_follows_callers_and_ends_before_the_socket_closes() {
+        use std::os::fd::AsRawFd;
+        let rt = runtime();
+        let s = rt.sockets().clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let io = rt.block_on(tokio::net::TcpStream::connect(addr)).unwrap();
+        let fd = io.as_raw_fd();
+        let linger = rt.block_on(async { Linger::new(io, fd, s.clone()) });
+        let armed = || lock(&s.watch).armed;
+        assert_eq!(armed(), None, "nothing sent yet");
+        rt.sent();
+        rt.block_on(async {
+            assert_eq!(lock(&s.watch).armed, None, "a caller is inside");
+        });
+        assert_eq!(armed(), Some(Interest::READABLE), "nobody inside");
+        // Dropped outside the runtime: the socket closes at once, the
+        // watch first.
+        drop(linger);
+        let w = lock(&s.watch);
+        assert_eq!((w.fd, w.armed), (None, None));
     }
 }
