@@ -10,12 +10,12 @@
 use super::drive::{PlainConnector, StreamRuntime};
 use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
-use super::{MAX_FRAME, MAX_MESSAGE};
+use super::{CLOSE_GRACE, MAX_FRAME, MAX_MESSAGE};
 use crate::error::{Error, Result};
 use crate::network::Network;
 use crate::stream::{Stream, Transport, deadline, lock};
 use crate::url::{Endpoint, RouterConfig};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,8 +28,6 @@ use tonic::transport::Channel;
 
 /// Frames a stream queues for the gRPC request stream before `send` waits.
 const SEND_QUEUE: usize = 8;
-/// How long `close` lets queued frames drain into the connection.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The text of a transport error with its causes.
 fn chain(e: &dyn std::error::Error) -> String {
@@ -273,7 +271,6 @@ fn dial(
     let scheme = if cfg.tls { "https" } else { "http" };
     let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
         .map_err(|e| Error::invalid(format!("{name}: {e}")))?
-        .tcp_nodelay(true)
         .initial_stream_window_size(super::STREAM_WINDOW)
         .initial_connection_window_size(super::CONNECTION_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(20))
@@ -450,9 +447,7 @@ impl RouterTransport {
             }
         })
     }
-}
 
-impl RouterTransport {
     /// Waits (until `deadline`) for the rest of an earlier send that a task
     /// is queueing, and returns how that ended.
     fn wait_flushed(&self, deadline: Option<Instant>) -> Result<()> {
@@ -628,11 +623,7 @@ impl Transport for RouterTransport {
             d.abort();
         }
         self.task.abort();
-        // Let the connection see the call go and close now (not on the
-        // driver's next tick), then wait for the router to close its side:
-        // it has dropped our call by then, so the token can be dialled again.
-        self.rt.settle();
-        self.rt.block_on(self.rt.lingered(until.into()));
+        self.rt.let_go(until);
     }
 }
 
@@ -672,9 +663,7 @@ pub fn export(
             let dev = device.name().to_string();
             let rt = call.rt.clone();
             let r = rt.block_on(sock.bridge(call, dev));
-            rt.settle();
-            let until = tokio::time::Instant::now() + CLOSE_GRACE;
-            rt.block_on(rt.lingered(until));
+            rt.let_go(Instant::now() + CLOSE_GRACE);
             r
         }
         None => {
@@ -750,12 +739,20 @@ where
     let mut frames = None;
     // Target -> router.
     let up = async {
+        // One buffer: each frame (at most MAX_FRAME) is split off what was
+        // read into it, and the room left over takes the next read.
+        let mut buf = BytesMut::new();
         loop {
-            let mut buf = BytesMut::with_capacity(MAX_FRAME);
-            if rd.read_buf(&mut buf).await.map_err(io)? == 0 {
+            buf.reserve(MAX_FRAME);
+            let mut room = (&mut buf).limit(MAX_FRAME);
+            if rd.read_buf(&mut room).await.map_err(io)? == 0 {
                 break;
             }
-            if tx.send(frame(buf.freeze(), FrameType::Data)).await.is_err() {
+            if tx
+                .send(frame(buf.split().freeze(), FrameType::Data))
+                .await
+                .is_err()
+            {
                 return Err(shared.gone(&name).await);
             }
         }

@@ -28,6 +28,7 @@
 //! what their calls left ready. A thread inside blocks `SIGPIPE` unless the
 //! process ignores it.
 
+use super::CLOSE_GRACE;
 use crate::error::{Error, Result};
 use crate::stream::lock;
 use mio::unix::SourceFd;
@@ -46,9 +47,6 @@ use tokio::sync::Notify;
 
 /// How often the driver runs the runtime of every stream.
 const TICK: Duration = Duration::from_secs(1);
-/// How long a socket the connection has let go of waits for the router's
-/// end (see [`Linger`]).
-const LINGER: Duration = Duration::from_secs(2);
 
 /// The runtime of one call, driven by whichever thread is inside a call of
 /// the stream, or by the driver. Dropping it ends its tasks and releases its
@@ -245,20 +243,26 @@ impl StreamRuntime {
         s.rearm(&mut lock(&s.watch));
     }
 
-    /// Waits (until `until` at the latest) for the router to close its side
-    /// of the sockets this runtime's connection has let go of.
-    pub(super) async fn lingered(&self, until: tokio::time::Instant) {
+    /// Lets the connection see what the stream's end did (a call cancelled,
+    /// a request stream ended) now rather than at the driver's next tick,
+    /// then waits (until `until` at the latest) for the router to close its
+    /// side of the sockets the connection has let go of: the router has then
+    /// dropped the call, and its token can be dialled again.
+    pub(super) fn let_go(&self, until: Instant) {
+        self.settle();
         let s = &self.sockets;
-        let _ = tokio::time::timeout_at(until, async {
-            loop {
-                let gone = s.lingered.notified();
-                if s.lingering.load(Ordering::Acquire) == 0 {
-                    return;
+        self.block_on(async {
+            let _ = tokio::time::timeout_at(until.into(), async {
+                loop {
+                    let gone = s.lingered.notified();
+                    if s.lingering.load(Ordering::Acquire) == 0 {
+                        return;
+                    }
+                    gone.await;
                 }
-                gone.await;
-            }
-        })
-        .await;
+            })
+            .await;
+        });
     }
 }
 
@@ -344,7 +348,7 @@ fn run_driver(mut poll: MioPoll) {
 /// A connection's socket, watched by the driver (see the module) and
 /// outliving the connection a little: when the HTTP/2 connection lets go of
 /// it (after its RST_STREAM, GOAWAY and FIN), a task on the stream's runtime
-/// reads it until the router closes its side too (bounded by [`LINGER`]).
+/// reads it until the router closes its side too (bounded by [`CLOSE_GRACE`]).
 /// The router has then dropped our calls: `close` waits for that, so that a
 /// caller that leaves before it is paired is forgotten before `close`
 /// returns (otherwise the next caller of the token could reach the router
@@ -431,7 +435,7 @@ impl<T: AsyncRead + Unpin + Send + 'static> Drop for Linger<T> {
         rt.spawn(async move {
             let mut buf = [0u8; 512];
             let rest = async { while let Ok(1..) = held.io.read(&mut buf).await {} };
-            let _ = tokio::time::timeout(LINGER, rest).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
             drop(counted);
         });
     }

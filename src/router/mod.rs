@@ -38,6 +38,11 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 /// Largest DATA frame a router client sends; larger sends are split.
 pub const MAX_FRAME: usize = 64 << 10;
 
+/// How long the end of a router client stream may take: queued frames
+/// draining into the connection on `close`, and the router closing its side
+/// of a connection we let go of.
+pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// HTTP/2 flow-control windows of router connections, both ends: large
 /// enough that a window update is rarely waited for at loopback speeds.
 pub(crate) const STREAM_WINDOW: u32 = 4 << 20;
