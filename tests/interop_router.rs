@@ -126,7 +126,7 @@ fn a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() {
         .enumerate()
     {
         let t = tok(&format!("b{i}"));
-        let exporter = spawn_exporter(&url, &t, echo);
+        let exporter = spawn_exporter(&url, &t, &format!("tcp://{echo}"));
         let c = router::connect(&url, &t, LONG).unwrap();
         echo_through(&c, &pattern(len, i as u64));
         c.close();
@@ -215,7 +215,7 @@ fn tls_a_jumpwire_client_and_exporter_through_an_upstream_style_python_router() 
         .enumerate()
     {
         let t = tok(&format!("tb{i}"));
-        let exporter = spawn_exporter(&url, &t, echo);
+        let exporter = spawn_exporter(&url, &t, &format!("tcp://{echo}"));
         // The client with insecure=1 every other time.
         let client_url = if i % 2 == 1 {
             format!("grpcs://127.0.0.1:{port}?insecure=1")

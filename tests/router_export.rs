@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::routing::{counts, counts_back_to, expect_eof};
+use common::routing::{counts, counts_back_to, expect_eof, spawn_exporter};
 use common::*;
 use jumpwire::router::{self, Router, token};
 use jumpwire::{Error, Network};
@@ -30,9 +30,7 @@ fn tok(id: &str) -> String {
 
 /// Starts an exporter of `target` on its own thread.
 fn export(r: &Router, t: &str, target: &str) -> JoinHandle<jumpwire::Result<()>> {
-    let (url, t) = (r.address().to_string(), t.to_string());
-    let target = Network::new(target).unwrap();
-    std::thread::spawn(move || router::export(&url, &t, &target, LONG))
+    spawn_exporter(r.address(), t, target)
 }
 
 /// What a one-connection target server saw, sent back to the test.
@@ -63,26 +61,30 @@ fn greet<S: Read + Write>(mut conn: S, shut: impl FnOnce(&S), seen: &mpsc::Sende
 
 type Serve<S> = fn(S, fn(&S), &mpsc::Sender<Vec<u8>>);
 
+/// Serves the one connection `accept` gives with `serve`, on a thread.
+fn serve_one<S: 'static>(
+    accept: impl FnOnce() -> S + Send + 'static,
+    shut: fn(&S),
+    serve: Serve<S>,
+) -> Seen {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || serve(accept(), shut, &tx));
+    rx
+}
+
 fn tcp_target(serve: Serve<TcpStream>) -> (String, Seen) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("tcp://{}", l.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let (c, _) = l.accept().unwrap();
-        serve(c, |c| c.shutdown(std::net::Shutdown::Write).unwrap(), &tx);
-    });
-    (url, rx)
+    let shut: fn(&TcpStream) = |c| c.shutdown(std::net::Shutdown::Write).unwrap();
+    (url, serve_one(move || l.accept().unwrap().0, shut, serve))
 }
 
 fn unix_target(dir: &TempDir, serve: Serve<UnixStream>) -> (String, Seen) {
     let path = dir.path().join("target.sock");
     let l = UnixListener::bind(&path).unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let (c, _) = l.accept().unwrap();
-        serve(c, |c| c.shutdown(std::net::Shutdown::Write).unwrap(), &tx);
-    });
-    (format!("unix:{}", path.display()), rx)
+    let shut: fn(&UnixStream) = |c| c.shutdown(std::net::Shutdown::Write).unwrap();
+    let seen = serve_one(move || l.accept().unwrap().0, shut, serve);
+    (format!("unix:{}", path.display()), seen)
 }
 
 /// The client sends `data` and half-closes: the target sees exactly the

@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::LONG;
-use common::routing::{c_pairing, counts, counts_back_to, ping_pong};
-use jumpwire::router::{self, Router, token};
+use common::routing::{c_pairing, counts, counts_back_to, pair_at, ping_pong};
+use jumpwire::router::Router;
 use std::time::{Duration, Instant};
 
 fn round(r: &Router, from: usize, to: usize) {
@@ -17,9 +16,7 @@ fn round(r: &Router, from: usize, to: usize) {
             c_pairing(r.address(), i);
             continue;
         }
-        let t = token::mint("leak-key", &format!("s{i}"), Duration::from_secs(60)).unwrap();
-        let a = router::connect(r.address(), &t, LONG).unwrap();
-        let b = router::connect(r.address(), &t, LONG).unwrap();
+        let (a, b) = pair_at(r.address(), "leak-key", &format!("s{i}"));
         ping_pong(&a, &b, i);
         a.close();
         b.close();

@@ -130,20 +130,21 @@ pub fn c_pairing(url: &str, i: usize) {
     jw_stream_close(b);
 }
 
-/// An exporter of `tcp://{echo}` on its own thread, for one stream.
+/// An exporter of the network `target` (a URL) through the router at `url`
+/// with token `t`, on its own thread, for one stream.
 pub fn spawn_exporter(
     url: &str,
     t: &str,
-    echo: SocketAddr,
+    target: &str,
 ) -> std::thread::JoinHandle<jumpwire::Result<()>> {
     let (url, t) = (url.to_string(), t.to_string());
-    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let target = Network::new(target).unwrap();
     std::thread::spawn(move || router::export(&url, &t, &target, LONG))
 }
 
 /// A client that leaves mid-stream ends its exporter's forward.
 pub fn a_client_leaving_ends_the_export(url: &str, t: &str, echo: SocketAddr) {
-    let exporter = spawn_exporter(url, t, echo);
+    let exporter = spawn_exporter(url, t, &format!("tcp://{echo}"));
     let c = router::connect(url, t, LONG).unwrap();
     c.send(b"x", LONG).unwrap();
     assert_eq!(recv_exact(&c, 1, 16, Duration::from_secs(20)), b"x");
