@@ -88,13 +88,14 @@ fn every_c_program_has_a_test() {
     for dir in ["c-examples", "tests/c"] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(".c") {
+            if name.ends_with(".c") || name.ends_with(".cpp") {
                 found.push(format!("{dir}/{name}"));
             }
         }
     }
     found.sort();
     let tested = [
+        "c-examples/cpp_echo.cpp",
         "c-examples/dbus_forward.c",
         "c-examples/echo_roundtrip.c",
         "c-examples/port_forward.c",
@@ -264,6 +265,37 @@ fn close_racing_calls_on_another_thread_is_safe_with_both_libraries() {
             .assert_stdout_has(&format!("jw_ws_server: {rounds} rounds"))
             .assert_stdout_has(&format!("jw_router: {rounds} rounds"))
             .assert_stdout_has(" checks, 0 failed");
+    }
+}
+
+#[test]
+fn cpp_header_example_runs_with_both_libraries() {
+    assert!(
+        cxx_compiler().is_some(),
+        "no C++ compiler ($CXX or c++): run scripts/setup.sh"
+    );
+    let dir = WorkDir::new("cpp_echo");
+    for link in Link::BOTH {
+        let bin = dir.path(&format!("cpp_echo-{link:?}"));
+        let mut cmd = cxx_compiler().unwrap();
+        // The wrapper needs C++17 (the plain header stays C++11-clean).
+        cmd.arg("-std=c++17")
+            .arg(repo().join("c-examples/cpp_echo.cpp"))
+            .arg("-o")
+            .arg(&bin)
+            // What follows is not C++ source (libjumpwire.a for a static link).
+            .args(["-x", "none"]);
+        link_args(&mut cmd, link);
+        compile(cmd);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has("round trip: \"hello from C++\"")
+            .assert_stdout_has("end of stream came back")
+            .assert_stdout_has("websocket echo: \"ping over a websocket\"")
+            .assert_stdout_has("nothing within 50 ms: timeout")
+            .assert_stdout_has("bad URL throws invalid argument: ")
+            .assert_stdout_has("bad scheme as an error code: invalid argument (")
+            .assert_stdout_has("cpp echo: OK");
     }
 }
 
