@@ -81,6 +81,11 @@ struct Target {
 
 impl Target {
     fn start() -> Target {
+        Target::serving(echo)
+    }
+
+    /// A target that serves each connection with `serve`.
+    fn serving(serve: fn(TcpStream)) -> Target {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -94,7 +99,7 @@ impl Target {
                 }
                 let c = c.expect("target accept");
                 n.fetch_add(1, Ordering::Relaxed);
-                conns.push(std::thread::spawn(move || echo(c)));
+                conns.push(std::thread::spawn(move || serve(c)));
             }
             for c in conns {
                 c.join().expect("target connection thread");
@@ -121,6 +126,13 @@ impl Drop for Target {
             t.join().expect("target thread");
         }
     }
+}
+
+/// Reads the first bytes, then resets the connection (SO_LINGER 0).
+fn reset_after_hello(mut c: TcpStream) {
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = c.read(&mut [0u8; 16]);
+    SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
 }
 
 /// Echoes until EOF or an error (its reads give up after 30 s).
@@ -268,6 +280,34 @@ fn garbage_and_vanishing_clients_leave_the_listener_serving() {
     }
     still_serves(&l, base);
     assert_eq!(l.refused(), 0);
+}
+
+#[test]
+fn a_target_that_resets_resets_each_client_and_leaks_nothing() {
+    let _s = serial();
+    let target = Target::serving(reset_after_hello);
+    let l = Listener::bind("tcp://127.0.0.1:0", &target.network()).unwrap();
+    let addr = listener_addr(&l);
+    let base = steady();
+    std::thread::scope(|s| {
+        for _ in 0..50 {
+            s.spawn(|| {
+                let mut c = connect(addr);
+                c.write_all(b"hello").unwrap();
+                match c.read(&mut [0u8; 16]) {
+                    Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+                    other => panic!("a client of a resetting target saw {other:?}"),
+                }
+            });
+        }
+    });
+    wait_for("every connection to end", SLACK, || l.connections() == 0);
+    assert_eq!(
+        counts_back_to(base),
+        base,
+        "(threads, fds) vs. the baseline"
+    );
+    assert_eq!(target.accepted.load(Ordering::Relaxed), 50);
 }
 
 #[test]
