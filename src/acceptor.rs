@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Decides whether to take a new connection, given how many are open:
 /// `None` takes it; a refusal is counted, logged, answered and closed.
@@ -169,6 +169,7 @@ fn accept_loop<C: Default + Send + 'static>(
     admit: &Admit,
     serve: &Arc<Serve<C>>,
 ) {
+    let mut starved = Starved::default();
     loop {
         if let Err(e) = sys::wait(acc.sock.as_fd(), libc::POLLIN, None) {
             log::error!("{}: accept failed: {e}", acc.name);
@@ -188,14 +189,13 @@ fn accept_loop<C: Default + Send + 'static>(
             {
                 continue;
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                ) =>
-            {
-                log::error!("{}: accept failed: {e}", acc.name);
-                std::thread::sleep(Duration::from_millis(50));
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                starved.out_of_descriptors(acc, &e);
+                continue;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM)) => {
+                starved.note(&acc.name, &e);
+                std::thread::sleep(STARVED_PAUSE);
                 continue;
             }
             Err(e) => {
@@ -203,6 +203,7 @@ fn accept_loop<C: Default + Send + 'static>(
                 continue;
             }
         };
+        starved.recovered(&acc.name);
         let peer = match peer.as_socket() {
             Some(a) => {
                 let _ = conn.set_tcp_nodelay(true);
@@ -219,7 +220,12 @@ fn accept_loop<C: Default + Send + 'static>(
                 acc.name,
                 r.why
             );
-            let _ = conn.send_with_flags(r.answer, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            if r.answer.is_empty() {
+                // Nothing to say: the peer gets a reset, never a clean end.
+                let _ = conn.set_linger(Some(Duration::ZERO));
+            } else {
+                let _ = conn.send_with_flags(r.answer, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            }
             continue;
         }
         log::debug!("{}: accepted {peer}", acc.name);
@@ -239,6 +245,95 @@ fn accept_loop<C: Default + Send + 'static>(
             Err(e) => {
                 conns.remove(&id);
                 log::error!("{}: cannot start a connection thread: {e}", acc.name);
+            }
+        }
+    }
+}
+
+/// How long the accept loop pauses when the system is out of memory for a
+/// connection, or out of descriptors with no spare one to make room.
+const STARVED_PAUSE: Duration = Duration::from_millis(100);
+/// At most one log line per this long about running out of resources.
+const STARVED_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The accept loop out of descriptors (`EMFILE`, `ENFILE`) or memory.
+///
+/// A pending connection keeps the listening socket readable, so retrying at
+/// once would spin. Instead a spare descriptor (of `/dev/null`) is kept: when
+/// `accept` runs out, the spare is closed to make room, the waiting client is
+/// accepted and reset at once (counted as refused, so that it neither hangs
+/// nor keeps the loop awake), and the spare is opened again, as libuv and
+/// libev do. Without a spare (another thread took the room), the loop pauses
+/// [`STARVED_PAUSE`] before it tries again. Logs are throttled to one line per
+/// [`STARVED_LOG_EVERY`]; the first accept that works again is logged too.
+struct Starved {
+    spare: Option<std::fs::File>,
+    since: Option<Instant>,
+    next_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Default for Starved {
+    fn default() -> Starved {
+        Starved {
+            spare: spare(),
+            since: None,
+            next_log: None,
+            unlogged: 0,
+        }
+    }
+}
+
+fn spare() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+impl Starved {
+    fn out_of_descriptors<C>(&mut self, acc: &Acceptor<C>, e: &io::Error) {
+        if self.spare.take().is_none() {
+            self.note(&acc.name, e);
+            std::thread::sleep(STARVED_PAUSE);
+            self.spare = spare();
+            return;
+        }
+        if let Ok((conn, _)) = acc.sock.accept() {
+            let _ = conn.set_linger(Some(Duration::ZERO));
+            drop(conn);
+            let n = acc.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            let e = io::Error::other(format!("{e}: reset a client ({n} refused so far)"));
+            self.note(&acc.name, &e);
+        }
+        self.spare = spare();
+    }
+
+    /// Logs `e` unless a line was logged less than [`STARVED_LOG_EVERY`] ago.
+    fn note(&mut self, name: &str, e: &io::Error) {
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        if self.next_log.is_some_and(|t| now < t) {
+            self.unlogged += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.unlogged);
+        if more > 0 {
+            log::error!("{name}: accept failed: {e} (and {more} more since the last line)");
+        } else {
+            log::error!("{name}: accept failed: {e}");
+        }
+        self.next_log = Some(now + STARVED_LOG_EVERY);
+    }
+
+    /// Called after an accept that worked.
+    fn recovered(&mut self, name: &str) {
+        if let Some(since) = self.since.take() {
+            let more = std::mem::take(&mut self.unlogged);
+            log::warn!(
+                "{name}: accepting again after {:?} short of resources ({more} failures not logged)",
+                since.elapsed()
+            );
+            self.next_log = None;
+            if self.spare.is_none() {
+                self.spare = spare();
             }
         }
     }

@@ -125,12 +125,14 @@ pub struct RouterConfig {
 /// A parsed listen URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenEndpoint {
-    /// `tcp://HOST:PORT` (port 0 picks a free port).
+    /// `tcp://HOST:PORT[?max_connections=N]` (port 0 picks a free port).
     Tcp {
         /// Address to bind, without brackets for IPv6.
         host: String,
         /// Port to bind; 0 picks a free one.
         port: u16,
+        /// Limits set in the query.
+        options: TcpListenOptions,
     },
     /// `unix:/PATH`, `unix:///PATH`, `unix:@NAME`.
     Unix(UnixPath),
@@ -145,6 +147,24 @@ pub enum ListenEndpoint {
     },
     /// `grpc://HOST:PORT?key=SECRET`, `grpcs://HOST:PORT?key=SECRET[&cert=FILE&key_file=FILE]`.
     Router(RouterListenConfig),
+}
+
+/// Limits of a forwarding listener on TCP, set in its listen URL's query:
+/// `tcp://127.0.0.1:0?max_connections=100`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpListenOptions {
+    /// `max_connections`: forwarded connections open at once (default 1024,
+    /// at least 1). Each holds a thread, a target stream and about six
+    /// descriptors; one more is refused: counted, logged and reset.
+    pub max_connections: usize,
+}
+
+impl Default for TcpListenOptions {
+    fn default() -> TcpListenOptions {
+        TcpListenOptions {
+            max_connections: 1024,
+        }
+    }
 }
 
 /// Limits of a websocket server, set in its listen URL's query:
@@ -275,10 +295,7 @@ impl ListenEndpoint {
             scheme: &scheme,
         };
         match scheme.as_str() {
-            "tcp" => {
-                let (host, port) = parse_listen_net(&cx, rest, "tcp://HOST:PORT", false)?;
-                Ok(ListenEndpoint::Tcp { host, port })
-            }
+            "tcp" => parse_tcp_listen(&cx, rest),
             "unix" => parse_unix(&cx, rest).map(ListenEndpoint::Unix),
             "ws" => parse_ws_listen(&cx, rest),
             "grpc" | "grpcs" => parse_router_listen(&cx, rest).map(ListenEndpoint::Router),
@@ -373,7 +390,18 @@ impl std::fmt::Display for ListenEndpoint {
     /// router's certificate files).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ListenEndpoint::Tcp { host, port } => write!(f, "tcp://{}:{port}", HostFmt(host)),
+            ListenEndpoint::Tcp {
+                host,
+                port,
+                options,
+            } => {
+                write!(f, "tcp://{}:{port}", HostFmt(host))?;
+                if *options != TcpListenOptions::default() {
+                    let n = options.max_connections.to_string();
+                    OptWriter::new('?').write(f, "max_connections", &n)?;
+                }
+                Ok(())
+            }
             ListenEndpoint::Unix(p) => write!(f, "{p}"),
             ListenEndpoint::Websocket {
                 host,
@@ -1037,17 +1065,29 @@ fn parse_router(cx: &Ctx<'_>, rest: &str) -> Result<RouterConfig> {
 /// `tcp://HOST:PORT` or `ws://HOST:PORT[/PATH]` listen URLs: port 0..=65535,
 /// no options, no fragment. The websocket listener answers upgrades on any
 /// path, so its path is accepted and not kept.
-fn parse_listen_net(cx: &Ctx<'_>, rest: &str, form: &str, path_ok: bool) -> Result<(String, u16)> {
-    let parts = split_net(cx, rest, form)?;
+/// `tcp://HOST:PORT[?max_connections=N]`: port 0..=65535, no path or fragment.
+fn parse_tcp_listen(cx: &Ctx<'_>, rest: &str) -> Result<ListenEndpoint> {
+    const FORM: &str = "tcp://HOST:PORT";
+    let parts = split_net(cx, rest, FORM)?;
     let (host, port) = parse_authority(cx, parts.authority)?;
-    let port = parse_port(cx, port, form, 0)?;
-    if !path_ok {
-        parts.no_path(cx, form)?;
-    }
+    let port = parse_port(cx, port, FORM, 0)?;
+    parts.no_path(cx, FORM)?;
     parts.no_fragment(cx)?;
-    let what = format!("{}:// listen URL", cx.scheme);
-    parse_options(cx, parts.query, &[], &what)?;
-    Ok((host, port))
+    let opts = parse_options(
+        cx,
+        parts.query,
+        &[("max_connections", OptKind::Count)],
+        "tcp:// listen URL",
+    )?;
+    let mut options = TcpListenOptions::default();
+    if let Some(n) = opts.count(cx, "max_connections")? {
+        options.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok(ListenEndpoint::Tcp {
+        host,
+        port,
+        options,
+    })
 }
 
 const WS_LISTEN_OPTIONS: &[(&str, OptKind)] = &[
@@ -1737,6 +1777,15 @@ mod tests {
                 ListenEndpoint::Tcp {
                     host: "127.0.0.1".into(),
                     port: 0,
+                    options: TcpListenOptions::default(),
+                },
+            ),
+            (
+                "tcp://127.0.0.1:0?max_connections=7",
+                ListenEndpoint::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 0,
+                    options: TcpListenOptions { max_connections: 7 },
                 },
             ),
             (
@@ -1744,6 +1793,7 @@ mod tests {
                 ListenEndpoint::Tcp {
                     host: "::".into(),
                     port: 8080,
+                    options: TcpListenOptions::default(),
                 },
             ),
             (
@@ -1751,6 +1801,7 @@ mod tests {
                 ListenEndpoint::Tcp {
                     host: "localhost".into(),
                     port: 65535,
+                    options: TcpListenOptions::default(),
                 },
             ),
             (
@@ -1864,7 +1915,11 @@ mod tests {
             ("tcp://h:1#x", "takes no fragment"),
             (
                 "tcp://h:1?nodelay=0",
-                "unknown option \"nodelay\" (tcp:// listen URL takes no options)",
+                "unknown option \"nodelay\" (expected max_connections)",
+            ),
+            (
+                "tcp://h:1?max_connections=0",
+                "option max_connections: expected a whole number from 1",
             ),
             // unix
             ("unix:", "path is empty"),
@@ -2077,6 +2132,8 @@ mod tests {
             ("unix:///run/x", "unix:/run/x"),
             ("unix:@n", "unix:@n"),
             ("ws://127.0.0.1:0", "ws://127.0.0.1:0/"),
+            ("tcp://h:1?max_connections=1024", "tcp://h:1"),
+            ("tcp://h:1?max_connections=9", "tcp://h:1?max_connections=9"),
             ("ws://h:1/x/y", "ws://h:1/"),
             (
                 "ws://h:1?queue=5&max_message=1024",
@@ -2118,6 +2175,7 @@ mod tests {
         for url in [
             "tcp://127.0.0.1:0",
             "tcp://[::1]:80",
+            "tcp://[::1]:80?max_connections=3",
             "unix:/x",
             "unix:@y",
             "ws://h:0/p",

@@ -106,6 +106,7 @@ fn every_c_program_has_a_test() {
         "c-examples/ws_chat.c",
         "c-examples/ws_client.c",
         "tests/c/close_race.c",
+        "tests/c/forward_faults.c",
         "tests/c/misuse.c",
         "tests/c/sigpipe.c",
     ];
@@ -237,6 +238,20 @@ fn misuse_checks_pass_with_both_libraries() {
         let bin = build(&dir, "tests/c/misuse.c", link);
         let r = run(&bin, &[], link);
         r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn forward_faults_reach_the_other_side_as_resets_with_both_libraries() {
+    let dir = WorkDir::new("forward_faults");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/forward_faults.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success()
+            .assert_stdout_has("jw_listen, target reset: the client got connection error")
+            .assert_stdout_has("jw_forward, b's peer reset: jw_forward returned connection error")
+            .assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");
     }
 }
