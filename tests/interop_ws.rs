@@ -7,7 +7,7 @@ mod common;
 use common::{LONG, pattern, tcp_target};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::Server;
-use jumpwire::{Network, Stream};
+use jumpwire::{Error, Network, Stream};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -96,11 +96,26 @@ fn our_client_against_the_python_server() {
     // The server pings us while we receive; our pong lets it answer.
     s.send(b"ping-me", LONG).unwrap();
     assert_eq!(receive_exact(&s, 7), b"pong-ok");
-    // A close frame from the server is EOF.
+    // A close frame with a code other than 1000 or 1001 is a connection
+    // error carrying the code and reason (Python's ConnectionClosedError),
+    // on every later receive too.
     s.send(b"close 4000", LONG).unwrap();
-    assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None);
-    assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None);
+    for _ in 0..2 {
+        let r = s.receive(&mut [0u8; 4], LONG);
+        assert!(
+            matches!(&r, Err(Error::Connection(m)) if m.contains("code 4000: bye")),
+            "{r:?}"
+        );
+    }
     s.close();
+    // 1000 and 1001 are a clean end: EOF (ConnectionClosedOK).
+    for code in [1000, 1001] {
+        let s = jumpwire::connect(&url, LONG).unwrap();
+        s.send(format!("close {code}").as_bytes(), LONG).unwrap();
+        assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None, "{code}");
+        assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None, "{code}");
+        s.close();
+    }
 }
 
 #[test]
@@ -282,7 +297,7 @@ fn wss_verifies_the_server_against_a_ca_file_or_the_system_roots() {
                 assert!(receive_exact(&s, n) == data, "{n} bytes over wss");
             }
         }
-        s.send(b"close 4000", LONG).unwrap();
+        s.send(b"close 1000", LONG).unwrap();
         assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None);
         s.close();
     }
