@@ -533,7 +533,7 @@ impl Listener {
     /// Stops accepting, closes every forwarded connection (both of its
     /// streams), and joins every thread. Closing twice does nothing.
     pub fn close(&self) {
-        let until = Instant::now() + Duration::from_millis(100);
+        let until = Instant::now() + Duration::from_millis(50);
         let closed = self.acceptor.close(|c| {
             if let Some(ws) = &c.ws {
                 ws.abort(

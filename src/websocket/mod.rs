@@ -46,7 +46,7 @@ const CONTROL_SEND: Duration = Duration::from_secs(5);
 /// How long `close` may wait for room to send its close frame (behind
 /// another thread's send, or a peer that does not read): past it the peer
 /// counts as gone and the connection is cut without the frame.
-const CLOSE_SEND: Duration = Duration::from_millis(100);
+const CLOSE_SEND: Duration = Duration::from_millis(50);
 /// How long answering the peer's close frame may wait for room to send.
 const CLOSE_ECHO: Duration = Duration::from_secs(1);
 /// Masking keys drawn from the OS generator at a time, per connection (4

@@ -25,7 +25,7 @@ pub type Handler = dyn Fn(&Arc<Stream>) + Send + Sync + 'static;
 const WRITER_CHECK: Duration = Duration::from_millis(100);
 /// How long close frames to a dropped connection, or to every connection of
 /// a closing server (all at once), may take.
-const ABORT_WAIT: Duration = Duration::from_millis(100);
+const ABORT_WAIT: Duration = Duration::from_millis(50);
 
 /// Server settings (the listen URL's options).
 #[derive(Debug, Clone, PartialEq, Eq)]
