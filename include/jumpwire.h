@@ -102,6 +102,12 @@ typedef enum {
 /**
  * A listener that forwards each accepted connection to a new stream of its
  * target network, each on its own thread. Release with `jw_listener_close`.
+ *
+ * Threads: every call may run on any thread, at the same time as the others
+ * and as `jw_listener_close`; a call that overlaps the close finishes
+ * safely. The handle names the listener rather than pointing at its memory:
+ * once `jw_listener_close` has begun, every call with it returns
+ * `JW_ERR_CLOSED` and a second close is a no-op.
  */
 typedef struct jw_listener jw_listener;
 
@@ -115,7 +121,13 @@ typedef struct jw_network jw_network;
 /**
  * An embedded Jumpstarter router: pairs the two callers of each stream token
  * and relays their frames. Made by `jw_router_serve`, released with
- * `jw_router_close`. `jw_router_address` may be called from any thread.
+ * `jw_router_close`.
+ *
+ * Threads: every call may run on any thread, at the same time as the others
+ * and as `jw_router_close`; a call that overlaps the close finishes safely.
+ * The handle names the router rather than pointing at its memory: once
+ * `jw_router_close` has begun, every call with it returns `JW_ERR_CLOSED`
+ * (`jw_router_certificate` NULL) and a second close is a no-op.
  */
 typedef struct jw_router jw_router;
 
@@ -132,6 +144,14 @@ typedef struct jw_stream jw_stream;
 /**
  * A websocket server made by `jw_ws_serve`. Release with
  * `jw_ws_server_close`.
+ *
+ * Threads: every call may run on any thread, at the same time as the others
+ * and as `jw_ws_server_close`. A call that overlaps the close finishes
+ * safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
+ * handle names the server rather than pointing at its memory: once
+ * `jw_ws_server_close` has begun, every call with it returns `JW_ERR_CLOSED`
+ * and a second close is a no-op; a value that was never a server handle is
+ * `JW_ERR_INVALID_ARGUMENT`.
  */
 typedef struct jw_ws_server jw_ws_server;
 
@@ -198,8 +218,9 @@ jw_status jw_listener_dbus_address(const jw_listener *l, char *buf, size_t cap);
 
 /**
  * Stops accepting, closes every forwarded connection, joins every thread and
- * frees the listener (a Unix socket file it created is removed). NULL is a
- * no-op.
+ * frees the listener (a Unix socket file it created is removed). May run
+ * while other threads are inside calls on the same listener; later calls
+ * with `l` return `JW_ERR_CLOSED`. NULL or an already closed `l` is a no-op.
  */
 void jw_listener_close(jw_listener *l);
 
@@ -286,7 +307,9 @@ const char *jw_router_certificate(const jw_router *r);
 
 /**
  * Stops the router (waiting callers and running pairs end with a connection
- * error), releases its port and frees it. NULL is a no-op.
+ * error), releases its port and frees it. May run while other threads are
+ * inside calls on the same router; later calls with `r` return
+ * `JW_ERR_CLOSED`. NULL or an already closed `r` is a no-op.
  */
 void jw_router_close(jw_router *r);
 
@@ -450,7 +473,9 @@ jw_status jw_ws_server_refused(const jw_ws_server *w, uint64_t *out);
 /**
  * Stops accepting, closes every connection with a close frame (1001), waits
  * for every handler to return, joins every thread and frees the server. Do
- * not call it from a handler. NULL is a no-op.
+ * not call it from a handler. May run while other threads are inside calls
+ * on the same server (they return `JW_ERR_CLOSED` or finish); later calls
+ * with `w` return `JW_ERR_CLOSED`. NULL or an already closed `w` is a no-op.
  */
 void jw_ws_server_close(jw_ws_server *w);
 

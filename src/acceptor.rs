@@ -106,10 +106,10 @@ impl<C: Default + Send + 'static> Acceptor<C> {
         let serve: Arc<Serve<C>> = Arc::from(serve);
         let thread = {
             let acc = acc.clone();
-            std::thread::Builder::new()
-                .name(names.accept_thread.into())
-                .spawn(move || accept_loop(&acc, &names, &*admit, &serve))
-                .map_err(|e| Error::io("spawning the accept thread", &e))?
+            crate::sys::spawn(names.accept_thread, move || {
+                accept_loop(&acc, &names, &*admit, &serve)
+            })
+            .map_err(|e| Error::io("spawning the accept thread", &e))?
         };
         *lock(&acc.accept) = Some(thread);
         Ok(acc)
@@ -306,9 +306,7 @@ fn accept_loop<C: Default + Send + 'static>(
             },
         );
         let (a, serve) = (acc.clone(), serve.clone());
-        let t = std::thread::Builder::new()
-            .name(names.conn_thread.into())
-            .spawn(move || serve(&a, id, conn, peer));
+        let t = crate::sys::spawn(names.conn_thread, move || serve(&a, id, conn, peer));
         match t {
             Ok(t) => conns.get_mut(&id).expect("just inserted").thread = Some(t),
             Err(e) => {

@@ -76,10 +76,7 @@ fn both_ways(
 ) -> (Result<()>, Result<()>) {
     let (thread, what) = name;
     std::thread::scope(|s| {
-        let back = match std::thread::Builder::new()
-            .name(thread.into())
-            .spawn_scoped(s, back)
-        {
+        let back = match sys::spawn_scoped(s, thread, back) {
             Ok(h) => h,
             Err(e) => {
                 return (
@@ -294,7 +291,8 @@ impl Hold {
         match self {
             Hold::Pipe { r, .. } => sys::splice(r.as_fd(), to, held),
             Hold::Buffer { buf, start } => {
-                let n = socket2::SockRef::from(&to).send(&buf[*start..*start + held])?;
+                let n = socket2::SockRef::from(&to)
+                    .send_with_flags(&buf[*start..*start + held], libc::MSG_NOSIGNAL)?;
                 *start += n;
                 Ok(n)
             }

@@ -14,7 +14,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use toolchain::{Link, WorkDir, build, compile, cxx_compiler, link_args, repo, run};
+use toolchain::{Link, WorkDir, build, compile, cxx_compiler, link_args, repo, run, run_for};
 
 /// How long a test server waits for its client at most.
 const SERVER_WAIT: Duration = Duration::from_secs(20);
@@ -104,7 +104,9 @@ fn every_c_program_has_a_test() {
         "c-examples/ws_bridge.c",
         "c-examples/ws_chat.c",
         "c-examples/ws_client.c",
+        "tests/c/close_race.c",
         "tests/c/misuse.c",
+        "tests/c/sigpipe.c",
         "tests/c/ws_faults.c",
     ];
     assert_eq!(
@@ -240,6 +242,18 @@ fn misuse_checks_pass_with_both_libraries() {
 }
 
 #[test]
+fn sigpipe_never_reaches_a_c_host_with_both_libraries() {
+    let dir = WorkDir::new("sigpipe");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/sigpipe.c", link);
+        let r = run(&bin, &[], link);
+        // Killed by SIGPIPE would be a signal exit, not code 0.
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
 fn ws_faults_pass_with_both_libraries() {
     let dir = WorkDir::new("ws_faults");
     for link in Link::BOTH {
@@ -247,6 +261,21 @@ fn ws_faults_pass_with_both_libraries() {
         let r = run(&bin, &[], link);
         r.assert_success().assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn close_racing_calls_on_another_thread_is_safe_with_both_libraries() {
+    let dir = WorkDir::new("close_race");
+    for (link, rounds) in [(Link::Shared, "1000"), (Link::Static, "200")] {
+        let bin = build(&dir, "tests/c/close_race.c", link);
+        // About 4 ms a round on a quiet machine, several times that on a
+        // loaded one.
+        let r = run_for(&bin, &[rounds], link, Duration::from_secs(180));
+        r.assert_success()
+            .assert_stdout_has(&format!("jw_ws_server: {rounds} rounds"))
+            .assert_stdout_has(&format!("jw_router: {rounds} rounds"))
+            .assert_stdout_has(" checks, 0 failed");
     }
 }
 

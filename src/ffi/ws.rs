@@ -1,8 +1,8 @@
 //! Websocket calls on `jw_stream`: the server handshake and the request path.
 
 use super::boundary::{
-    Boxed, Handle, arc_clone, arc_out, arc_take, boundary, boundary_void, box_free, box_out,
-    box_ref, check_out, ok, slice_in, str_in, str_out, timeout, write_out,
+    Handle, Registry, SlotHandle, Slotted, arc_clone, arc_out, arc_take, boundary, boundary_void,
+    check_out, ok, slice_in, slot_get, slot_out, slot_take, str_in, str_out, timeout, write_out,
 };
 use super::error::jw_status;
 use super::stream::jw_stream;
@@ -67,14 +67,29 @@ pub extern "C" fn jw_ws_path(s: *mut jw_stream, buf: *mut c_char, cap: usize) ->
 
 /// A websocket server made by `jw_ws_serve`. Release with
 /// `jw_ws_server_close`.
+///
+/// Threads: every call may run on any thread, at the same time as the others
+/// and as `jw_ws_server_close`. A call that overlaps the close finishes
+/// safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
+/// handle names the server rather than pointing at its memory: once
+/// `jw_ws_server_close` has begun, every call with it returns `JW_ERR_CLOSED`
+/// and a second close is a no-op; a value that was never a server handle is
+/// `JW_ERR_INVALID_ARGUMENT`.
 pub struct jw_ws_server {
     _private: [u8; 0],
 }
 
 impl Handle for jw_ws_server {
     type Rust = Server;
-    type Ownership = Boxed;
+    type Ownership = Slotted;
     const NAME: &'static str = "ws_server";
+}
+
+impl SlotHandle for jw_ws_server {
+    fn registry() -> &'static Registry<Server> {
+        static SERVERS: Registry<Server> = Registry::new();
+        &SERVERS
+    }
 }
 
 /// Called on each connection's own thread with a stream for the connection
@@ -127,7 +142,7 @@ pub extern "C" fn jw_ws_serve(
             (h.f)(ptr, h.user);
             drop(arc_take(ptr));
         })?;
-        ok(box_out(out, server))
+        ok(slot_out(out, server))
     })
 }
 
@@ -139,7 +154,7 @@ pub extern "C" fn jw_ws_server_address(
     buf: *mut c_char,
     cap: usize,
 ) -> jw_status {
-    boundary(|| str_out(buf, cap, box_ref(w)?.address()))
+    boundary(|| str_out(buf, cap, slot_get(w)?.address()))
 }
 
 /// Queues `len` bytes of `data` as one binary message to every open
@@ -155,7 +170,7 @@ pub extern "C" fn jw_ws_broadcast(
     len: usize,
 ) -> jw_status {
     boundary(|| {
-        let w = box_ref(w.cast_const())?;
+        let w = slot_get(w.cast_const())?;
         let data = slice_in(data, len)?;
         w.broadcast(data).map(|_| jw_status::JW_OK)
     })
@@ -167,7 +182,7 @@ pub extern "C" fn jw_ws_broadcast(
 pub extern "C" fn jw_ws_server_dropped(w: *const jw_ws_server, out: *mut u64) -> jw_status {
     boundary(|| {
         check_out(out)?;
-        write_out(out, box_ref(w)?.dropped())?;
+        write_out(out, slot_get(w)?.dropped())?;
         Ok(jw_status::JW_OK)
     })
 }
@@ -178,18 +193,20 @@ pub extern "C" fn jw_ws_server_dropped(w: *const jw_ws_server, out: *mut u64) ->
 pub extern "C" fn jw_ws_server_refused(w: *const jw_ws_server, out: *mut u64) -> jw_status {
     boundary(|| {
         check_out(out)?;
-        write_out(out, box_ref(w)?.refused())?;
+        write_out(out, slot_get(w)?.refused())?;
         Ok(jw_status::JW_OK)
     })
 }
 
 /// Stops accepting, closes every connection with a close frame (1001), waits
 /// for every handler to return, joins every thread and frees the server. Do
-/// not call it from a handler. NULL is a no-op.
+/// not call it from a handler. May run while other threads are inside calls
+/// on the same server (they return `JW_ERR_CLOSED` or finish); later calls
+/// with `w` return `JW_ERR_CLOSED`. NULL or an already closed `w` is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_ws_server_close(w: *mut jw_ws_server) {
     boundary_void(|| {
-        if let Some(w) = box_free(w) {
+        if let Some(w) = slot_take(w) {
             w.close();
         }
     })

@@ -227,16 +227,14 @@ pub(crate) fn resolve(
     }
     let (tx, rx) = crossbeam_channel::bounded(1);
     let owned = host.to_string();
-    std::thread::Builder::new()
-        .name("jw-resolve".into())
-        .spawn(move || {
-            let _ = tx.send(
-                (owned.as_str(), port)
-                    .to_socket_addrs()
-                    .map(Iterator::collect::<Vec<_>>),
-            );
-        })
-        .map_err(|e| Error::io("spawning the resolver thread", &e))?;
+    crate::sys::spawn("jw-resolve", move || {
+        let _ = tx.send(
+            (owned.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>),
+        );
+    })
+    .map_err(|e| Error::io("spawning the resolver thread", &e))?;
     let r = match deadline {
         None => rx
             .recv()

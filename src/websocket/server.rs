@@ -407,9 +407,8 @@ fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String
             return Ok(());
         };
         std::thread::scope(|sc| {
-            let writer = std::thread::Builder::new()
-                .name("jw-ws-writer".into())
-                .spawn_scoped(sc, || write_loop(&ws, &rx, &slow));
+            let writer =
+                crate::sys::spawn_scoped(sc, "jw-ws-writer", || write_loop(&ws, &rx, &slow));
             (s.handler)(&stream);
             // No more broadcasts to this connection; the writer finishes what
             // is queued (unless the client is too slow) and ends.
