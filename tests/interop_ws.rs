@@ -242,6 +242,53 @@ fn the_python_clients_close_half_closes_the_bridge_target_after_its_data() {
     bridge.close();
 }
 
+#[test]
+fn the_python_client_gets_the_binary_subprotocol_and_the_origin_check() {
+    let echo_handler = |s: &std::sync::Arc<Stream>| {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(Some(n)) = s.receive(&mut buf, None) {
+            if s.send(&buf[..n], LONG).is_err() {
+                break;
+            }
+        }
+    };
+    // Our server and our bridge both answer "binary" (Python checks that
+    // the answer is one it offered).
+    let server = Server::serve("ws://127.0.0.1:0", echo_handler).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", server.address()]),
+        "SUBPROTOCOL binary"
+    );
+    server.close();
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let bridge = Listener::bind("ws://127.0.0.1:0", &target).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", bridge.address()]),
+        "SUBPROTOCOL binary"
+    );
+    bridge.close();
+    // A list without binary: none answered, and Python accepts that.
+    let server = Server::serve("ws://127.0.0.1:0?protocols=base64", echo_handler).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", server.address()]),
+        "SUBPROTOCOL None"
+    );
+    server.close();
+    // An origin allow-list: 403 for another origin, in for a listed one.
+    let bridge = Listener::bind("ws://127.0.0.1:0?origins=http://lab.example", &target).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", bridge.address(), "http://evil.example"]),
+        "REFUSED 403"
+    );
+    assert_eq!(
+        python_output(&["subprotocol", bridge.address(), "http://lab.example"]),
+        "SUBPROTOCOL binary"
+    );
+    assert_eq!(bridge.handshake_stats().forbidden, 1);
+    bridge.close();
+}
+
 /// ws_peer.py's `pattern(n, seed)`.
 fn pattern_py(n: usize, seed: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 31 + seed) % 251) as u8).collect()
