@@ -105,6 +105,9 @@ pub struct WebsocketConfig {
     pub ca: Option<PathBuf>,
     /// `#insecure=1`: skip certificate verification.
     pub insecure: bool,
+    /// `#protocols=binary,base64`: the subprotocols offered, in order of
+    /// preference (`Sec-WebSocket-Protocol`); none by default.
+    pub protocols: Vec<String>,
 }
 
 /// Router client configuration (`grpc://`, `grpcs://`).
@@ -375,13 +378,17 @@ impl std::fmt::Display for Endpoint {
             Endpoint::Dbus(DbusBus::Address(a)) => write!(f, "dbus:{a}"),
             Endpoint::Websocket(c) => {
                 f.write_str(&c.url)?;
-                write_tls_options(f, '#', c.ca.as_deref(), c.insecure)
+                let mut w = write_tls_options(f, '#', c.ca.as_deref(), c.insecure)?;
+                if !c.protocols.is_empty() {
+                    w.write(f, "protocols", &c.protocols.join(","))?;
+                }
+                Ok(())
             }
             Endpoint::Echo => f.write_str("echo:"),
             Endpoint::Router(c) => {
                 let scheme = if c.tls { "grpcs" } else { "grpc" };
                 write!(f, "{scheme}://{}:{}", HostFmt(&c.host), c.port)?;
-                write_tls_options(f, '?', c.ca.as_deref(), c.insecure)
+                write_tls_options(f, '?', c.ca.as_deref(), c.insecure).map(|_| ())
             }
         }
     }
@@ -904,6 +911,11 @@ const TCP_OPTIONS: &[(&str, OptKind)] = &[
 const UDP_OPTIONS: &[(&str, OptKind)] = &[("enable_address", OptKind::Bool)];
 const TLS_CLIENT_OPTIONS: &[(&str, OptKind)] =
     &[("ca", OptKind::Path), ("insecure", OptKind::Bool)];
+const WS_CLIENT_OPTIONS: &[(&str, OptKind)] = &[
+    ("ca", OptKind::Path),
+    ("insecure", OptKind::Bool),
+    ("protocols", OptKind::List),
+];
 const ROUTER_LISTEN_OPTIONS: &[(&str, OptKind)] = &[
     ("key", OptKind::Secret),
     ("cert", OptKind::Path),
@@ -1055,7 +1067,7 @@ fn parse_websocket(cx: &Ctx<'_>, rest: &str) -> Result<WebsocketConfig> {
         url.push_str(query);
     }
     let what = if secure { "wss://" } else { "ws://" };
-    let opts = parse_options(cx, parts.fragment, TLS_CLIENT_OPTIONS, what)?;
+    let opts = parse_options(cx, parts.fragment, WS_CLIENT_OPTIONS, what)?;
     if !secure {
         opts.tls_only(cx, &["ca", "insecure"], "wss")?;
     }
@@ -1066,6 +1078,7 @@ fn parse_websocket(cx: &Ctx<'_>, rest: &str) -> Result<WebsocketConfig> {
         port,
         ca: opts.path(cx, "ca")?,
         insecure: opts.bool(cx, "insecure")?.unwrap_or(false),
+        protocols: opts.list(cx, "protocols", protocol_ok)?.unwrap_or_default(),
     })
 }
 
@@ -1273,7 +1286,7 @@ fn write_tls_options(
     first: char,
     ca: Option<&std::path::Path>,
     insecure: bool,
-) -> std::fmt::Result {
+) -> std::result::Result<OptWriter, std::fmt::Error> {
     let mut opts = OptWriter::new(first);
     if let Some(ca) = ca {
         opts.write(f, "ca", &ca.to_string_lossy())?;
@@ -1281,7 +1294,7 @@ fn write_tls_options(
     if insecure {
         opts.write(f, "insecure", "1")?;
     }
-    Ok(())
+    Ok(opts)
 }
 
 #[cfg(test)]
@@ -1317,7 +1330,15 @@ mod tests {
             port,
             ca: ca.map(PathBuf::from),
             insecure,
+            protocols: Vec::new(),
         })
+    }
+
+    fn ws_config(e: Endpoint) -> WebsocketConfig {
+        match e {
+            Endpoint::Websocket(c) => c,
+            other => panic!("not a websocket endpoint: {other:?}"),
+        }
     }
 
     fn router(host: &str, port: u16, tls: bool, ca: Option<&str>, insecure: bool) -> Endpoint {
@@ -1499,6 +1520,13 @@ mod tests {
             (
                 "wss://h#insecure=1".into(),
                 ws("wss://h/", "h", 443, None, true),
+            ),
+            (
+                "ws://h/p#protocols=binary,%20base64".into(),
+                Endpoint::Websocket(WebsocketConfig {
+                    protocols: vec!["binary".into(), "base64".into()],
+                    ..ws_config(ws("ws://h/p", "h", 80, None, false))
+                }),
             ),
             (
                 "wss://h#insecure=false".into(),
@@ -1783,7 +1811,11 @@ mod tests {
             ("wss://h#insecure", "option insecure: missing \"=VALUE\""),
             (
                 "wss://h#foo=1",
-                "unknown option \"foo\" (expected ca, insecure)",
+                "unknown option \"foo\" (expected ca, insecure, protocols)",
+            ),
+            (
+                "ws://h#protocols=a/b",
+                "option protocols: \"a/b\" is not a subprotocol name",
             ),
             ("wss://h#ca=/a&ca=/b", "option ca is given more than once"),
             // echo
@@ -2239,6 +2271,10 @@ mod tests {
             router("h", 1, true, Some("/odd name/a&b#c%d=e?.pem"), true),
             ws("wss://h/?q=1", "h", 443, Some("/ca é.pem"), false),
             tcp("fe80::1%eth0", 1, false, false),
+            Endpoint::Websocket(WebsocketConfig {
+                protocols: vec!["binary".into()],
+                ..ws_config(ws("wss://h/?q=1", "h", 443, None, true))
+            }),
         ]);
         for endpoint in endpoints {
             let text = endpoint.to_string();

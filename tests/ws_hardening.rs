@@ -181,6 +181,70 @@ fn the_first_offered_subprotocol_we_support_is_answered() {
     bridge.close();
 }
 
+/// A hand-made server for one client: answers the upgrade with `extra`
+/// header lines; its thread returns the request head.
+fn answering_server(extra: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", l.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = read_head(&mut c);
+        let key = header_value(&head, "sec-websocket-key").unwrap();
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        c.write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        head
+    });
+    (url, t)
+}
+
+#[test]
+fn our_client_offers_subprotocols_and_refuses_one_it_did_not_offer() {
+    // Offered in the URL's fragment, answered by our server.
+    let server = Server::serve("ws://127.0.0.1:0", |s| {
+        let mut buf = [0u8; 64];
+        while let Ok(Some(n)) = s.receive(&mut buf, None) {
+            let _ = s.send(&buf[..n], LONG);
+        }
+    })
+    .unwrap();
+    let s =
+        jumpwire::connect(&format!("{}#protocols=chat,binary", server.address()), LONG).unwrap();
+    s.send(b"ok", LONG).unwrap();
+    assert_eq!(s.receive(&mut [0u8; 8], LONG).unwrap(), Some(2));
+    s.close();
+    server.close();
+    // What goes on the wire.
+    let (url, t) = answering_server("Sec-WebSocket-Protocol: binary\r\n");
+    let s = jumpwire::connect(&format!("{url}#protocols=chat,binary"), LONG).unwrap();
+    let head = t.join().unwrap();
+    assert_eq!(
+        header_value(&head, "sec-websocket-protocol").as_deref(),
+        Some("chat, binary"),
+        "{head}"
+    );
+    drop(s);
+    // A subprotocol we did not offer fails the connection (RFC 6455 4.1).
+    let (url, t) = answering_server("Sec-WebSocket-Protocol: base64\r\n");
+    let r = jumpwire::connect(&format!("{url}#protocols=binary"), LONG);
+    assert!(
+        matches!(&r, Err(Error::Protocol(m)) if m.contains("\"base64\", which was not offered")),
+        "{r:?}"
+    );
+    t.join().unwrap();
+    let (url, t) = answering_server("Sec-WebSocket-Protocol: binary\r\n");
+    let r = jumpwire::connect(&url, LONG);
+    assert!(matches!(&r, Err(Error::Protocol(_))), "offered none: {r:?}");
+    t.join().unwrap();
+}
+
 #[test]
 fn origins_outside_the_allow_list_are_refused_with_403_and_counted() {
     let server = idle_server("ws://127.0.0.1:0?origins=http://good.example,https://b:8443");

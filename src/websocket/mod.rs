@@ -947,10 +947,15 @@ fn client_handshake(
         target.to_string()
     };
     let key = tungstenite::handshake::client::generate_key();
+    let offer = if cfg.protocols.is_empty() {
+        String::new()
+    } else {
+        format!("Sec-WebSocket-Protocol: {}\r\n", cfg.protocols.join(", "))
+    };
     let request = format!(
         "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-         User-Agent: jumpwire/{}\r\n\r\n",
+         {offer}User-Agent: jumpwire/{}\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
     raw.send_until(request.as_bytes(), deadline)?;
@@ -979,6 +984,16 @@ fn client_handshake(
         return Err(Error::Protocol(format!(
             "{name}: the server's handshake response is not a valid websocket upgrade"
         )));
+    }
+    // RFC 6455 section 4.1: a subprotocol we did not offer fails the
+    // connection; none answered is the server's choice.
+    if let Some(chosen) = header(resp.headers, "sec-websocket-protocol") {
+        let chosen = String::from_utf8_lossy(chosen);
+        if !cfg.protocols.iter().any(|p| *p == chosen.trim()) {
+            return Err(Error::Protocol(format!(
+                "{name}: the server chose the subprotocol {chosen:?}, which was not offered"
+            )));
+        }
     }
     Ok(wrap(
         raw,
