@@ -289,6 +289,32 @@ fn the_python_client_gets_the_binary_subprotocol_and_the_origin_check() {
     bridge.close();
 }
 
+#[test]
+fn a_wss_close_beside_a_blocked_sender_is_immediate() {
+    let (_dir, cert, key) = self_signed();
+    let (_py, port) = python_tls_server(&cert, &key);
+    let url = format!("wss://localhost:{port}/#ca={cert}");
+    let s = std::sync::Arc::new(jumpwire::connect(&url, LONG).unwrap());
+    // We never read: the server's echoes back up until it stops reading,
+    // and then our sends time out.
+    let big = vec![5u8; 256 << 10];
+    let until = Instant::now() + Duration::from_secs(20);
+    while s.send(&big, Some(Duration::from_millis(50))).is_ok() {
+        assert!(Instant::now() < until, "the server's buffers never filled");
+    }
+    let sender = {
+        let s = s.clone();
+        std::thread::spawn(move || s.send(&vec![1u8; 1 << 20], None))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let t0 = Instant::now();
+    s.close();
+    let took = t0.elapsed();
+    let r = sender.join().unwrap();
+    assert!(took < Duration::from_millis(200), "close took {took:?}");
+    assert!(r.is_err(), "the blocked send fails: {r:?}");
+}
+
 /// ws_peer.py's `pattern(n, seed)`.
 fn pattern_py(n: usize, seed: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 31 + seed) % 251) as u8).collect()
