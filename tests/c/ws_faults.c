@@ -12,7 +12,10 @@
  *   - jw_ws_server_close with handlers blocked sending to clients that do not
  *     read returns within 100 ms (+ slack);
  *   - jw_connect to a ws:// or wss:// server that accepts TCP but never
- *     answers returns JW_TIMEOUT within the timeout + 100 ms.
+ *     answers returns JW_TIMEOUT within the timeout + 100 ms;
+ *   - 20 connections that never send a handshake do not keep a good client
+ *     out of a jw_ws_serve server (max_handshakes=4, max_connections=2), and
+ *     max_connections still refuses a third served client with HTTP 503.
  *
  * Prints one line per failed check and a summary; exits 1 if any failed.
  * Run by tests/c_examples.rs against the shared and the static library.
@@ -287,6 +290,69 @@ static void silent_server_connects_time_out(void)
     close(l);
 }
 
+/* Echoes every message. */
+static void echo_handler(jw_stream *conn, void *user)
+{
+    (void)user;
+    char buf[256];
+    size_t n = 0;
+    while (jw_stream_receive(conn, buf, sizeof buf, &n, -1) == JW_OK) {
+        if (jw_stream_send(conn, buf, n, TIMEOUT_MS) != JW_OK) {
+            break;
+        }
+    }
+}
+
+static void silent_handshakes_do_not_lock_out_good_clients(void)
+{
+    jw_ws_server *w = NULL;
+    CHECK(jw_ws_serve("ws://127.0.0.1:0?max_handshakes=4&max_connections=2&handshake_timeout_ms=60000",
+                      echo_handler, NULL, &w) == JW_OK,
+          "jw_ws_serve with max_handshakes");
+    char addr[128];
+    CHECK(jw_ws_server_address(w, addr, sizeof addr) == JW_OK, "server address");
+    int port = 0;
+    CHECK(sscanf(addr, "ws://127.0.0.1:%d/", &port) == 1, "the server's port");
+    enum { SILENT = 20 };
+    int silent[SILENT];
+    for (int i = 0; i < SILENT; i++) {
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((unsigned short)port);
+        silent[i] = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(silent[i] >= 0 && connect(silent[i], (struct sockaddr *)&a, sizeof a) == 0,
+              "a silent connection");
+    }
+    jw_stream *good[2] = {0};
+    double t0 = now_ms();
+    for (int i = 0; i < 2; i++) {
+        CHECK(jw_connect(addr, TIMEOUT_MS, &good[i]) == JW_OK, "a good client gets in");
+    }
+    double took = now_ms() - t0;
+    printf("two good clients beside %d silent ones: %.1f ms\n", SILENT, took);
+    CHECK(took < 1000, "the good clients got in at once");
+    for (int i = 0; i < 2; i++) {
+        char buf[8];
+        size_t n = 0;
+        CHECK(jw_stream_send(good[i], "hi", 2, TIMEOUT_MS) == JW_OK, "send");
+        CHECK(jw_stream_receive(good[i], buf, sizeof buf, &n, TIMEOUT_MS) == JW_OK && n == 2, "echo");
+    }
+    jw_stream *third = NULL;
+    CHECK(jw_connect(addr, TIMEOUT_MS, &third) == JW_ERR_CONNECTION, "a third served client: refused");
+    CHECK(strstr(jw_last_error(), "503") != NULL, "the error names HTTP 503");
+    uint64_t refused = 0;
+    CHECK(jw_ws_server_refused(w, &refused) == JW_OK && refused >= 1, "the 503 is counted");
+    for (int i = 0; i < SILENT; i++) {
+        close(silent[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        jw_stream_close(good[i]);
+    }
+    jw_ws_server_close(w);
+}
+
 int main(void)
 {
     /* As a plain C host: the default disposition, so SIGPIPE would kill us. */
@@ -296,6 +362,7 @@ int main(void)
     client_close_beside_a_blocked_sender();
     server_close_with_blocked_handlers();
     silent_server_connects_time_out();
+    silent_handshakes_do_not_lock_out_good_clients();
     printf("ws_faults: %d checks, %d failed\n", checks, failures);
     return failures == 0 ? 0 : 1;
 }
