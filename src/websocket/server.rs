@@ -84,7 +84,10 @@ impl ServerConfig {
         counters: &Counters,
     ) -> Result<(Stream, Arc<Ws>)> {
         let admit = || {
-            acc.establish(id, self.max_connections) || {
+            if acc.establish(id, self.max_connections) {
+                return true;
+            }
+            if acc.load().served >= self.max_connections {
                 let n = acc.count_refused();
                 log::warn!(
                     "{}: {} connections are served (the maximum): HTTP 503 at the end of \
@@ -92,8 +95,11 @@ impl ServerConfig {
                     raw.name(),
                     self.max_connections
                 );
-                false
+            } else {
+                // Evicted to make room (counted then), or the server closes.
+                log::info!("{}: ended during its handshake", raw.name());
             }
+            false
         };
         let policy = Policy {
             protocols: &self.protocols,
