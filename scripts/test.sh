@@ -21,3 +21,5 @@ cargo test --locked --all-targets
 cargo test --locked --doc
 echo "== the pinned static-library link list still matches rustc"
 cargo test --locked --test static_libs -- --include-ignored
+echo "== scripts/install.sh, then a C program built with pkg-config"
+cargo test --locked --test install -- --include-ignored
