@@ -387,7 +387,7 @@ struct Job {
     /// websockify bridge), accepted before forwarding, with these limits.
     websocket: Option<crate::websocket::ServerConfig>,
     /// The bridge's handshake refusals.
-    counters: crate::websocket::Counters,
+    counters: Arc<crate::websocket::Counters>,
 }
 
 /// A forwarded connection's streams, for `close` to end.
@@ -458,7 +458,7 @@ impl Listener {
             name: address.clone(),
             target: target.clone(),
             websocket,
-            counters: crate::websocket::Counters::default(),
+            counters: Arc::default(),
         });
         let names = Names {
             peer: tcp_address,
@@ -524,7 +524,7 @@ impl Listener {
 
     /// A `ws://` bridge's handshake refusals of every kind so far (each is
     /// logged too); all zero for other listeners.
-    pub fn handshake_stats(&self) -> crate::websocket::HandshakeStats {
+    pub fn refusal_stats(&self) -> crate::websocket::RefusalStats {
         self.job.counters.stats(self.acceptor.refused())
     }
 

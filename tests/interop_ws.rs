@@ -285,7 +285,7 @@ fn the_python_client_gets_the_binary_subprotocol_and_the_origin_check() {
         python_output(&["subprotocol", bridge.address(), "http://lab.example"]),
         "SUBPROTOCOL binary"
     );
-    assert_eq!(bridge.handshake_stats().forbidden, 1);
+    assert_eq!(bridge.refusal_stats().forbidden, 1);
     bridge.close();
 }
 

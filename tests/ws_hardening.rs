@@ -260,7 +260,7 @@ fn origins_outside_the_allow_list_are_refused_with_403_and_counted() {
     );
     let (_c, head) = upgrade(server.address(), "Origin: https://B:8443\r\n");
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let stats = server.handshake_stats();
+    let stats = server.refusal_stats();
     assert_eq!(stats.forbidden, 3, "{stats:?}");
     assert_eq!(stats.bad_requests, 0, "{stats:?}");
     server.close();
@@ -279,7 +279,7 @@ fn origins_outside_the_allow_list_are_refused_with_403_and_counted() {
     let mut back = [0u8; 4];
     c.read_exact(&mut back).unwrap();
     assert_eq!(back, [0x82, 2, b'h', b'i']);
-    assert_eq!(bridge.handshake_stats().forbidden, 1);
+    assert_eq!(bridge.refusal_stats().forbidden, 1);
     bridge.close();
 }
 
@@ -367,7 +367,7 @@ fn silent_handshakes_do_not_lock_out_real_clients() {
     }
     assert!(server.handshaking() <= 4, "{}", server.handshaking());
     // The silent ones made room for each other and for the real clients.
-    let stats = server.handshake_stats();
+    let stats = server.refusal_stats();
     assert!(stats.evicted >= 16, "{stats:?}");
     // max_connections still holds for served clients.
     let r = jumpwire::connect(server.address(), LONG);

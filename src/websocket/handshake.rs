@@ -30,13 +30,15 @@ pub(crate) struct Policy<'a> {
     /// refuses it with HTTP 503 (the server is serving all it may; the
     /// server counts that).
     pub admit: Option<&'a (dyn Fn() -> bool + Sync)>,
-    /// Where refusals are counted.
-    pub counters: Option<&'a Counters>,
+    /// Where refusals are counted (and, later, the connection's protocol
+    /// violations).
+    pub counters: Option<&'a Arc<Counters>>,
 }
 
-/// A server's handshake refusals, as counted so far (each is also logged).
+/// A websocket server's (or bridge's) refusals, as counted so far (each is
+/// also logged).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HandshakeStats {
+pub struct RefusalStats {
     /// Requests that were not a websocket upgrade, not HTTP, or whose head
     /// was longer than 16 KiB (answered with HTTP 400 or 431).
     pub bad_requests: u64,
@@ -51,28 +53,40 @@ pub struct HandshakeStats {
     /// Connections refused (HTTP 503) because `max_connections` were being
     /// served when they arrived or when their handshake finished.
     pub full: u64,
+    /// Connections closed after their handshake for breaking the protocol
+    /// (close 1002, 1007 or 1009: an unmasked or oversized frame, invalid
+    /// UTF-8, a message over `max_message`).
+    pub bad_frames: u64,
 }
 
-/// The live counters behind [`HandshakeStats`].
+/// The live counters behind [`RefusalStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     bad_requests: AtomicU64,
     forbidden: AtomicU64,
     unfinished: AtomicU64,
     evicted: AtomicU64,
+    bad_frames: AtomicU64,
 }
 
 impl Counters {
     /// A snapshot, with the server's count of HTTP 503 refusals.
-    pub(crate) fn stats(&self, full: u64) -> HandshakeStats {
+    pub(crate) fn stats(&self, full: u64) -> RefusalStats {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        HandshakeStats {
+        RefusalStats {
             bad_requests: n(&self.bad_requests),
             forbidden: n(&self.forbidden),
             unfinished: n(&self.unfinished),
             evicted: n(&self.evicted),
             full,
+            bad_frames: n(&self.bad_frames),
         }
+    }
+
+    /// Counts a connection closed for breaking the protocol; returns the
+    /// total so far.
+    pub(crate) fn count_bad_frame(&self) -> u64 {
+        self.bad_frames.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Counts a handshake ended to make room; returns the total so far.
@@ -230,7 +244,11 @@ pub(crate) fn accept_with(
         raw.close();
         return Err(e);
     }
-    Ok(wrap(raw, name, Role::Server, limits, Some(path), rest))
+    let (stream, ws) = wrap(raw, name, Role::Server, limits, Some(path), rest);
+    if let Some(c) = policy.counters {
+        ws.count_violations(c.clone());
+    }
+    Ok((stream, ws))
 }
 
 /// Sends an HTTP refusal (bounded: the client may not read).

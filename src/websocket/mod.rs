@@ -24,7 +24,7 @@ mod server;
 mod tls;
 
 pub(crate) use handshake::{Counters, Policy, accept_shared, accept_with};
-pub use handshake::{HandshakeStats, accept};
+pub use handshake::{RefusalStats, accept};
 pub(crate) use server::bind as bind_listener;
 pub use server::{Handler, Server, ServerConfig};
 
@@ -126,6 +126,8 @@ pub(crate) struct Ws {
     close_sent: AtomicBool,
     /// Random bytes for the masking keys of a client's frames.
     masks: Mutex<MaskPool>,
+    /// Where a server counts the connection's protocol violations.
+    violations: std::sync::OnceLock<Arc<Counters>>,
     /// The frames of the last send, kept to be reused (data sends are
     /// serialised by the stream, so this lock is rarely contended).
     send_buf: Mutex<Vec<u8>>,
@@ -447,6 +449,12 @@ impl Ws {
         sent.is_ok()
     }
 
+    /// Counts this connection's protocol violations in `counters` (a
+    /// server's).
+    pub(crate) fn count_violations(&self, counters: Arc<Counters>) {
+        let _ = self.violations.set(counters);
+    }
+
     /// Shuts the underlying socket down (when it is one): every call blocked
     /// on it returns at once, and data a timed-out send left to finish in
     /// the background is given up, as nobody will read it.
@@ -459,7 +467,12 @@ impl Ws {
     /// Ends the receiving direction with a protocol failure: tells the peer
     /// (close frame with `code`) and records the error.
     fn fail(&self, r: &mut Recv, code: u16, msg: String) -> Error {
-        log::warn!("{}: closing with {code}: {msg}", self.name);
+        // Counted apart from the log line: log arguments are not evaluated
+        // when the level is off.
+        match self.violations.get().map(|c| c.count_bad_frame()) {
+            Some(n) => log::warn!("{}: closing with {code}: {msg} ({n} so far)", self.name),
+            None => log::warn!("{}: closing with {code}: {msg}", self.name),
+        }
         self.send_close(code, &msg, Instant::now() + CLOSE_ECHO);
         let e = if code == CLOSE_TOO_BIG {
             Error::TooLarge(format!("{}: {msg}", self.name))
@@ -837,6 +850,7 @@ pub(super) fn wrap(
         }),
         close_sent: AtomicBool::new(false),
         masks: Mutex::new(MaskPool::new()),
+        violations: std::sync::OnceLock::new(),
         send_buf: Mutex::new(Vec::new()),
     });
     (Stream::new(name, WsTransport(ws.clone()), Vec::new()), ws)

@@ -4,7 +4,7 @@
 //! dead client never stalls the others (a client whose queue is full is
 //! dropped with a close frame, counted and logged).
 
-use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Counters, HandshakeStats, Limits, Policy, Ws};
+use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Counters, Limits, Policy, RefusalStats, Ws};
 use crate::acceptor::{Acceptor, Names, admit_http};
 use crate::error::{Error, Result};
 use crate::network::{self, Kind};
@@ -81,7 +81,7 @@ impl ServerConfig {
         raw: Arc<Stream>,
         acc: &Acceptor<C>,
         id: u64,
-        counters: &Counters,
+        counters: &Arc<Counters>,
     ) -> Result<(Stream, Arc<Ws>)> {
         let admit = || {
             if acc.establish(id, self.max_connections) {
@@ -126,7 +126,7 @@ struct Job {
     config: ServerConfig,
     handler: Box<Handler>,
     dropped: AtomicU64,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 #[derive(Default)]
@@ -209,7 +209,7 @@ impl Server {
             config,
             handler,
             dropped: AtomicU64::new(0),
-            counters: Counters::default(),
+            counters: Arc::default(),
         });
         let names = Names {
             peer: |a| format!("ws://{a}/"),
@@ -281,7 +281,7 @@ impl Server {
     }
 
     /// Every kind of handshake refusal counted so far (each is logged too).
-    pub fn handshake_stats(&self) -> HandshakeStats {
+    pub fn refusal_stats(&self) -> RefusalStats {
         self.job.counters.stats(self.acceptor.refused())
     }
 
