@@ -17,9 +17,32 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Decides whether to take a new connection, given how many are open:
-/// `None` takes it; a refusal is counted, logged, answered and closed.
-pub(crate) type Admit = dyn Fn(usize) -> Option<Refusal> + Send + Sync;
+/// Decides whether to take a new connection, given the acceptor (whose
+/// oldest handshake it may end to make room) and its load: `None` takes
+/// it; a refusal is counted, logged, answered and closed.
+pub(crate) type Admit<C> = dyn Fn(&Acceptor<C>, Load) -> Option<Refusal> + Send + Sync;
+
+/// How many connections an acceptor has, by stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Load {
+    /// Connections being served ([`Acceptor::establish`] admitted them).
+    pub served: usize,
+    /// Connections not (yet) established: in their handshake, for servers
+    /// that have one.
+    pub handshaking: usize,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Accepted, not established (a websocket handshake in progress).
+    Handshake,
+    /// Established: counted against the served connections.
+    Served,
+    /// Ended early to make room, or finished: its thread is still to be
+    /// joined.
+    Leaving,
+}
 
 /// Why a connection is refused, and what it is told.
 pub(crate) struct Refusal {
@@ -47,6 +70,7 @@ pub(crate) struct Acceptor<C> {
 struct Entry<C> {
     record: C,
     thread: Option<JoinHandle<()>>,
+    stage: Stage,
 }
 
 /// How a server names peers and its threads.
@@ -66,7 +90,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
         sock: Socket,
         name: String,
         names: Names,
-        admit: Box<Admit>,
+        admit: Box<Admit<C>>,
         serve: Box<Serve<C>>,
     ) -> Result<Arc<Acceptor<C>>> {
         let acc = Arc::new(Acceptor {
@@ -96,9 +120,57 @@ impl<C: Default + Send + 'static> Acceptor<C> {
         &self.sock
     }
 
-    /// How many connections `admit` has refused so far.
+    /// How many connections have been refused so far (by `admit`, or
+    /// counted with [`Acceptor::count_refused`]).
     pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refusal made after the connection was taken (at the end of
+    /// its handshake); returns the total so far.
+    pub(crate) fn count_refused(&self) -> u64 {
+        self.refused.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The connections by stage.
+    pub(crate) fn load(&self) -> Load {
+        load(&lock(&self.conns))
+    }
+
+    /// Moves connection `id` from its handshake to the served connections if
+    /// fewer than `max` are served: false (and no change) otherwise, or if it
+    /// was evicted, or if the server is closing.
+    pub(crate) fn establish(&self, id: u64, max: usize) -> bool {
+        let mut conns = lock(&self.conns);
+        if self.is_closing() || load(&conns).served >= max {
+            return false;
+        }
+        match conns.get_mut(&id) {
+            Some(e) if e.stage == Stage::Handshake => {
+                e.stage = Stage::Served;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the connection that has been in its handshake longest (`end`
+    /// must make its thread return soon) and stops counting it: false if no
+    /// connection is in its handshake.
+    pub(crate) fn evict_oldest(&self, end: impl FnOnce(&C)) -> bool {
+        let mut conns = lock(&self.conns);
+        let oldest = conns
+            .iter_mut()
+            .filter(|(_, e)| e.stage == Stage::Handshake)
+            .min_by_key(|(id, _)| **id);
+        match oldest {
+            Some((_, e)) => {
+                e.stage = Stage::Leaving;
+                end(&e.record);
+                true
+            }
+            None => false,
+        }
     }
 
     /// True once `close` has begun.
@@ -128,6 +200,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
     pub(crate) fn finish(&self, id: u64) {
         if let Some(e) = lock(&self.conns).get_mut(&id) {
             e.record = C::default();
+            e.stage = Stage::Leaving;
         }
         lock(&self.finished).push(id);
     }
@@ -166,7 +239,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
 fn accept_loop<C: Default + Send + 'static>(
     acc: &Arc<Acceptor<C>>,
     names: &Names,
-    admit: &Admit,
+    admit: &Admit<C>,
     serve: &Arc<Serve<C>>,
 ) {
     let mut starved = Starved::default();
@@ -211,8 +284,7 @@ fn accept_loop<C: Default + Send + 'static>(
             }
             None => format!("{} (peer)", acc.name),
         };
-        let open = lock(&acc.conns).len();
-        if let Some(r) = admit(open) {
+        if let Some(r) = admit(acc, acc.load()) {
             // Counted before the peer hears of it.
             let n = acc.refused.fetch_add(1, Ordering::Relaxed) + 1;
             log::warn!(
@@ -236,6 +308,7 @@ fn accept_loop<C: Default + Send + 'static>(
             Entry {
                 record: C::default(),
                 thread: None,
+                stage: Stage::Handshake,
             },
         );
         let (a, serve) = (acc.clone(), serve.clone());
@@ -340,13 +413,49 @@ impl Starved {
 }
 
 /// An admission rule for HTTP servers (websocket servers and bridges): at
-/// most `max` connections open at once; one more is answered with HTTP 503.
-pub(crate) fn admit_at_most(max: usize, open: usize) -> Option<Refusal> {
-    (open >= max).then(|| Refusal {
-        why: format!("{max} connections are open (the maximum): HTTP 503"),
-        answer:
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    })
+/// most `max` connections served at once; one more is answered with HTTP
+/// 503. Connections in their handshake are bounded apart (`max_handshakes`):
+/// when that many are in progress, the oldest is ended (`end`) to make room,
+/// so that clients that never finish a handshake cannot lock real ones out;
+/// `evicted` counts that (and returns the total so far).
+pub(crate) fn admit_http<C: Default + Send + 'static>(
+    acc: &Acceptor<C>,
+    load: Load,
+    max: usize,
+    max_handshakes: usize,
+    end: impl FnOnce(&C),
+    evicted: impl FnOnce() -> u64,
+) -> Option<Refusal> {
+    if load.served >= max {
+        return Some(Refusal {
+            why: format!("{max} connections are served (the maximum): HTTP 503"),
+            answer: b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        });
+    }
+    if load.handshaking >= max_handshakes && acc.evict_oldest(end) {
+        let n = evicted();
+        log::info!(
+            "{}: {max_handshakes} handshakes in progress (the maximum): ended the oldest \
+             to make room ({n} so far)",
+            acc.name
+        );
+    }
+    None
+}
+
+fn load<C>(conns: &HashMap<u64, Entry<C>>) -> Load {
+    let mut l = Load {
+        served: 0,
+        handshaking: 0,
+    };
+    for e in conns.values() {
+        match e.stage {
+            Stage::Served => l.served += 1,
+            Stage::Handshake => l.handshaking += 1,
+            Stage::Leaving => {}
+        }
+    }
+    l
 }
 
 /// Joins the threads of connections that have ended.

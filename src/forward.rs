@@ -485,6 +485,7 @@ pub struct Listener {
     address: String,
     acceptor: Arc<Acceptor<Conn>>,
     unlink: Option<PathBuf>,
+    job: Arc<Job>,
 }
 
 /// What each connection's thread needs.
@@ -494,6 +495,8 @@ struct Job {
     /// A `ws://` listener: each connection is a websocket client (the
     /// websockify bridge), accepted before forwarding, with these limits.
     websocket: Option<crate::websocket::ServerConfig>,
+    /// The bridge's handshake refusals.
+    counters: Arc<crate::websocket::Counters>,
 }
 
 /// A forwarded connection's streams, for `close` to end.
@@ -580,21 +583,23 @@ impl Listener {
             name: address.clone(),
             target: target.clone(),
             websocket,
+            counters: Arc::default(),
         });
         let names = Names {
             peer: tcp_address,
             accept_thread: "jw-accept",
             conn_thread: "jw-conn",
         };
-        let admit: Box<crate::acceptor::Admit> = match &job.websocket {
+        let admit: Box<crate::acceptor::Admit<Conn>> = match &job.websocket {
             // The bridge is an HTTP server: over its limit, HTTP 503.
-            Some(ws) => {
-                let max = ws.max_connections;
-                Box::new(move |open| crate::acceptor::admit_at_most(max, open))
+            Some(_) => {
+                let job = job.clone();
+                Box::new(move |acc: &Acceptor<Conn>, load| bridge_admit(acc, load, &job))
             }
             // A plain forward: over its limit, a reset.
-            None => Box::new(move |open| {
-                (open >= max).then(|| Refusal {
+            // (Its connections have no handshake: all of them count.)
+            None => Box::new(move |_, load| {
+                (load.served + load.handshaking >= max).then(|| Refusal {
                     why: format!("{max} connections are open (the maximum): reset"),
                     answer: b"",
                 })
@@ -605,13 +610,17 @@ impl Listener {
             address.clone(),
             names,
             admit,
-            Box::new(move |acc, id, conn, peer| serve_conn(acc, &job, id, conn, peer)),
+            Box::new({
+                let job = job.clone();
+                move |acc, id, conn, peer| serve_conn(acc, &job, id, conn, peer)
+            }),
         )?;
         log::info!("{address}: listening, forwarding to {}", target.endpoint());
         Ok(Listener {
             address,
             acceptor,
             unlink,
+            job,
         })
     }
 
@@ -639,22 +648,29 @@ impl Listener {
         self.acceptor.count(|_| true)
     }
 
-    /// How many clients were refused because `max_connections` were open (a
-    /// `ws://` bridge answers them with HTTP 503, other listeners reset them),
-    /// or because the process was out of descriptors (reset).
+    /// How many clients were refused: because `max_connections` were open
+    /// (a `ws://` bridge answers them with HTTP 503, other listeners reset
+    /// them), or because the process was out of descriptors (reset).
     pub fn refused(&self) -> u64 {
         self.acceptor.refused()
+    }
+
+    /// A `ws://` bridge's handshake refusals of every kind so far (each is
+    /// logged too); all zero for other listeners.
+    pub fn refusal_stats(&self) -> crate::websocket::RefusalStats {
+        self.job.counters.stats(self.acceptor.refused())
     }
 
     /// Stops accepting, closes every forwarded connection (both of its
     /// streams), and joins every thread. Closing twice does nothing.
     pub fn close(&self) {
+        let until = Instant::now() + Duration::from_millis(50);
         let closed = self.acceptor.close(|c| {
             if let Some(ws) = &c.ws {
                 ws.abort(
                     crate::websocket::CLOSE_GOING_AWAY,
                     "listener closing",
-                    Duration::from_millis(200),
+                    until,
                 );
             }
             for st in &c.streams {
@@ -710,8 +726,7 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
             return Ok(());
         }
         let (a, ws) = if let Some(ws) = &job.websocket {
-            let deadline = Some(Instant::now() + ws.handshake_timeout);
-            let (s, handle) = crate::websocket::accept_shared(a, deadline, ws.limits)?;
+            let (s, handle) = ws.accept(a, acc, id, &job.counters)?;
             let s = Arc::new(s);
             let h = handle.clone();
             if !register(acc, id, &s) || acc.update(id, |c| c.ws = Some(h)).is_none() {
@@ -726,7 +741,11 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
             Ok(b) => Arc::new(b),
             Err(e) => {
                 if let Some(ws) = &ws {
-                    ws.send_close(crate::websocket::CLOSE_INTERNAL, "target unreachable");
+                    ws.abort(
+                        crate::websocket::CLOSE_INTERNAL,
+                        "target unreachable",
+                        Instant::now() + BRIDGE_CLOSE_SEND,
+                    );
                 }
                 // Never a clean end: a TCP client gets a reset.
                 a.reset();
@@ -753,10 +772,32 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
     acc.finish(id);
 }
 
+/// The bridge's admission: `max_connections` served, `max_handshakes` in
+/// progress (see [`crate::acceptor::admit_http`]).
+fn bridge_admit(
+    acc: &Acceptor<Conn>,
+    load: crate::acceptor::Load,
+    job: &Job,
+) -> Option<crate::acceptor::Refusal> {
+    let ws = job.websocket.as_ref()?;
+    crate::acceptor::admit_http(
+        acc,
+        load,
+        ws.max_connections,
+        ws.max_handshakes,
+        |c: &Conn| c.streams.iter().for_each(|s| s.close()),
+        || job.counters.count_evicted(),
+    )
+}
+
 /// How long the bridge waits, once one side has ended, for the other to
 /// finish: the client's answer to our close frame, or the target's EOF after
 /// the client closed.
 const BRIDGE_LINGER: Duration = Duration::from_secs(2);
+
+/// How long the bridge's close frame after a target failure may wait for
+/// room to send.
+const BRIDGE_CLOSE_SEND: Duration = Duration::from_millis(500);
 
 /// When a bridge's two directions must have finished (once one side ended).
 struct Linger(std::sync::Mutex<Option<Instant>>);
@@ -788,8 +829,10 @@ impl Linger {
 /// connection `wsh`) and the target stream. Bytes go both ways as in
 /// [`forward`], and each side's end reaches the other:
 /// - the target's EOF becomes a close frame with 1000 after every byte before
-///   it (a target failure: 1011); the client's answering close half-closes
-///   the target;
+///   it; the client's answering close half-closes the target;
+/// - a target failure (a reset, a failed send) becomes a close frame with
+///   1011 and the client is cut off at once: nothing it sends afterwards is
+///   taken (its later sends fail), as none of it could reach the target;
 /// - the client's close half-closes the target after every byte before it;
 ///   what the target still sends cannot reach the client any more and is
 ///   discarded until the target's EOF (at most [`BRIDGE_LINGER`]).
@@ -797,22 +840,26 @@ fn bridge(ws: &Stream, wsh: &crate::websocket::Ws, target: &Stream) -> Result<()
     let linger = Linger(std::sync::Mutex::new(None));
     let (r1, r2) = both_ways(
         ("jw-bridge", "bridge"),
-        || client_to_target(ws, target, &linger),
+        || client_to_target(ws, wsh, target, &linger),
         || target_to_client(target, ws, wsh, &linger),
     );
     r1.and(r2)
 }
 
 /// The client's messages to the target, then the target's half-close.
-fn client_to_target(ws: &Stream, target: &Stream, linger: &Linger) -> Result<()> {
+fn client_to_target(
+    ws: &Stream,
+    wsh: &crate::websocket::Ws,
+    target: &Stream,
+    linger: &Linger,
+) -> Result<()> {
     let mut buf = vec![0u8; FORWARD_CHUNK];
-    let mut target_ok = true;
     loop {
         let Some(until) = linger.next() else {
             return Ok(());
         };
         match ws.receive_until(&mut buf, Some(until)) {
-            Ok(Some(n)) if target_ok => loop {
+            Ok(Some(n)) => loop {
                 let Some(until) = linger.next() else {
                     return Ok(());
                 };
@@ -820,39 +867,53 @@ fn client_to_target(ws: &Stream, target: &Stream, linger: &Linger) -> Result<()>
                     Ok(()) => break,
                     Err(Error::Timeout) => {}
                     Err(e) => {
-                        // The target failed: the other direction tells the
-                        // client (1011); wait for the client's answer.
-                        log::debug!("bridge {} -> {}: {e}", ws.name(), target.name());
-                        target_ok = false;
-                        linger.start();
-                        break;
+                        // The target failed: closing it wakes the other
+                        // direction.
+                        target_failed(target, ws, wsh, &e);
+                        linger.now();
+                        target.close();
+                        return Err(e);
                     }
                 }
             },
-            Ok(Some(_)) => {}
             Ok(None) => {
                 // The client closed (or answered our close): every byte it
                 // sent is with the target now.
-                if target_ok {
-                    match target.send_eof() {
-                        Ok(()) | Err(Error::Closed(_)) => {}
-                        Err(e) => log::debug!("bridge {}: {e}", target.name()),
-                    }
+                match target.send_eof() {
+                    Ok(()) | Err(Error::Closed(_)) => {}
+                    Err(e) => log::debug!("bridge {}: {e}", target.name()),
                 }
                 linger.start();
                 return Ok(());
             }
             Err(Error::Timeout) => {}
             Err(e) => {
-                // A protocol breach (answered with its close code already)
-                // or the client vanished: nothing more can reach it. Closing
-                // the target wakes the other direction.
+                // A protocol breach (answered with its close code already),
+                // an error close from the client, or the client vanished or
+                // was cut off: nothing more can reach it. Closing the target
+                // wakes the other direction.
                 linger.now();
                 target.close();
                 return Err(e);
             }
         }
     }
+}
+
+/// A target failure: the client is told (close 1011) and cut off at once,
+/// so that nothing it sends afterwards is taken as if it could still reach
+/// the target (its later sends fail).
+fn target_failed(target: &Stream, ws: &Stream, wsh: &crate::websocket::Ws, e: &Error) {
+    log::info!(
+        "bridge {}: {e}: closing {} with 1011",
+        target.name(),
+        ws.name()
+    );
+    wsh.abort(
+        crate::websocket::CLOSE_INTERNAL,
+        "the target failed",
+        Instant::now() + BRIDGE_CLOSE_SEND,
+    );
 }
 
 /// The target's bytes to the client as binary messages; its end as a close
@@ -889,7 +950,11 @@ fn target_to_client(
             },
             Ok(None) => {
                 // Every byte before the EOF went out before the close frame.
-                wsh.send_close(crate::websocket::CLOSE_NORMAL, "");
+                wsh.send_close(
+                    crate::websocket::CLOSE_NORMAL,
+                    "",
+                    Instant::now() + BRIDGE_LINGER,
+                );
                 linger.start();
                 return Ok(());
             }
@@ -899,13 +964,8 @@ fn target_to_client(
                 return Err(Error::Closed(m));
             }
             Err(e) => {
-                log::info!(
-                    "bridge {}: {e}: closing {} with 1011",
-                    target.name(),
-                    ws.name()
-                );
-                wsh.send_close(crate::websocket::CLOSE_INTERNAL, "the target failed");
-                linger.start();
+                target_failed(target, ws, wsh, &e);
+                linger.now();
                 return Err(e);
             }
         }

@@ -105,6 +105,9 @@ pub struct WebsocketConfig {
     pub ca: Option<PathBuf>,
     /// `#insecure=1`: skip certificate verification.
     pub insecure: bool,
+    /// `#protocols=binary,base64`: the subprotocols offered, in order of
+    /// preference (`Sec-WebSocket-Protocol`); none by default.
+    pub protocols: Vec<String>,
 }
 
 /// Router client configuration (`grpc://`, `grpcs://`).
@@ -167,24 +170,40 @@ impl Default for TcpListenOptions {
     }
 }
 
-/// Limits of a websocket server, set in its listen URL's query:
-/// `ws://127.0.0.1:0?max_message=1048576&max_frame=65536&max_connections=100&handshake_timeout_ms=2000&queue=64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Limits and handshake policy of a websocket server (or bridge), set in its
+/// listen URL's query:
+/// `ws://127.0.0.1:0?max_message=1048576&max_frame=65536&max_connections=100&max_handshakes=16&handshake_timeout_ms=2000&queue=64&protocols=binary,base64&origins=https://lab.example`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebsocketListenOptions {
     /// `max_message`: largest message accepted from a client, in bytes
     /// (default 16 MiB); a larger one is refused with close code 1009.
     pub max_message: usize,
     /// `max_frame`: largest single frame accepted, in bytes (default 16 MiB).
     pub max_frame: usize,
-    /// `max_connections`: connections open at once (default 1024); more are
-    /// answered with HTTP 503.
+    /// `max_connections`: connections served at once, handshake done
+    /// (default 1024); more are answered with HTTP 503.
     pub max_connections: usize,
+    /// `max_handshakes`: connections still in their handshake at once,
+    /// counted apart from served ones (default 64). When they are all taken,
+    /// a new connection ends the oldest of them, so that clients that never
+    /// finish a handshake cannot lock real ones out.
+    pub max_handshakes: usize,
     /// `handshake_timeout_ms`: time a client has for its handshake (default
     /// 10000).
     pub handshake_timeout_ms: u64,
     /// `queue`: broadcast messages queued per connection before the
     /// connection counts as too slow and is dropped (default 1024).
     pub queue: usize,
+    /// `protocols`: the subprotocols answered, in order of preference
+    /// (default `binary`, what noVNC offers: every message the server sends
+    /// is binary). The first of the client's offers (`Sec-WebSocket-Protocol`)
+    /// that is in this list is answered; if none is, none is answered.
+    /// `protocols=` (empty) answers none.
+    pub protocols: Vec<String>,
+    /// `origins`: the `Origin` values allowed (e.g.
+    /// `http://a.example,https://b.example:8443`); a request with another
+    /// `Origin`, or none, is refused with HTTP 403. Absent: any origin.
+    pub origins: Option<Vec<String>>,
 }
 
 impl Default for WebsocketListenOptions {
@@ -193,8 +212,11 @@ impl Default for WebsocketListenOptions {
             max_message: 16 << 20,
             max_frame: 16 << 20,
             max_connections: 1024,
+            max_handshakes: 64,
             handshake_timeout_ms: 10_000,
             queue: 1024,
+            protocols: vec!["binary".to_string()],
+            origins: None,
         }
     }
 }
@@ -373,13 +395,17 @@ impl std::fmt::Display for Endpoint {
             Endpoint::Dbus(DbusBus::Address(a)) => write!(f, "dbus:{a}"),
             Endpoint::Websocket(c) => {
                 f.write_str(&c.url)?;
-                write_tls_options(f, '#', c.ca.as_deref(), c.insecure)
+                let mut w = write_tls_options(f, '#', c.ca.as_deref(), c.insecure)?;
+                if !c.protocols.is_empty() {
+                    w.write(f, "protocols", &c.protocols.join(","))?;
+                }
+                Ok(())
             }
             Endpoint::Echo => f.write_str("echo:"),
             Endpoint::Router(c) => {
                 let scheme = if c.tls { "grpcs" } else { "grpc" };
                 write!(f, "{scheme}://{}:{}", HostFmt(&c.host), c.port)?;
-                write_tls_options(f, '?', c.ca.as_deref(), c.insecure)
+                write_tls_options(f, '?', c.ca.as_deref(), c.insecure).map(|_| ())
             }
         }
     }
@@ -429,11 +455,22 @@ impl std::fmt::Display for ListenEndpoint {
                         d.handshake_timeout_ms,
                     ),
                     ("queue", options.queue as u64, d.queue as u64),
+                    (
+                        "max_handshakes",
+                        options.max_handshakes as u64,
+                        d.max_handshakes as u64,
+                    ),
                 ];
                 for (name, value, default) in counts {
                     if value != default {
                         w.write(f, name, &value.to_string())?;
                     }
+                }
+                if options.protocols != d.protocols {
+                    w.write(f, "protocols", &options.protocols.join(","))?;
+                }
+                if let Some(origins) = &options.origins {
+                    w.write(f, "origins", &origins.join(","))?;
                 }
                 Ok(())
             }
@@ -694,6 +731,7 @@ enum OptKind {
     Path,
     Secret,
     Count,
+    List,
 }
 
 impl OptKind {
@@ -703,6 +741,7 @@ impl OptKind {
             OptKind::Path => "a file path",
             OptKind::Secret => "a non-empty secret",
             OptKind::Count => "a whole number from 1 to 1073741824",
+            OptKind::List => "a comma-separated list",
         }
     }
 }
@@ -819,6 +858,37 @@ impl Options<'_> {
         }
     }
 
+    /// A comma-separated list: items are trimmed and must be non-empty and
+    /// pass `item_ok` (which says what is wrong); an empty value is an empty
+    /// list.
+    fn list(
+        &self,
+        cx: &Ctx<'_>,
+        name: &str,
+        item_ok: impl Fn(&str) -> std::result::Result<(), &'static str>,
+    ) -> Result<Option<Vec<String>>> {
+        let Some(value) = self.string(cx, name)? else {
+            return Ok(None);
+        };
+        if value.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut items = Vec::new();
+        for item in value.split(',').map(str::trim) {
+            if item.is_empty() {
+                return Err(cx.err(format_args!(
+                    "option {name}: empty item in {value:?} (expected {})",
+                    OptKind::List.expected()
+                )));
+            }
+            if let Err(why) = item_ok(item) {
+                return Err(cx.err(format_args!("option {name}: {item:?} {why}")));
+            }
+            items.push(item.to_string());
+        }
+        Ok(Some(items))
+    }
+
     fn path(&self, cx: &Ctx<'_>, name: &str) -> Result<Option<PathBuf>> {
         Ok(self.non_empty(cx, name, OptKind::Path)?.map(PathBuf::from))
     }
@@ -869,6 +939,11 @@ const TCP_OPTIONS: &[(&str, OptKind)] = &[
 const UDP_OPTIONS: &[(&str, OptKind)] = &[("enable_address", OptKind::Bool)];
 const TLS_CLIENT_OPTIONS: &[(&str, OptKind)] =
     &[("ca", OptKind::Path), ("insecure", OptKind::Bool)];
+const WS_CLIENT_OPTIONS: &[(&str, OptKind)] = &[
+    ("ca", OptKind::Path),
+    ("insecure", OptKind::Bool),
+    ("protocols", OptKind::List),
+];
 const ROUTER_LISTEN_OPTIONS: &[(&str, OptKind)] = &[
     ("key", OptKind::Secret),
     ("cert", OptKind::Path),
@@ -1020,7 +1095,7 @@ fn parse_websocket(cx: &Ctx<'_>, rest: &str) -> Result<WebsocketConfig> {
         url.push_str(query);
     }
     let what = if secure { "wss://" } else { "ws://" };
-    let opts = parse_options(cx, parts.fragment, TLS_CLIENT_OPTIONS, what)?;
+    let opts = parse_options(cx, parts.fragment, WS_CLIENT_OPTIONS, what)?;
     if !secure {
         opts.tls_only(cx, &["ca", "insecure"], "wss")?;
     }
@@ -1031,6 +1106,7 @@ fn parse_websocket(cx: &Ctx<'_>, rest: &str) -> Result<WebsocketConfig> {
         port,
         ca: opts.path(cx, "ca")?,
         insecure: opts.bool(cx, "insecure")?.unwrap_or(false),
+        protocols: opts.list(cx, "protocols", protocol_ok)?.unwrap_or_default(),
     })
 }
 
@@ -1094,9 +1170,36 @@ const WS_LISTEN_OPTIONS: &[(&str, OptKind)] = &[
     ("max_message", OptKind::Count),
     ("max_frame", OptKind::Count),
     ("max_connections", OptKind::Count),
+    ("max_handshakes", OptKind::Count),
     ("handshake_timeout_ms", OptKind::Count),
     ("queue", OptKind::Count),
+    ("protocols", OptKind::List),
+    ("origins", OptKind::List),
 ];
+
+/// A subprotocol name: an HTTP token (RFC 6455 section 4.1, RFC 7230).
+fn protocol_ok(p: &str) -> std::result::Result<(), &'static str> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if p.bytes().all(tchar) {
+        Ok(())
+    } else {
+        Err("is not a subprotocol name (an HTTP token)")
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, or `null`.
+fn origin_ok(o: &str) -> std::result::Result<(), &'static str> {
+    let visible = o.bytes().all(|b| b.is_ascii_graphic());
+    if visible
+        && (o == "null"
+            || o.split_once("://")
+                .is_some_and(|(s, h)| !s.is_empty() && !h.is_empty()))
+    {
+        Ok(())
+    } else {
+        Err("is not an origin (expected SCHEME://HOST[:PORT] or null)")
+    }
+}
 
 /// `ws://HOST:PORT[/PATH][?OPTIONS]`: port 0..=65535, no fragment. The server
 /// answers upgrades on any path, so the path is accepted and not kept.
@@ -1115,10 +1218,15 @@ fn parse_ws_listen(cx: &Ctx<'_>, rest: &str) -> Result<ListenEndpoint> {
         max_message: size("max_message", d.max_message)?,
         max_frame: size("max_frame", d.max_frame)?,
         max_connections: size("max_connections", d.max_connections)?,
+        max_handshakes: size("max_handshakes", d.max_handshakes)?,
         handshake_timeout_ms: opts
             .count(cx, "handshake_timeout_ms")?
             .unwrap_or(d.handshake_timeout_ms),
         queue: size("queue", d.queue)?,
+        protocols: opts
+            .list(cx, "protocols", protocol_ok)?
+            .unwrap_or(d.protocols),
+        origins: opts.list(cx, "origins", origin_ok)?,
     };
     Ok(ListenEndpoint::Websocket {
         host,
@@ -1218,7 +1326,7 @@ fn write_tls_options(
     first: char,
     ca: Option<&std::path::Path>,
     insecure: bool,
-) -> std::fmt::Result {
+) -> std::result::Result<OptWriter, std::fmt::Error> {
     let mut opts = OptWriter::new(first);
     if let Some(ca) = ca {
         opts.write(f, "ca", &ca.to_string_lossy())?;
@@ -1226,7 +1334,7 @@ fn write_tls_options(
     if insecure {
         opts.write(f, "insecure", "1")?;
     }
-    Ok(())
+    Ok(opts)
 }
 
 #[cfg(test)]
@@ -1262,7 +1370,15 @@ mod tests {
             port,
             ca: ca.map(PathBuf::from),
             insecure,
+            protocols: Vec::new(),
         })
+    }
+
+    fn ws_config(e: Endpoint) -> WebsocketConfig {
+        match e {
+            Endpoint::Websocket(c) => c,
+            other => panic!("not a websocket endpoint: {other:?}"),
+        }
     }
 
     fn router(host: &str, port: u16, tls: bool, ca: Option<&str>, insecure: bool) -> Endpoint {
@@ -1444,6 +1560,13 @@ mod tests {
             (
                 "wss://h#insecure=1".into(),
                 ws("wss://h/", "h", 443, None, true),
+            ),
+            (
+                "ws://h/p#protocols=binary,%20base64".into(),
+                Endpoint::Websocket(WebsocketConfig {
+                    protocols: vec!["binary".into(), "base64".into()],
+                    ..ws_config(ws("ws://h/p", "h", 80, None, false))
+                }),
             ),
             (
                 "wss://h#insecure=false".into(),
@@ -1728,7 +1851,11 @@ mod tests {
             ("wss://h#insecure", "option insecure: missing \"=VALUE\""),
             (
                 "wss://h#foo=1",
-                "unknown option \"foo\" (expected ca, insecure)",
+                "unknown option \"foo\" (expected ca, insecure, protocols)",
+            ),
+            (
+                "ws://h#protocols=a/b",
+                "option protocols: \"a/b\" is not a subprotocol name",
             ),
             ("wss://h#ca=/a&ca=/b", "option ca is given more than once"),
             // echo
@@ -1860,6 +1987,31 @@ mod tests {
                         max_connections: 5,
                         handshake_timeout_ms: 250,
                         queue: 7,
+                        ..WebsocketListenOptions::default()
+                    },
+                },
+            ),
+            (
+                "ws://h:1?max_handshakes=3&protocols=binary,%20base64&origins=http://a,https://b:8443",
+                ListenEndpoint::Websocket {
+                    host: "h".into(),
+                    port: 1,
+                    options: WebsocketListenOptions {
+                        max_handshakes: 3,
+                        protocols: vec!["binary".into(), "base64".into()],
+                        origins: Some(vec!["http://a".into(), "https://b:8443".into()]),
+                        ..WebsocketListenOptions::default()
+                    },
+                },
+            ),
+            (
+                "ws://h:1?protocols=",
+                ListenEndpoint::Websocket {
+                    host: "h".into(),
+                    port: 1,
+                    options: WebsocketListenOptions {
+                        protocols: Vec::new(),
+                        ..WebsocketListenOptions::default()
                     },
                 },
             ),
@@ -1932,7 +2084,20 @@ mod tests {
             ("ws://h:x", "port \"x\" is not a decimal number"),
             (
                 "ws://h:1?x=1",
-                "unknown option \"x\" (expected max_message, max_frame, max_connections, handshake_timeout_ms, queue)",
+                "unknown option \"x\" (expected max_message, max_frame, max_connections, max_handshakes, handshake_timeout_ms, queue, protocols, origins)",
+            ),
+            (
+                "ws://h:1?protocols=bin%20ary",
+                "option protocols: \"bin ary\" is not a subprotocol name",
+            ),
+            ("ws://h:1?protocols=a,,b", "option protocols: empty item"),
+            (
+                "ws://h:1?origins=example.com",
+                "option origins: \"example.com\" is not an origin",
+            ),
+            (
+                "ws://h:1?max_handshakes=0",
+                "option max_handshakes: expected",
             ),
             (
                 "ws://h:1?queue=0",
@@ -2163,6 +2328,10 @@ mod tests {
             router("h", 1, true, Some("/odd name/a&b#c%d=e?.pem"), true),
             ws("wss://h/?q=1", "h", 443, Some("/ca é.pem"), false),
             tcp("fe80::1%eth0", 1, false, false),
+            Endpoint::Websocket(WebsocketConfig {
+                protocols: vec!["binary".into()],
+                ..ws_config(ws("wss://h/?q=1", "h", 443, None, true))
+            }),
         ]);
         for endpoint in endpoints {
             let text = endpoint.to_string();
@@ -2180,6 +2349,8 @@ mod tests {
             "unix:@y",
             "ws://h:0/p",
             "ws://h:0?max_frame=9&handshake_timeout_ms=1",
+            "ws://h:0?max_handshakes=2&protocols=&origins=null,http://a:1",
+            "ws://h:0?protocols=base64,binary",
         ] {
             let parsed = ListenEndpoint::parse(url).unwrap();
             assert_eq!(

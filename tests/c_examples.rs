@@ -109,6 +109,7 @@ fn every_c_program_has_a_test() {
         "tests/c/forward_faults.c",
         "tests/c/misuse.c",
         "tests/c/sigpipe.c",
+        "tests/c/ws_faults.c",
     ];
     assert_eq!(
         found, tested,
@@ -263,6 +264,17 @@ fn sigpipe_never_reaches_a_c_host_with_both_libraries() {
         let bin = build(&dir, "tests/c/sigpipe.c", link);
         let r = run(&bin, &[], link);
         // Killed by SIGPIPE would be a signal exit, not code 0.
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn ws_faults_pass_with_both_libraries() {
+    let dir = WorkDir::new("ws_faults");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/ws_faults.c", link);
+        let r = run(&bin, &[], link);
         r.assert_success().assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");
     }

@@ -18,8 +18,10 @@ use std::sync::Arc;
 /// `timeout_ms`) and answers it. Afterwards each `jw_stream_send` on `*out` is
 /// one binary message, receives return message payloads (text as its UTF-8
 /// bytes), pings and close frames are answered, and a close frame from the
-/// client is `JW_EOF`. Messages and frames over 16 MiB are refused (close
-/// 1009).
+/// client is `JW_EOF` when its code is 1000, 1001 or absent, and
+/// `JW_ERR_CONNECTION` (naming the code and reason) for any other code.
+/// Messages and frames over 16 MiB are refused (close 1009). The `binary`
+/// subprotocol is answered when the client offers it.
 ///
 /// `JW_ERR_INVALID_ARGUMENT` (NULL `raw` or `out`, a negative `timeout_ms`
 /// other than -1) leaves `raw` untouched and still the caller's. Otherwise
@@ -94,7 +96,8 @@ impl SlotHandle for jw_ws_server {
 
 /// Called on each connection's own thread with a stream for the connection
 /// (one send = one binary message; receives return message payloads; a close
-/// frame from the client is `JW_EOF`) and the `user` pointer given to
+/// frame from the client is `JW_EOF` with code 1000, 1001 or none, and
+/// `JW_ERR_CONNECTION` with any other) and the `user` pointer given to
 /// `jw_ws_serve`. `conn` belongs to the server: use it until the handler
 /// returns, and do not pass it to `jw_stream_close` (the server closes the
 /// connection, with a close frame, when the handler returns). The handler must
@@ -115,8 +118,16 @@ unsafe impl Sync for CHandler {}
 
 /// Binds `listen_url` (`ws://HOST:PORT[/PATH][?OPTIONS]`, port 0 picks a free
 /// port; options `max_message`, `max_frame` (bytes, default 16 MiB each),
-/// `max_connections` (default 1024), `handshake_timeout_ms` (default 10000),
-/// `queue` (broadcast messages queued per connection, default 1024)) and
+/// `max_connections` (connections served at once, default 1024; more are
+/// refused with HTTP 503), `max_handshakes` (connections in their handshake at
+/// once, counted apart, default 64; one more ends the oldest),
+/// `handshake_timeout_ms` (default 10000), `queue` (broadcast messages queued
+/// per connection, default 1024), `protocols` (subprotocols answered, e.g.
+/// `binary,base64`: the first of the client's offers in the list is answered,
+/// none if none is; default `binary`, as every message the server sends is
+/// binary; `protocols=` answers none), `origins` (allowed `Origin` values,
+/// e.g. `https://a.example,http://b:8080`; others, and requests without one,
+/// are refused with HTTP 403; default: any)) and
 /// serves every websocket client: after its handshake, `handler(conn, user)`
 /// runs on the connection's own thread (see `jw_ws_handler`). Writes the
 /// server to `*out`. `handler` runs concurrently on many threads, so `user`
@@ -188,7 +199,8 @@ pub extern "C" fn jw_ws_server_dropped(w: *const jw_ws_server, out: *mut u64) ->
 }
 
 /// Writes to `*out` how many clients have been refused (HTTP 503) because
-/// the listen URL's `max_connections` were open. Thread-safe.
+/// the listen URL's `max_connections` were served, when they came or when
+/// their handshake finished. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_ws_server_refused(w: *const jw_ws_server, out: *mut u64) -> jw_status {
     boundary(|| {
@@ -198,8 +210,10 @@ pub extern "C" fn jw_ws_server_refused(w: *const jw_ws_server, out: *mut u64) ->
     })
 }
 
-/// Stops accepting, closes every connection with a close frame (1001), waits
-/// for every handler to return, joins every thread and frees the server. Do
+/// Stops accepting, closes every connection with a close frame (1001; the
+/// frames may take 50 ms in all, then every connection is cut, which wakes
+/// handlers blocked on a client that does not read), waits for every
+/// handler to return, joins every thread and frees the server. Do
 /// not call it from a handler. May run while other threads are inside calls
 /// on the same server (they return `JW_ERR_CLOSED` or finish); later calls
 /// with `w` return `JW_ERR_CLOSED`. NULL or an already closed `w` is a no-op.

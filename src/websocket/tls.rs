@@ -227,8 +227,12 @@ impl Transport for Tls {
 
     fn close(&self) {
         if let Ok(mut c) = self.conn.try_lock() {
-            c.send_close_notify();
-            let _ = self.flush_locked(c, Some(Instant::now() + CLOSE_WAIT));
+            // Data still waiting to go means the peer is not reading (or is
+            // gone): no close_notify then, the connection is cut at once.
+            if !c.wants_write() {
+                c.send_close_notify();
+                let _ = self.flush_locked(c, Some(Instant::now() + CLOSE_WAIT));
+            }
         }
         self.closing.store(true, Ordering::Release);
         let _ = self.sock.shutdown(Shutdown::Both);
