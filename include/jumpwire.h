@@ -100,6 +100,37 @@ typedef enum {
 } jw_status;
 
 /**
+ * Log levels, for `jw_set_log_callback` and its callback's `level`: the
+ * `log` crate's levels, most severe first.
+ */
+typedef enum {
+  /**
+   * No lines (only as `jw_set_log_callback`'s `level`).
+   */
+  JW_LOG_OFF = 0,
+  /**
+   * Failures the library could not hide from the host.
+   */
+  JW_LOG_ERROR = 1,
+  /**
+   * Peers refused or dropped, data that could not be delivered.
+   */
+  JW_LOG_WARN = 2,
+  /**
+   * Listening, connections and refusals as they happen.
+   */
+  JW_LOG_INFO = 3,
+  /**
+   * Each step of a connection.
+   */
+  JW_LOG_DEBUG = 4,
+  /**
+   * Everything, dependencies included.
+   */
+  JW_LOG_TRACE = 5,
+} jw_log_level;
+
+/**
  * A listener that forwards each accepted connection to a new stream of its
  * target network, each on its own thread. Release with `jw_listener_close`.
  *
@@ -154,6 +185,14 @@ typedef struct jw_stream jw_stream;
  * `JW_ERR_INVALID_ARGUMENT`.
  */
 typedef struct jw_ws_server jw_ws_server;
+
+/**
+ * A log callback: `level` is a `jw_log_level` (1 error ... 5 trace),
+ * `target` the module that logged (e.g. `jumpwire::router::server`),
+ * `message` the line; both strings are valid only during the call. `user`
+ * is the pointer given to `jw_set_log_callback`.
+ */
+typedef void (*jw_log_fn)(int level, const char *target, const char *message, void *user);
 
 /**
  * Called on each connection's own thread with a stream for the connection
@@ -224,6 +263,27 @@ jw_status jw_listener_dbus_address(const jw_listener *l, char *buf, size_t cap);
  * with `l` return `JW_ERR_CLOSED`. NULL or an already closed `l` is a no-op.
  */
 void jw_listener_close(jw_listener *l);
+
+/**
+ * Sends each log line at `level` or more severe (a `jw_log_level`;
+ * `JW_LOG_OFF` for none) to `callback(level, target, message, user)`
+ * instead of stderr. A NULL `callback` goes back to the default: lines on
+ * stderr at the level the `JW_LOG` environment variable names (`error`,
+ * `warn`, `info`, `debug`, `trace`), silent when it is unset.
+ *
+ * The callback runs on whichever thread logs, the library's own threads and
+ * the host's inside jumpwire calls, possibly on several at once, so it must
+ * be thread-safe and should return quickly. It may call jumpwire functions
+ * (lines they log while it runs on that thread are dropped, never passed to
+ * it again), except `jw_set_log_callback`, which then fails with
+ * `JW_ERR_INVALID_ARGUMENT`. Safe to call from any thread: it returns once
+ * calls of the previous callback in progress on other threads have returned,
+ * so the previous `user` may be freed after it.
+ *
+ * `JW_ERR_INVALID_ARGUMENT` for a `level` outside 0..5; `JW_ERR_UNSUPPORTED`
+ * in a Rust host that installed a `log` logger of its own.
+ */
+jw_status jw_set_log_callback(jw_log_fn callback, void *user, int level);
 
 /**
  * Parses `url` (`tcp://HOST:PORT`, `udp://HOST:PORT`, `unix:/PATH`,

@@ -44,7 +44,7 @@ const RELAY_PIPE: usize = 1024 * 1024;
 ///
 /// A side that fails (a reset, any error of its receive, send or half-close)
 /// never reaches the other side as a clean end: the other stream is
-/// [reset](Stream::reset) (a TCP peer gets an RST once that stream is
+/// reset (a TCP peer gets an RST once that stream is
 /// dropped; until then its calls return [`Error::Closed`]). Otherwise the
 /// streams are borrowed, not closed; closing either of them (from another
 /// thread) ends the forward with [`Error::Closed`] and resets nothing. Other

@@ -107,6 +107,7 @@ fn every_c_program_has_a_test() {
         "c-examples/ws_client.c",
         "tests/c/close_race.c",
         "tests/c/forward_faults.c",
+        "tests/c/log_callback.c",
         "tests/c/misuse.c",
         "tests/c/sigpipe.c",
         "tests/c/ws_faults.c",
@@ -254,6 +255,20 @@ fn forward_faults_reach_the_other_side_as_resets_with_both_libraries() {
             .assert_stdout_has("jw_forward, b's peer reset: jw_forward returned connection error")
             .assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn log_callback_gets_the_library_lines_with_both_libraries() {
+    let dir = WorkDir::new("log_callback");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/log_callback.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success()
+            .assert_stdout_has("first listening line: 3 jumpwire::forward: tcp://127.0.0.1:")
+            .assert_stdout_has(" checks, 0 failed");
+        // Lines went to the callback, not to stderr.
+        assert!(!r.stderr.contains("jumpwire INFO"), "{r}");
     }
 }
 
