@@ -195,6 +195,29 @@ typedef struct jw_ws_server jw_ws_server;
 typedef void (*jw_log_fn)(int level, const char *target, const char *message, void *user);
 
 /**
+ * What a stream has carried so far, as `jw_stream_stats` reports it.
+ */
+typedef struct {
+  /**
+   * Bytes accepted by sends (and moved into the stream by `jw_forward`
+   * or a `jw_listen` forward).
+   */
+  uint64_t bytes_sent;
+  /**
+   * Bytes delivered by receives (and moved out of it by a forward).
+   */
+  uint64_t bytes_received;
+  /**
+   * Successful sends (messages, on message transports).
+   */
+  uint64_t messages_sent;
+  /**
+   * Receives that delivered data.
+   */
+  uint64_t messages_received;
+} jw_stream_stats_t;
+
+/**
  * Called on each connection's own thread with a stream for the connection
  * (one send = one binary message; receives return message payloads; a close
  * frame from the client is `JW_EOF` with code 1000, 1001 or none, and
@@ -442,6 +465,12 @@ jw_status jw_stream_receive(jw_stream *s, void *buf, size_t cap, size_t *out_len
  * nothing is sent and sends still work.
  */
 jw_status jw_stream_send_eof(jw_stream *s);
+
+/**
+ * Writes what `s` has carried so far to `*out`: counts since the stream was
+ * opened, read without stopping other calls. Thread-safe.
+ */
+jw_status jw_stream_stats(const jw_stream *s, jw_stream_stats_t *out);
 
 /**
  * Closes the stream gracefully and frees it. A call blocked on `s` in another

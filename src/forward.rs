@@ -280,6 +280,7 @@ impl<'a> Leg<'a> {
                     }
                     Ok(n) => {
                         self.held += n;
+                        self.src.count_received(n);
                         progress = true;
                     }
                     Err(e) => self.fail(&e, self.side)?,
@@ -293,6 +294,9 @@ impl<'a> Leg<'a> {
                             self.hold.reset();
                         }
                         self.moved += n as u64;
+                        if n > 0 {
+                            self.dst.count_sent(n);
+                        }
                         progress |= n > 0;
                     }
                     Err(e) => self.fail(&e, self.side.other())?,

@@ -22,7 +22,7 @@
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -298,6 +298,29 @@ pub struct Stream {
     eof_sent: AtomicBool,
     closed: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    counts: Counts,
+}
+
+/// What a stream has carried so far (see [`Stream::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes accepted by sends (and bytes `forward` moved into the stream).
+    pub bytes_sent: u64,
+    /// Bytes delivered by receives (and bytes `forward` moved out of it).
+    pub bytes_received: u64,
+    /// Successful sends: messages on message transports.
+    pub messages_sent: u64,
+    /// Receives that delivered data (a message larger than the buffer counts
+    /// once per receive).
+    pub messages_received: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    messages_sent: AtomicU64,
+    messages_received: AtomicU64,
 }
 
 impl std::fmt::Debug for Stream {
@@ -325,7 +348,39 @@ impl Stream {
             eof_sent: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             threads: Mutex::new(threads),
+            counts: Counts::default(),
         }
+    }
+
+    /// What this stream has carried so far. Safe to call at any time, from
+    /// any thread, also after [`Stream::close`].
+    pub fn stats(&self) -> Stats {
+        let c = &self.counts;
+        Stats {
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            messages_sent: c.messages_sent.load(Ordering::Relaxed),
+            messages_received: c.messages_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts `n` bytes sent in one message (also for bytes that `forward`
+    /// moved into the stream without a `send`).
+    pub(crate) fn count_sent(&self, n: usize) {
+        self.counts
+            .bytes_sent
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counts.messages_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes received in one delivery.
+    pub(crate) fn count_received(&self, n: usize) {
+        self.counts
+            .bytes_received
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counts
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The endpoint this stream talks to, as a URL (for logs and messages).
@@ -374,11 +429,12 @@ impl Stream {
             _ => self.transport.send_parts(parts, deadline),
         };
         self.check_open()?;
-        r.inspect_err(|e| {
-            if *e != Error::Timeout {
-                log::debug!("{}: send failed: {e}", self.name);
-            }
-        })
+        match &r {
+            Ok(()) => self.count_sent(parts.iter().map(|p| p.len()).sum()),
+            Err(Error::Timeout) => {}
+            Err(e) => log::debug!("{}: send failed: {e}", self.name),
+        }
+        r
     }
 
     /// Half-closes: tells the peer that nothing more will be sent (TCP/Unix
@@ -418,7 +474,8 @@ impl Stream {
         self.check_open()?;
         match &r {
             Ok(None) => log::debug!("{}: end of stream", self.name),
-            Err(Error::Timeout) | Ok(Some(_)) => {}
+            Ok(Some(n)) => self.count_received(*n),
+            Err(Error::Timeout) => {}
             Err(e) => log::debug!("{}: receive failed: {e}", self.name),
         }
         r

@@ -273,6 +273,18 @@ fn log_callback_gets_the_library_lines_with_both_libraries() {
 }
 
 #[test]
+fn stream_stats_count_sends_receives_and_forwards_with_both_libraries() {
+    let dir = WorkDir::new("stats");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/stats.c", link);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has("jw_forward moved 1000 bytes out of a and 1000 into it")
+            .assert_stdout_has(" checks, 0 failed");
+    }
+}
+
+#[test]
 fn sigpipe_never_reaches_a_c_host_with_both_libraries() {
     let dir = WorkDir::new("sigpipe");
     for link in Link::BOTH {

@@ -1,8 +1,8 @@
 //! `jw_stream`: a live bidirectional stream.
 
 use super::boundary::{
-    Handle, Shared, arc_clone, arc_take, boundary, boundary_void, buf_out, ok, slice_in, timeout,
-    write_out,
+    Handle, Shared, arc_clone, arc_take, boundary, boundary_void, buf_out, check_out, ok, slice_in,
+    timeout, write_out,
 };
 use super::error::jw_status;
 use crate::stream::Stream;
@@ -84,6 +84,41 @@ pub extern "C" fn jw_stream_receive(
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_stream_send_eof(s: *mut jw_stream) -> jw_status {
     boundary(|| ok(arc_clone(s)?.send_eof()))
+}
+
+/// What a stream has carried so far, as `jw_stream_stats` reports it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct jw_stream_stats_t {
+    /// Bytes accepted by sends (and moved into the stream by `jw_forward`
+    /// or a `jw_listen` forward).
+    pub bytes_sent: u64,
+    /// Bytes delivered by receives (and moved out of it by a forward).
+    pub bytes_received: u64,
+    /// Successful sends (messages, on message transports).
+    pub messages_sent: u64,
+    /// Receives that delivered data.
+    pub messages_received: u64,
+}
+
+/// Writes what `s` has carried so far to `*out`: counts since the stream was
+/// opened, read without stopping other calls. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_stream_stats(s: *const jw_stream, out: *mut jw_stream_stats_t) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        let st = arc_clone(s)?.stats();
+        write_out(
+            out,
+            jw_stream_stats_t {
+                bytes_sent: st.bytes_sent,
+                bytes_received: st.bytes_received,
+                messages_sent: st.messages_sent,
+                messages_received: st.messages_received,
+            },
+        )?;
+        Ok(jw_status::JW_OK)
+    })
 }
 
 /// Closes the stream gracefully and frees it. A call blocked on `s` in another

@@ -1,0 +1,152 @@
+/*
+ * stats: jw_stream_stats counts what a stream carried: sends and receives on
+ * the caller's thread, and the bytes jw_forward moved (spliced, never seen
+ * by a send or receive).
+ *
+ * Prints "N checks, 0 failed"; exits 1 if any check failed.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "jumpwire.h"
+
+static int checks;
+static int failures;
+
+static void check(int line, int cond, const char *what)
+{
+    checks++;
+    if (!cond) {
+        failures++;
+        fprintf(stderr, "FAIL stats.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
+    }
+}
+#define CHECK(cond) check(__LINE__, (cond), #cond)
+
+/* A one-connection TCP server: sends 1000 bytes, ends its side, then counts
+ * what comes back until the end. */
+struct server {
+    int lfd;
+    size_t got_back;
+    pthread_t thread;
+};
+
+static void *server_main(void *arg)
+{
+    struct server *s = arg;
+    int c = accept(s->lfd, NULL, NULL);
+    if (c < 0) {
+        return NULL;
+    }
+    static char kb[1000];
+    if (write(c, kb, sizeof kb) == (ssize_t)sizeof kb) {
+        shutdown(c, SHUT_WR);
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(c, buf, sizeof buf)) > 0) {
+            s->got_back += (size_t)n;
+        }
+    }
+    close(c);
+    return NULL;
+}
+
+static void server_start(struct server *s, char *url, size_t cap)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    s->got_back = 0;
+    if (bind(s->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->lfd, 1) != 0 ||
+        getsockname(s->lfd, (struct sockaddr *)&a, &len) != 0) {
+        perror("stats: server");
+    }
+    snprintf(url, cap, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    pthread_create(&s->thread, NULL, server_main, s);
+}
+
+struct fwd {
+    jw_stream *a, *b;
+    jw_status st;
+};
+
+static void *run_forward(void *arg)
+{
+    struct fwd *f = arg;
+    f->st = jw_forward(f->a, f->b);
+    return NULL;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_DFL);
+    jw_stream_stats_t st;
+    memset(&st, 0x5a, sizeof st);
+
+    /* Sends and receives on an echo stream. */
+    jw_stream *e = NULL;
+    CHECK(jw_connect("echo:", 1000, &e) == JW_OK);
+    CHECK(jw_stream_stats(e, &st) == JW_OK);
+    CHECK(st.bytes_sent == 0 && st.bytes_received == 0 && st.messages_sent == 0 && st.messages_received == 0);
+    CHECK(jw_stream_send(e, "abc", 3, 1000) == JW_OK);
+    CHECK(jw_stream_send(e, "defgh", 5, 1000) == JW_OK);
+    char buf[64];
+    size_t n = 0, got = 0;
+    while (got < 8 && jw_stream_receive(e, buf, sizeof buf, &n, 1000) == JW_OK) {
+        got += n;
+    }
+    CHECK(jw_stream_stats(e, &st) == JW_OK);
+    CHECK(st.bytes_sent == 8 && st.messages_sent == 2);
+    CHECK(st.bytes_received == 8 && st.messages_received >= 1);
+    CHECK(jw_stream_stats(e, NULL) == JW_ERR_INVALID_ARGUMENT);
+    CHECK(jw_stream_stats(NULL, &st) == JW_ERR_INVALID_ARGUMENT);
+    jw_stream_close(e);
+
+    /* jw_forward between two sockets (spliced, no send or receive sees the
+     * bytes): a's peer is a raw server that sends 1000 bytes, ends, and reads
+     * what comes back; b's peer is a listener onto echo:. */
+    jw_network *echo = NULL;
+    jw_listener *l = NULL;
+    char addr[128];
+    CHECK(jw_network_new("echo:", &echo) == JW_OK);
+    CHECK(jw_listen("tcp://127.0.0.1:0", echo, &l) == JW_OK);
+    CHECK(jw_listener_address(l, addr, sizeof addr) == JW_OK);
+    struct server srv;
+    char url[64];
+    server_start(&srv, url, sizeof url);
+    struct fwd f = {NULL, NULL, JW_OK};
+    CHECK(jw_connect(url, 5000, &f.a) == JW_OK);
+    CHECK(jw_connect(addr, 5000, &f.b) == JW_OK);
+    pthread_t t;
+    pthread_create(&t, NULL, run_forward, &f);
+    pthread_join(t, NULL);
+    pthread_join(srv.thread, NULL);
+    close(srv.lfd);
+    CHECK(f.st == JW_OK);
+    CHECK(srv.got_back == 1000);
+    jw_stream_stats_t sa, sb;
+    CHECK(jw_stream_stats(f.a, &sa) == JW_OK);
+    CHECK(jw_stream_stats(f.b, &sb) == JW_OK);
+    printf("stats: jw_forward moved %llu bytes out of a and %llu into it\n", (unsigned long long)sa.bytes_received,
+           (unsigned long long)sa.bytes_sent);
+    CHECK(sa.bytes_received == 1000 && sa.bytes_sent == 1000);
+    CHECK(sb.bytes_received == 1000 && sb.bytes_sent == 1000);
+    jw_stream_close(f.a);
+    jw_stream_close(f.b);
+    jw_listener_close(l);
+    jw_network_free(echo);
+
+    printf("stats: %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
