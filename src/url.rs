@@ -335,6 +335,26 @@ impl ListenEndpoint {
 /// The value is taken to run up to the next `&` or the end of the string, so
 /// a `#` inside a key is hidden as well.
 pub fn redact(url: &str) -> String {
+    redact_until(url, |b| b == b'&')
+}
+
+/// [`redact`] for the quoted parts (`"..."`) of a message that quotes parts
+/// of a URL: the rest of the message is the library's own text.
+fn redact_quoted(text: &str) -> String {
+    text.split('"')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                redact_until(&format!("&{part}"), |b| b == b'&')[1..].to_string()
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\"")
+}
+
+fn redact_until(url: &str, ends: impl Fn(u8) -> bool) -> String {
     let bytes = url.as_bytes();
     let mut out = String::with_capacity(url.len());
     let mut copied = 0;
@@ -350,7 +370,7 @@ pub fn redact(url: &str) -> String {
         let start = i + 5;
         let end = bytes[start..]
             .iter()
-            .position(|&b| b == b'&')
+            .position(|&b| ends(b))
             .map_or(bytes.len(), |p| start + p);
         if end > start {
             // `start` and `end` sit next to ASCII bytes, so both are char
@@ -522,6 +542,9 @@ fn url_error(url: &str, msg: impl std::fmt::Display) -> Error {
     if url.is_empty() {
         Error::invalid(format!("empty URL: {msg}"))
     } else {
+        // The message may quote a part of the URL with a key in it (a key
+        // typed after '&' instead of '?' ends up in the port, say).
+        let msg = redact_quoted(&msg.to_string());
         Error::invalid(format!("{}: {msg}", redact(url)))
     }
 }
@@ -2203,6 +2226,24 @@ mod tests {
         for (url, want) in cases {
             assert_eq!(redact(url), *want, "{url}");
         }
+    }
+
+    #[test]
+    fn a_key_quoted_in_an_error_message_is_hidden() {
+        // Found by the url_listen fuzz target: the key after '&' lands in the
+        // port, which the message quotes.
+        for url in [
+            "grpc://127.0.0.1:0&key=hunter2",
+            "grpcs://h&key=hunter2:1",
+            "grpc://127.0.0.1:0#x&key=hunter2",
+        ] {
+            let e = ListenEndpoint::parse(url).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{url}: {e}");
+        }
+        assert_eq!(
+            redact_quoted("port \"0&key=s3\" is bad"),
+            "port \"0&key=***\" is bad"
+        );
     }
 
     #[test]
