@@ -103,8 +103,8 @@ fn received(name: &str, f: StreamResponse) -> Received {
         Ok(FrameType::Data) => Received::Data(f.payload),
         Ok(FrameType::Goaway) => Received::Goaway,
         Ok(FrameType::RstStream) => {
-            let why = String::from_utf8_lossy(&f.payload[..f.payload.len().min(REASON_MAX)])
-                .into_owned();
+            let why =
+                String::from_utf8_lossy(&f.payload[..f.payload.len().min(REASON_MAX)]).into_owned();
             let why = if why.is_empty() {
                 String::new()
             } else {

@@ -57,6 +57,8 @@ struct Door {
     peer: SocketAddr,
     admitted: AtomicBool,
     evicted: AtomicBool,
+    /// Its refusal was counted already (not again when it closes).
+    counted: AtomicBool,
     waker: Mutex<Option<Waker>>,
 }
 
@@ -112,6 +114,7 @@ impl Gate {
                 peer,
                 admitted: AtomicBool::new(false),
                 evicted: AtomicBool::new(false),
+                counted: AtomicBool::new(false),
                 waker: Mutex::new(None),
             });
             if p.by_peer.len() >= self.max_pending {
@@ -147,9 +150,19 @@ impl Gate {
             return false;
         };
         door.evicted.store(true, Ordering::Release);
+        door.counted.store(true, Ordering::Release);
         door.wake();
         self.refuse(&peer, why);
         true
+    }
+
+    /// A call from `peer` was refused (its token): counted here, and not
+    /// again when its connection closes without an admitted call.
+    pub(super) fn refuse_call(&self, peer: Option<SocketAddr>, who: &str, why: &str) {
+        if let Some(door) = peer.and_then(|p| lock(&self.pending).by_peer.get(&p).cloned()) {
+            door.counted.store(true, Ordering::Release);
+        }
+        self.refuse(&who, why);
     }
 
     /// The connection from `peer` opened an admitted call: it is off
@@ -173,12 +186,6 @@ impl Gate {
         }
         drop(p);
         self.left.notify_waiters();
-    }
-
-    /// Connections on probation now.
-    #[cfg(test)]
-    fn pending(&self) -> usize {
-        lock(&self.pending).by_peer.len()
     }
 
     /// Accepts the next connection on `listener`, getting past errors: out
@@ -298,6 +305,12 @@ pub(super) struct Guarded<T> {
 impl<T> Drop for Guarded<T> {
     fn drop(&mut self) {
         if !self.door.admitted.load(Ordering::Acquire) {
+            if !self.door.counted.swap(true, Ordering::AcqRel) {
+                // Garbage, a bad preface, an oversized header, a peer that
+                // left: it never opened an admitted call.
+                self.gate
+                    .refuse(&self.door.peer, "the connection ended without a call");
+            }
             self.gate.leave(&self.door);
         }
     }
@@ -335,6 +348,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 if let Some(t) = &mut me.timer {
                     if t.as_mut().poll(cx).is_ready() {
                         me.timer = None;
+                        me.door.counted.store(true, Ordering::Release);
                         me.gate.refuse(
                             &me.door.peer,
                             &format!("no call within {:?}", me.gate.call_within),

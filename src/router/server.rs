@@ -1,8 +1,8 @@
 //! The router server: admits callers by stream token, pairs the two callers of
 //! the same stream (`sub`) and relays their frames verbatim, both ways.
 
-use super::pb::router_service_server::{RouterService, RouterServiceServer};
 use super::gate::{self, Gate};
+use super::pb::router_service_server::{RouterService, RouterServiceServer};
 use super::pb::{StreamRequest, StreamResponse};
 use super::{MAX_MESSAGE, runtime, token};
 use crate::error::{Error, Result};
@@ -11,8 +11,8 @@ use crate::url::ListenEndpoint;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -200,7 +200,11 @@ impl RouterService for Service {
         let sub = match authorize(request.metadata(), &self.key) {
             Ok(sub) => sub,
             Err((st, why)) => {
-                self.gate.refuse(&addr, &format!("{}: {why}", st.message()));
+                self.gate.refuse_call(
+                    request.remote_addr(),
+                    &addr,
+                    &format!("{}: {why}", st.message()),
+                );
                 return Err(st);
             }
         };
