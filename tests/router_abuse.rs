@@ -598,3 +598,76 @@ fn blocking_calls_against_silent_peers_return_within_their_timeout() {
     within_timeout(took, t500);
     good_pair(r.address(), "alone");
 }
+
+// ---------------------------------------------------------------------------
+// Integrity under faults
+// ---------------------------------------------------------------------------
+
+/// 64 MiB through client -> router -> exporter -> TCP echo target, the
+/// target reset after 20 MiB: the client's receive ends with an error (not
+/// a clean EOF: the target did not finish), in time, after a prefix of the
+/// data, byte for byte; the export fails too.
+#[test]
+fn sixty_four_mib_with_the_target_killed_midway_is_never_a_success() {
+    let _one = serial();
+    let r = router("grpc", Duration::from_secs(5), 256);
+    let t = tok("integrity");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", l.local_addr().unwrap());
+    let target = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut seen = 0;
+        while seen < 20 << 20 {
+            let n = c.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            c.write_all(&buf[..n]).unwrap();
+            seen += n;
+        }
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+        seen
+    });
+    let exporter = spawn_exporter(r.address(), &t, &url);
+    let c = router::connect(r.address(), &t, LONG).unwrap();
+    let data = pattern(64 << 20, 9);
+    let (got, end) = std::thread::scope(|s| {
+        s.spawn(|| {
+            for chunk in data.chunks(1 << 20) {
+                if c.send(chunk, LONG).is_err() {
+                    return;
+                }
+            }
+            let _ = c.send_eof();
+        });
+        let t0 = Instant::now();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut got = 0;
+        let end = loop {
+            match c.receive(&mut buf, Some(Duration::from_secs(30))) {
+                Ok(Some(n)) => {
+                    assert!(buf[..n] == data[got..got + n], "data differs at {got}");
+                    got += n;
+                }
+                other => break other,
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no end in 30 s");
+        };
+        (got, end)
+    });
+    let seen = join(target);
+    assert!(
+        matches!(end, Err(Error::Connection(_))),
+        "after {got} of {} bytes: {end:?}",
+        data.len()
+    );
+    assert!(got <= seen && seen < data.len(), "{got} / {seen}");
+    let res = join(exporter);
+    assert!(res.is_err(), "{res:?}");
+    c.close();
+}
