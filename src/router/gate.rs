@@ -397,3 +397,44 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(port: u16) -> TcpConnectInfo {
+        TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        }
+    }
+
+    #[test]
+    fn past_the_limit_the_oldest_goes_and_every_refusal_is_counted_once() {
+        let _rt = crate::router::runtime().enter();
+        let gate = Gate::new("test", Duration::from_secs(5), 2);
+        let a = gate.enter((), info(1));
+        let b = gate.enter((), info(2));
+        assert_eq!(gate.refused(), 0);
+        // A third closes the oldest.
+        let c = gate.enter((), info(3));
+        assert!(a.door.evicted.load(Ordering::Acquire));
+        assert!(!b.door.evicted.load(Ordering::Acquire));
+        assert_eq!(gate.refused(), 1);
+        drop(a);
+        assert_eq!(gate.refused(), 1, "not counted again when it closes");
+        // An admitted call takes one off probation: never refused.
+        gate.admit(Some(SocketAddr::from(([127, 0, 0, 1], 2))));
+        assert!(b.door.admitted.load(Ordering::Acquire));
+        drop(b);
+        assert_eq!(gate.refused(), 1);
+        // A refused token is counted once, not again at the close.
+        gate.refuse_call(Some(SocketAddr::from(([127, 0, 0, 1], 3))), "c", "bad");
+        drop(c);
+        assert_eq!(gate.refused(), 2);
+        // One that leaves without a call is counted when it goes.
+        drop(gate.enter((), info(4)));
+        assert_eq!(gate.refused(), 3);
+        assert!(lock(&gate.pending).by_peer.is_empty());
+    }
+}

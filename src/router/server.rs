@@ -3,7 +3,7 @@
 
 use super::gate::{self, Gate};
 use super::pb::router_service_server::{RouterService, RouterServiceServer};
-use super::pb::{StreamRequest, StreamResponse};
+use super::pb::{FrameType, StreamRequest, StreamResponse};
 use super::{MAX_MESSAGE, runtime, token};
 use crate::error::{Error, Result};
 use crate::stream::lock;
@@ -130,9 +130,14 @@ fn authorize(md: &tonic::metadata::MetadataMap, key: &[u8]) -> Result<String, (S
     token::validate(token, key).map_err(invalid)
 }
 
-/// Copies one caller's frames to the other until its request stream ends.
-async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<(), Status> {
+/// Copies one caller's frames to the other until its request stream ends;
+/// `Ok(true)` if a GOAWAY frame went through (the caller said goodbye, as
+/// upstream's `RouterStream.send_eof` and jumpwire's clients do, before it
+/// ended its request stream).
+async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<bool, Status> {
+    let mut goaway = false;
     while let Some(f) = from.message().await? {
+        goaway |= f.frame_type == FrameType::Goaway as i32;
         let f = StreamResponse {
             payload: f.payload,
             frame_type: f.frame_type,
@@ -141,29 +146,78 @@ async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<(), St
             return Err(Status::cancelled("the peer left"));
         }
     }
-    Ok(())
+    Ok(goaway)
+}
+
+/// How long the frames a caller sent before its call went may take to be
+/// relayed before its peer's call ends.
+const GONE_DRAIN: Duration = Duration::from_millis(500);
+
+/// One side of a relayed pair.
+#[derive(Default)]
+struct Side {
+    /// Its request stream has ended; with a GOAWAY before the end or not.
+    done: Option<bool>,
+    /// Its call went (hyper dropped its response stream: RST_STREAM, a
+    /// connection cut).
+    gone: bool,
+}
+
+impl Side {
+    /// Whether this side's going fails the pair now: it went, and its
+    /// direction has ended without a goodbye, or the other direction is
+    /// still open (its frames have nowhere to go).
+    fn fails(&self, other_done: bool) -> bool {
+        self.gone && matches!(self.done, Some(false))
+            || self.gone && self.done.is_some() && !other_done
+    }
 }
 
 /// Relays a pair until both directions have ended or one fails; then both
 /// calls end (with the error, if there was one). A caller whose call goes
-/// (cancelled: RST_STREAM; its connection cut) fails the pair at once, even
-/// when its request stream had ended: hyper ends a request body that the
-/// client cancels like one that ended, but drops the response stream.
+/// (cancelled: RST_STREAM; its connection cut) fails the pair at once
+/// (after what it sent before is relayed, within [`GONE_DRAIN`]), unless
+/// both directions had ended with a goodbye: hyper ends a request body that
+/// the client cancels as if it had ended, but drops the response stream,
+/// which is how the caller's going is seen here.
 async fn relay(sub: String, a: Caller, b: Caller, stop: watch::Receiver<bool>) {
     let (a_out, b_out) = (a.outgoing, b.outgoing);
     let mut ab = std::pin::pin!(pipe(a.incoming, b_out.clone()));
     let mut ba = std::pin::pin!(pipe(b.incoming, a_out.clone()));
     let mut stop = std::pin::pin!(stopped(stop));
-    let (mut ab_done, mut ba_done) = (false, false);
+    let (mut sa, mut sb) = (Side::default(), Side::default());
+    let mut drain = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     let mut failure = None;
     let gone = || Status::cancelled("the caller went away");
-    while !(ab_done && ba_done) {
-        let r = tokio::select! {
-            r = &mut ab, if !ab_done => { ab_done = true; r.map_err(|e| (e, &a.addr)) }
-            r = &mut ba, if !ba_done => { ba_done = true; r.map_err(|e| (e, &b.addr)) }
-            () = a_out.closed() => Err((gone(), &a.addr)),
-            () = b_out.closed() => Err((gone(), &b.addr)),
-            () = &mut stop => Err((Status::unavailable("the router is shutting down"), &a.addr)),
+    loop {
+        let (ad, bd) = (sa.done.is_some(), sb.done.is_some());
+        if ad && bd && !(sa.gone && sa.done == Some(false)) && !(sb.gone && sb.done == Some(false))
+        {
+            break;
+        }
+        let r = if sa.fails(bd) {
+            Err((gone(), &a.addr))
+        } else if sb.fails(ad) {
+            Err((gone(), &b.addr))
+        } else {
+            tokio::select! {
+                r = &mut ab, if !ad => r.map(|g| sa.done = Some(g)).map_err(|e| (e, &a.addr)),
+                r = &mut ba, if !bd => r.map(|g| sb.done = Some(g)).map_err(|e| (e, &b.addr)),
+                () = a_out.closed(), if !sa.gone => {
+                    sa.gone = true;
+                    drain.as_mut().reset(tokio::time::Instant::now() + GONE_DRAIN);
+                    Ok(())
+                }
+                () = b_out.closed(), if !sb.gone => {
+                    sb.gone = true;
+                    drain.as_mut().reset(tokio::time::Instant::now() + GONE_DRAIN);
+                    Ok(())
+                }
+                () = &mut drain, if sa.gone || sb.gone => {
+                    Err((gone(), if sa.gone { &a.addr } else { &b.addr }))
+                }
+                () = &mut stop => Err((Status::unavailable("the router is shutting down"), &a.addr)),
+            }
         };
         if let Err((st, who)) = r {
             log::info!(
