@@ -50,12 +50,26 @@ impl log::Log for Refusals {
 
     fn log(&self, r: &log::Record<'_>) {
         let line = r.args().to_string();
-        if line.contains(": refused ") {
+        if line.contains(": refused ") || line.contains("before its peer came") {
             LOGGED.lock().unwrap().push(line);
         }
     }
 
     fn flush(&self) {}
+}
+
+/// Waits (10 s at most) until the router has logged that the waiting
+/// caller of stream `id` left.
+fn forgotten(id: &str) {
+    let want = format!("left stream {id:?} before its peer came");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !LOGGED.lock().unwrap().iter().any(|l| l.contains(&want)) {
+        assert!(
+            Instant::now() < until,
+            "the waiter of {id} was not forgotten"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn logged_refusals(r: &Router) -> u64 {
@@ -185,8 +199,9 @@ fn a_caller_that_cancels_or_is_cut_ends_its_peer_at_once() {
     }
 }
 
-/// A waiting caller that cancels (or is cut) is forgotten at once: the next
-/// two callers of its token pair with each other.
+/// A waiting caller that cancels (or is cut) is forgotten at once (the
+/// router says so in its log within 1 s): the next two callers of its token
+/// pair with each other.
 #[test]
 fn a_waiter_that_cancels_is_forgotten_at_once() {
     let _one = serial();
@@ -198,13 +213,14 @@ fn a_waiter_that_cancels_is_forgotten_at_once() {
             let id = format!("waiter-{goes:?}");
             let mut raw = raw_call(&r, &tok(&id));
             // The router has the call once a PING after it comes back.
+            raw.sync();
+            let t0 = Instant::now();
             match goes {
                 Goes::Cancels => raw.cancel(),
-                Goes::IsCut => {
-                    raw.sync();
-                    raw.cut();
-                }
+                Goes::IsCut => raw.cut(),
             }
+            forgotten(&id);
+            assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
             good_pair(&url, &id);
         }
     }
