@@ -75,7 +75,8 @@ fn forgotten(id: &str) {
 fn logged_refusals(r: &Router) -> u64 {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        log::set_logger(&Refusals).unwrap();
+        log::set_logger(&Refusals)
+            .expect("another logger is installed (JW_LOG set?): this file reads the router's log");
         log::set_max_level(log::LevelFilter::Info);
     });
     let me = format!("router {}: refused ", r.address());

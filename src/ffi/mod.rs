@@ -14,6 +14,7 @@
 mod boundary;
 mod error;
 mod listener;
+mod log;
 mod network;
 mod router;
 mod stream;
@@ -21,6 +22,7 @@ mod ws;
 
 pub use error::jw_status;
 pub use listener::*;
+pub use log::*;
 pub use network::*;
 pub use router::*;
 pub use stream::*;

@@ -254,6 +254,11 @@ impl std::fmt::Display for Run {
 /// Runs `bin` with `args`: a shared build with `LD_LIBRARY_PATH` pointing at
 /// the library, a static one without any. Killed after [`RUN_TIMEOUT`].
 pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
+    run_for(bin, args, link, RUN_TIMEOUT)
+}
+
+/// [`run`] for programs that may take longer than [`RUN_TIMEOUT`].
+pub fn run_for(bin: &Path, args: &[&str], link: Link, limit: Duration) -> Run {
     let mut cmd = Command::new(bin);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -291,7 +296,7 @@ pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
             .take()
             .map(|r| Box::new(r) as Box<dyn Read + Send>),
     );
-    let deadline = Instant::now() + RUN_TIMEOUT;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the program") {
             break status;
@@ -301,7 +306,7 @@ pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
             let status = child.wait().expect("waiting for the killed program");
             let (out, err) = (stdout.join().unwrap(), stderr.join().unwrap());
             panic!(
-                "{what} ran longer than {RUN_TIMEOUT:?} and was killed ({status})\n--- stdout ---\n{out}--- stderr ---\n{err}"
+                "{what} ran longer than {limit:?} and was killed ({status})\n--- stdout ---\n{out}--- stderr ---\n{err}"
             );
         }
         std::thread::sleep(Duration::from_millis(10));
