@@ -109,6 +109,7 @@ fn every_c_program_has_a_test() {
         "tests/c/forward_faults.c",
         "tests/c/log_callback.c",
         "tests/c/misuse.c",
+        "tests/c/router_faults.c",
         "tests/c/sigpipe.c",
         "tests/c/ws_faults.c",
     ];
@@ -238,6 +239,19 @@ fn misuse_checks_pass_with_both_libraries() {
     let dir = WorkDir::new("misuse");
     for link in Link::BOTH {
         let bin = build(&dir, "tests/c/misuse.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+/// tests/c/router_faults.c: what a C host sees when the far side of a
+/// router stream fails (a target reset, a peer cut, silent servers).
+#[test]
+fn router_faults_pass_with_both_libraries() {
+    let dir = WorkDir::new("router_faults");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/router_faults.c", link);
         let r = run(&bin, &[], link);
         r.assert_success().assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");

@@ -29,6 +29,17 @@ use tonic::transport::Channel;
 /// Frames a stream queues for the gRPC request stream before `send` waits.
 const SEND_QUEUE: usize = 8;
 
+/// HTTP/2 keepalive: a PING after this long without a frame from the router
+/// (as upstream clients: 20 s), with or without calls.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// A router that has not answered a keepalive PING within this is gone: the
+/// connection closes and the stream's calls fail with a connection error
+/// (a dead router, or a black hole, ends a stream within 40 s, not never).
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Most bytes of the reason an RST_STREAM frame carries that are kept.
+const REASON_MAX: usize = 200;
+
 /// The text of a transport error with its causes.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -60,6 +71,23 @@ fn frame(payload: Bytes, kind: FrameType) -> StreamRequest {
     }
 }
 
+/// The RST_STREAM frame that tells the peer the stream failed; its payload
+/// says why (a jumpwire peer puts it in its error; upstream ignores it).
+fn reset_frame(why: &str) -> StreamRequest {
+    let mut end = why.len().min(REASON_MAX);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    frame(
+        Bytes::copy_from_slice(&why.as_bytes()[..end]),
+        FrameType::RstStream,
+    )
+}
+
+/// How long a failing side waits to queue its RST_STREAM frame (the peer
+/// may not be reading); the call is cancelled after it in any case.
+const RESET_WAIT: Duration = Duration::from_millis(100);
+
 /// What a frame of the response stream means to the receiving side
 /// (DESIGN.md: DATA is data, GOAWAY the end of the stream, RST_STREAM a
 /// connection error, PING and unknown types ignored).
@@ -74,9 +102,18 @@ fn received(name: &str, f: StreamResponse) -> Received {
     match FrameType::try_from(f.frame_type) {
         Ok(FrameType::Data) => Received::Data(f.payload),
         Ok(FrameType::Goaway) => Received::Goaway,
-        Ok(FrameType::RstStream) => Received::Reset(Error::Connection(format!(
-            "{name}: the peer reset the stream (RST_STREAM frame)"
-        ))),
+        Ok(FrameType::RstStream) => {
+            let why =
+                String::from_utf8_lossy(&f.payload[..f.payload.len().min(REASON_MAX)]).into_owned();
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            };
+            Received::Reset(Error::Connection(format!(
+                "{name}: the peer reset the stream (RST_STREAM frame){why}"
+            )))
+        }
         Ok(FrameType::Ping) | Err(_) => Received::Ignored,
     }
 }
@@ -273,8 +310,8 @@ fn dial(
         .map_err(|e| Error::invalid(format!("{name}: {e}")))?
         .initial_stream_window_size(super::STREAM_WINDOW)
         .initial_connection_window_size(super::CONNECTION_WINDOW)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(180))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
     if let Some(d) = deadline {
         ep = ep.connect_timeout(d.saturating_duration_since(Instant::now()));
@@ -292,7 +329,7 @@ fn dial(
                 .map_err(|_| Error::Timeout)?,
             None => connecting.await,
         };
-        r.map_err(|e| {
+        let channel = r.map_err(|e| {
             let text = chain(&e);
             // The connect timeout (hyper-timeout) says "deadline has elapsed".
             if text.contains("timed out") || text.contains("deadline has elapsed") {
@@ -300,7 +337,13 @@ fn dial(
             } else {
                 Error::Connection(format!("{name}: {text}"))
             }
-        })
+        })?;
+        // The HTTP/2 handshake is complete once the router has spoken (its
+        // SETTINGS come first); within the deadline, as the connect.
+        if let Some(d) = deadline {
+            rt.peer_spoke(d).await?;
+        }
+        Ok(channel)
     })
 }
 
@@ -578,45 +621,66 @@ impl Transport for RouterTransport {
         self.closing.send_replace(true);
         let tx = lock(&self.tx).take();
         let flusher = lock(&self.flusher).take();
+        let flusher_abort = flusher.as_ref().map(JoinHandle::abort_handle);
         let mut r = lock(&self.reader);
         let shared = &self.shared;
-        self.rt.block_on(async {
-            let until = tokio::time::Instant::from_std(until);
-            // The rest of a send still being queued goes first.
-            if let Some(mut f) = flusher {
-                if tokio::time::timeout_at(until, &mut f).await.is_err() {
-                    f.abort();
-                }
-            }
-            if let Some(tx) = tx {
-                let goaway = tx.send(frame(Bytes::new(), FrameType::Goaway));
-                let _ = tokio::time::timeout_at(until, goaway).await;
-            }
-            // Let what was sent reach the peer before the call goes: a router
-            // drops the frames it has not read yet when a call is cancelled.
-            // The call ends once the peer has finished too; an unpaired call
-            // has nobody to deliver to.
-            if shared.answered.load(Ordering::Acquire) {
-                if let Incoming::Waiting(answer) = &mut r.incoming {
-                    if let Ok(Ok(frames)) = answer.try_recv() {
-                        r.incoming = Incoming::Open(frames);
+        // A call that has ended (an error, the router's end of it) has
+        // nothing left to deliver: no grace then.
+        if shared.failure.get().is_none() {
+            self.rt.block_on(async {
+                let until = tokio::time::Instant::from_std(until);
+                if shared.answered.load(Ordering::Acquire) {
+                    if let Incoming::Waiting(answer) = &mut r.incoming {
+                        if let Ok(Ok(frames)) = answer.try_recv() {
+                            r.incoming = Incoming::Open(frames);
+                        }
                     }
                 }
-                if let Incoming::Open(frames) = &mut r.incoming {
-                    let rest = async { while let Ok(Some(_)) = frames.message().await {} };
-                    let _ = tokio::time::timeout_at(until, rest).await;
-                } else if let Some(d) = &mut r.drain {
-                    let _ = tokio::time::timeout_at(until, d).await;
-                }
-            } else {
-                while !shared.drained.load(Ordering::Acquire)
-                    && shared.failure.get().is_none()
-                    && tokio::time::Instant::now() < until
-                {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        });
+                // What is still queued goes first, then GOAWAY and the end
+                // of the request stream.
+                let flush = async {
+                    if let Some(f) = flusher {
+                        let _ = f.await;
+                    }
+                    if let Some(tx) = tx {
+                        let _ = tx.send(frame(Bytes::new(), FrameType::Goaway)).await;
+                    }
+                };
+                // Done once the call is over: the peer has finished too (a
+                // router drops the frames it has not read yet when a call
+                // is cancelled, so a paired call is let go of only then),
+                // or it failed; an unpaired call has nobody to deliver to
+                // and is done once the gRPC layer took every frame.
+                let reader = &mut *r;
+                let over = async {
+                    if let Incoming::Open(frames) = &mut reader.incoming {
+                        while let Ok(Some(_)) = frames.message().await {}
+                    } else if let Some(d) = &mut reader.drain {
+                        let _ = d.await;
+                    } else {
+                        while !shared.drained.load(Ordering::Acquire)
+                            && shared.failure.get().is_none()
+                        {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                };
+                let (mut flush, mut over) = (std::pin::pin!(flush), std::pin::pin!(over));
+                let mut flushed = false;
+                let _ = tokio::time::timeout_at(until, async {
+                    loop {
+                        tokio::select! {
+                            () = &mut flush, if !flushed => flushed = true,
+                            () = &mut over => return,
+                        }
+                    }
+                })
+                .await;
+            });
+        }
+        if let Some(a) = flusher_abort {
+            a.abort();
+        }
         r.incoming = Incoming::Ended(Some(self.closed()));
         r.current = Bytes::new();
         if let Some(d) = r.drain.take() {
@@ -627,10 +691,77 @@ impl Transport for RouterTransport {
     }
 }
 
+impl RouterTransport {
+    /// Waits (until `deadline`) for the router's answer: the peer paired.
+    fn paired(&self, deadline: Option<Instant>) -> Result<()> {
+        let mut r = lock(&self.reader);
+        if let Incoming::Waiting(_) = r.incoming {
+            let r = &mut *r;
+            self.wait(deadline, r.advance(&self.shared, &self.name))?;
+        }
+        match &r.incoming {
+            Incoming::Ended(Some(e)) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the call as failed because of `why` (the other end of a
+    /// forward failed): an RST_STREAM frame after what was sent, then the
+    /// call is cancelled on `close`. The peer's receive fails: a jumpwire
+    /// peer's at the frame, an upstream one's (it ignores the frame) at the
+    /// error status the router ends its call with once ours is cancelled.
+    fn fail(&self, why: &str) {
+        if let Some(f) = lock(&self.flusher).take() {
+            f.abort();
+        }
+        if let Some(tx) = lock(&self.tx).take() {
+            let rst = reset_frame(why);
+            let _ = self.wait(Some(Instant::now() + RESET_WAIT), async {
+                if tx.send(rst).await.is_ok() {
+                    self.rt.until_idle().await;
+                }
+            });
+        }
+        let _ = self
+            .shared
+            .failure
+            .set(Error::Connection(format!("{}: {why}", self.name)));
+    }
+}
+
+/// A router stream whose transport the exporter keeps a hold of (to fail
+/// it when the target fails).
+struct Routed(Arc<RouterTransport>);
+
+impl Transport for Routed {
+    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+        self.0.send(data, deadline)
+    }
+
+    fn send_eof(&self) -> Result<()> {
+        self.0.send_eof()
+    }
+
+    fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
+        self.0.receive(buf, deadline)
+    }
+
+    fn close(&self) {
+        self.0.close();
+    }
+}
+
 /// The exporter side of a routed stream (upstream `connect_router_stream`):
 /// opens a router stream with `token`, opens a stream of `target`, and
 /// forwards both ways, half-close propagated, until both directions have
-/// ended or either side fails. `timeout` bounds the two connects.
+/// ended or either side fails. `timeout` bounds reaching the router (TCP,
+/// TLS and the HTTP/2 handshake), connecting `target`, and waiting for the
+/// peer (the router answers once a client with the same token came): with
+/// no client by then, [`Error::Timeout`] and the router forgets the call.
+/// Forwarding has no time limit. When the target fails (refuses, resets),
+/// the client's stream fails too ([`Error::Connection`]), never ends
+/// cleanly: an RST_STREAM frame goes after the data, and the call is
+/// cancelled.
 ///
 /// A TCP or Unix target is forwarded on the calling thread, on the call's
 /// own runtime (no other thread); other targets through
@@ -662,13 +793,20 @@ pub fn export(
         Some(sock) => {
             let dev = device.name().to_string();
             let rt = call.rt.clone();
-            let r = rt.block_on(sock.bridge(call, dev));
+            let r = rt.block_on(sock.bridge(call, dev, until));
             rt.let_go(Instant::now() + CLOSE_GRACE);
             r
         }
         None => {
-            let routed = RouterTransport::new(call).into_stream();
-            let r = crate::forward::forward(&routed, &device);
+            let transport = Arc::new(RouterTransport::new(call));
+            let routed = Stream::new(name.clone(), Routed(transport.clone()), Vec::new());
+            let r = transport
+                .paired(until)
+                .and_then(|()| crate::forward::forward(&routed, &device));
+            if let Err(e) = &r {
+                // Never a clean end for the client when the target failed.
+                transport.fail(&format!("the exporter's forward failed: {e}"));
+            }
             routed.close();
             r
         }
@@ -701,18 +839,18 @@ impl Socket {
     }
 
     /// Forwards between the call and the socket (on the call's runtime).
-    async fn bridge(self, call: Call, dev: String) -> Result<()> {
+    async fn bridge(self, call: Call, dev: String, until: Option<Instant>) -> Result<()> {
         let io = |e: std::io::Error| Error::io(&dev, &e);
         match self {
             Socket::Tcp(s) => {
                 let mut s = tokio::net::TcpStream::from_std(s).map_err(io)?;
                 let (rd, wr) = s.split();
-                bridge(call, rd, wr, &dev).await
+                bridge(call, rd, wr, &dev, until).await
             }
             Socket::Unix(s) => {
                 let mut s = tokio::net::UnixStream::from_std(s).map_err(io)?;
                 let (rd, wr) = s.split();
-                bridge(call, rd, wr, &dev).await
+                bridge(call, rd, wr, &dev, until).await
             }
         }
     }
@@ -720,8 +858,16 @@ impl Socket {
 
 /// Forwards a call to a target's socket halves and back, half-close
 /// propagated, until both directions have ended or either fails; then says
-/// goodbye as [`RouterTransport::close`] does.
-async fn bridge<R, W>(call: Call, mut rd: R, mut wr: W, dev: &str) -> Result<()>
+/// goodbye as [`RouterTransport::close`] does, or, when the target failed,
+/// as [`RouterTransport::fail`] does (the client must not see a clean end).
+/// The router's answer (the peer pairing) is awaited until `until`.
+async fn bridge<R, W>(
+    call: Call,
+    mut rd: R,
+    mut wr: W,
+    dev: &str,
+    until: Option<Instant>,
+) -> Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -732,9 +878,13 @@ where
         answer,
         task,
         shared,
-        rt: _rt,
+        rt,
     } = call;
-    let io = |e: std::io::Error| Error::io(dev, &e);
+    let target_failed = AtomicBool::new(false);
+    let io = |e: std::io::Error| {
+        target_failed.store(true, Ordering::Relaxed);
+        Error::io(dev, &e)
+    };
     let goaway_sent = AtomicBool::new(false);
     let mut frames = None;
     // Target -> router.
@@ -768,10 +918,19 @@ where
     };
     // Router -> target.
     let down = async {
-        let f = frames.insert(match answer.await {
-            Ok(r) => r?,
-            Err(_) => return Err(Error::Internal(format!("{name}: the call was dropped"))),
-        });
+        let answered = async {
+            match answer.await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Internal(format!("{name}: the call was dropped"))),
+            }
+        };
+        let answered = match until {
+            Some(d) => tokio::time::timeout_at(d.into(), answered)
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => answered.await,
+        };
+        let f = frames.insert(answered?);
         loop {
             match f.message().await {
                 Ok(Some(m)) => match received(&name, m) {
@@ -790,6 +949,24 @@ where
         wr.shutdown().await.map_err(io)
     };
     let r = tokio::try_join!(up, down).map(|_| ());
+    if let Err(e) = &r {
+        if target_failed.load(Ordering::Relaxed) {
+            // RST_STREAM after what was sent, written before the call is
+            // cancelled (by the abort below).
+            let rst = reset_frame(&format!("the exporter's target failed: {e}"));
+            if tokio::time::timeout(RESET_WAIT, tx.send(rst)).await.is_ok() {
+                rt.until_idle().await;
+            }
+        }
+        if target_failed.load(Ordering::Relaxed) || *e == Error::Timeout {
+            // Cancelled: the router ends the peer's call with an error, or
+            // forgets a caller still waiting.
+            drop(frames);
+            task.abort();
+            drop(tx);
+            return r;
+        }
+    }
     // Goodbye: GOAWAY unless sent, the end of the request stream, and the
     // call's end awaited (bounded) so that the last frames reach the peer.
     let until = tokio::time::Instant::now() + CLOSE_GRACE;

@@ -71,6 +71,10 @@ pub(super) struct Sockets {
     lingered: Notify,
     /// Notified each time the runtime is about to wait (nothing to run).
     idle: Notify,
+    /// Set once the peer sent its first bytes on a connection (an HTTP/2
+    /// server's SETTINGS); `heard` is notified then.
+    spoke: AtomicBool,
+    heard: Notify,
 }
 
 /// Who is inside the stream and whether the driver watches its socket.
@@ -141,6 +145,8 @@ impl StreamRuntime {
             lingering: AtomicUsize::new(0),
             lingered: Notify::new(),
             idle: Notify::new(),
+            spoke: AtomicBool::new(false),
+            heard: Notify::new(),
         });
         let idle = Arc::downgrade(&sockets);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -241,6 +247,26 @@ impl StreamRuntime {
         }
         self.rt().block_on(self.sockets.idle.notified());
         s.rearm(&mut lock(&s.watch));
+    }
+
+    /// Waits until the peer has sent its first bytes on the connection (an
+    /// HTTP/2 server's SETTINGS frame comes first), or `until` passes
+    /// ([`Error::Timeout`]): a server that accepts connections but never
+    /// speaks HTTP/2 fails the dial in time instead of hanging every later
+    /// call of the stream.
+    pub(super) async fn peer_spoke(&self, until: Instant) -> Result<()> {
+        let s = &self.sockets;
+        tokio::time::timeout_at(until.into(), async {
+            loop {
+                let heard = s.heard.notified();
+                if s.spoke.load(Ordering::Acquire) {
+                    return;
+                }
+                heard.await;
+            }
+        })
+        .await
+        .map_err(|_| Error::Timeout)
     }
 
     /// Lets the connection see what the stream's end did (a call cancelled,
@@ -453,7 +479,16 @@ impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for Linger<T> {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        self.io().poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = self.io().poll_read(cx, buf);
+        if buf.filled().len() > before {
+            if let Some(s) = self.sockets() {
+                if !s.spoke.swap(true, Ordering::AcqRel) {
+                    s.heard.notify_waiters();
+                }
+            }
+        }
+        r
     }
 }
 

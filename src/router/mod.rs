@@ -15,6 +15,7 @@
 
 mod client;
 mod drive;
+mod gate;
 mod server;
 mod tls;
 pub mod token;

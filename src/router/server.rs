@@ -1,8 +1,9 @@
 //! The router server: admits callers by stream token, pairs the two callers of
 //! the same stream (`sub`) and relays their frames verbatim, both ways.
 
+use super::gate::{self, Gate};
 use super::pb::router_service_server::{RouterService, RouterServiceServer};
-use super::pb::{StreamRequest, StreamResponse};
+use super::pb::{FrameType, StreamRequest, StreamResponse};
 use super::{MAX_MESSAGE, runtime, token};
 use crate::error::{Error, Result};
 use crate::stream::lock;
@@ -10,11 +11,12 @@ use crate::url::ListenEndpoint;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Largest HTTP/2 frame the router accepts: a 64 KiB DATA frame with its
@@ -22,18 +24,50 @@ use tonic::{Request, Response, Status, Streaming};
 const MAX_H2_FRAME: u32 = 128 << 10;
 /// Frames buffered per direction between the two callers of a pair.
 const RELAY_QUEUE: usize = 16;
-/// How long a failing pair waits to queue the error for each caller.
-const TELL_WAIT: Duration = Duration::from_secs(1);
 /// How long `close` waits for the connections to go before dropping them.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
-type Outgoing = mpsc::Sender<Result<StreamResponse, Status>>;
+type Outgoing = mpsc::Sender<StreamResponse>;
 
-/// One admitted caller: its request frames and where its response frames go.
+/// How a caller's call ends: set when its pair fails, and given to the
+/// caller after the frames queued for it.
+type End = Arc<OnceLock<Status>>;
+
+/// One admitted caller: its request frames, where its response frames go,
+/// and how its call ends.
 struct Caller {
     incoming: Streaming<StreamRequest>,
     outgoing: Outgoing,
+    end: End,
     addr: String,
+}
+
+/// A caller's response stream: the frames its peer sent, then the pair's
+/// failure (if it failed) as the call's status. The failure is never lost
+/// behind a full queue, and never reaches the caller before the frames sent
+/// ahead of it.
+struct Responses {
+    rx: mpsc::Receiver<StreamResponse>,
+    end: End,
+    done: bool,
+}
+
+impl tokio_stream::Stream for Responses {
+    type Item = Result<StreamResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(f)) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(self.end.get().cloned().map(Err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 struct Waiter {
@@ -43,6 +77,7 @@ struct Waiter {
 
 struct Service {
     key: Vec<u8>,
+    gate: Arc<Gate>,
     waiting: Arc<Mutex<HashMap<String, Waiter>>>,
     next_id: AtomicU64,
     stop: watch::Receiver<bool>,
@@ -95,34 +130,94 @@ fn authorize(md: &tonic::metadata::MetadataMap, key: &[u8]) -> Result<String, (S
     token::validate(token, key).map_err(invalid)
 }
 
-/// Copies one caller's frames to the other until its request stream ends.
-async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<(), Status> {
+/// Copies one caller's frames to the other until its request stream ends;
+/// `Ok(true)` if a GOAWAY frame went through (the caller said goodbye, as
+/// upstream's `RouterStream.send_eof` and jumpwire's clients do, before it
+/// ended its request stream).
+async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<bool, Status> {
+    let mut goaway = false;
     while let Some(f) = from.message().await? {
+        goaway |= f.frame_type == FrameType::Goaway as i32;
         let f = StreamResponse {
             payload: f.payload,
             frame_type: f.frame_type,
         };
-        if to.send(Ok(f)).await.is_err() {
+        if to.send(f).await.is_err() {
             return Err(Status::cancelled("the peer left"));
         }
     }
-    Ok(())
+    Ok(goaway)
+}
+
+/// How long the frames a caller sent before its call went may take to be
+/// relayed before its peer's call ends.
+const GONE_DRAIN: Duration = Duration::from_millis(500);
+
+/// One side of a relayed pair.
+#[derive(Default)]
+struct Side {
+    /// Its request stream has ended; with a GOAWAY before the end or not.
+    done: Option<bool>,
+    /// Its call went (hyper dropped its response stream: RST_STREAM, a
+    /// connection cut).
+    gone: bool,
+}
+
+impl Side {
+    /// Whether this side's going fails the pair now: it went, and its
+    /// direction has ended without a goodbye, or the other direction is
+    /// still open (its frames have nowhere to go).
+    fn fails(&self, other_done: bool) -> bool {
+        self.gone && matches!(self.done, Some(false))
+            || self.gone && self.done.is_some() && !other_done
+    }
 }
 
 /// Relays a pair until both directions have ended or one fails; then both
-/// calls end (with the error, if there was one).
+/// calls end (with the error, if there was one). A caller whose call goes
+/// (cancelled: RST_STREAM; its connection cut) fails the pair at once
+/// (after what it sent before is relayed, within [`GONE_DRAIN`]), unless
+/// both directions had ended with a goodbye: hyper ends a request body that
+/// the client cancels as if it had ended, but drops the response stream,
+/// which is how the caller's going is seen here.
 async fn relay(sub: String, a: Caller, b: Caller, stop: watch::Receiver<bool>) {
     let (a_out, b_out) = (a.outgoing, b.outgoing);
     let mut ab = std::pin::pin!(pipe(a.incoming, b_out.clone()));
     let mut ba = std::pin::pin!(pipe(b.incoming, a_out.clone()));
     let mut stop = std::pin::pin!(stopped(stop));
-    let (mut ab_done, mut ba_done) = (false, false);
+    let (mut sa, mut sb) = (Side::default(), Side::default());
+    let mut drain = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     let mut failure = None;
-    while !(ab_done && ba_done) {
-        let r = tokio::select! {
-            r = &mut ab, if !ab_done => { ab_done = true; r.map_err(|e| (e, &a.addr)) }
-            r = &mut ba, if !ba_done => { ba_done = true; r.map_err(|e| (e, &b.addr)) }
-            () = &mut stop => Err((Status::unavailable("the router is shutting down"), &a.addr)),
+    let gone = || Status::cancelled("the caller went away");
+    loop {
+        let (ad, bd) = (sa.done.is_some(), sb.done.is_some());
+        if ad && bd && !(sa.gone && sa.done == Some(false)) && !(sb.gone && sb.done == Some(false))
+        {
+            break;
+        }
+        let r = if sa.fails(bd) {
+            Err((gone(), &a.addr))
+        } else if sb.fails(ad) {
+            Err((gone(), &b.addr))
+        } else {
+            tokio::select! {
+                r = &mut ab, if !ad => r.map(|g| sa.done = Some(g)).map_err(|e| (e, &a.addr)),
+                r = &mut ba, if !bd => r.map(|g| sb.done = Some(g)).map_err(|e| (e, &b.addr)),
+                () = a_out.closed(), if !sa.gone => {
+                    sa.gone = true;
+                    drain.as_mut().reset(tokio::time::Instant::now() + GONE_DRAIN);
+                    Ok(())
+                }
+                () = b_out.closed(), if !sb.gone => {
+                    sb.gone = true;
+                    drain.as_mut().reset(tokio::time::Instant::now() + GONE_DRAIN);
+                    Ok(())
+                }
+                () = &mut drain, if sa.gone || sb.gone => {
+                    Err((gone(), if sa.gone { &a.addr } else { &b.addr }))
+                }
+                () = &mut stop => Err((Status::unavailable("the router is shutting down"), &a.addr)),
+            }
         };
         if let Err((st, who)) = r {
             log::info!(
@@ -138,19 +233,16 @@ async fn relay(sub: String, a: Caller, b: Caller, stop: watch::Receiver<bool>) {
         }
     }
     if let Some(st) = failure {
-        // The error goes after what is queued (bounded: a caller that does
-        // not read gets the end of its call without it).
-        let tell = |out: Outgoing, st: Status| async move {
-            let _ = tokio::time::timeout(TELL_WAIT, out.send(Err(st))).await;
-        };
-        tokio::join!(tell(a_out, st.clone()), tell(b_out, st));
+        // Each call ends with it, after the frames queued for it.
+        let _ = a.end.set(st.clone());
+        let _ = b.end.set(st);
     }
     log::info!("router: stream {sub:?}: {} and {} left", a.addr, b.addr);
 }
 
 #[tonic::async_trait]
 impl RouterService for Service {
-    type StreamStream = ReceiverStream<Result<StreamResponse, Status>>;
+    type StreamStream = Responses;
 
     async fn stream(
         &self,
@@ -162,22 +254,34 @@ impl RouterService for Service {
         let sub = match authorize(request.metadata(), &self.key) {
             Ok(sub) => sub,
             Err((st, why)) => {
-                log::info!("router: refused {addr}: {}: {why}", st.message());
+                self.gate.refuse_call(
+                    request.remote_addr(),
+                    &addr,
+                    &format!("{}: {why}", st.message()),
+                );
                 return Err(st);
             }
         };
+        self.gate.admit(request.remote_addr());
         log::info!("router: {addr} connected to stream {sub:?}");
         let (out_tx, out_rx) = mpsc::channel(RELAY_QUEUE);
+        let end = End::default();
+        let responses = Responses {
+            rx: out_rx,
+            end: end.clone(),
+            done: false,
+        };
         let mut me = Caller {
             incoming: request.into_inner(),
             outgoing: out_tx,
+            end,
             addr,
         };
         loop {
             let waiter = lock(&self.waiting).remove(&sub);
             if let Some(w) = waiter {
                 match w.tx.send(me) {
-                    Ok(()) => return Ok(Response::new(ReceiverStream::new(out_rx))),
+                    Ok(()) => return Ok(Response::new(responses)),
                     // That caller has just left: wait in its place.
                     Err(back) => me = back,
                 }
@@ -217,7 +321,7 @@ impl RouterService for Service {
                     peer.addr
                 );
                 tokio::spawn(relay(sub, me, peer, self.stop.clone()));
-                return Ok(Response::new(ReceiverStream::new(out_rx)));
+                return Ok(Response::new(responses));
             }
         }
     }
@@ -231,6 +335,7 @@ pub struct Router {
     certificate: Option<CString>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    gate: Arc<Gate>,
 }
 
 impl std::fmt::Debug for Router {
@@ -249,7 +354,13 @@ impl Router {
     /// self-signed certificate for `localhost`, `127.0.0.1`, `::1` and the
     /// listen host; [`Router::certificate`] gives it to clients. Each TLS
     /// handshake runs on its own and must finish within 10 s; at most 256
-    /// run at once (a connection past that is closed).
+    /// run at once (a connection past that is closed). Every connection must
+    /// open a call with a valid token within 5 s of being accepted (of its
+    /// TLS handshake, over TLS), or it is closed; at most 256 connections
+    /// may be waiting for their first such call at once (a newcomer past
+    /// that closes the oldest of them). Out of descriptors, the router
+    /// closes such a connection, or refuses the newcomer, instead of
+    /// failing. Every refusal is logged and counted ([`Router::refused`]).
     ///
     /// # Errors
     ///
@@ -257,6 +368,18 @@ impl Router {
     /// or certificate files that cannot be read or do not match,
     /// [`Error::Io`] when the address cannot be bound.
     pub fn serve(listen_url: &str) -> Result<Router> {
+        Router::serve_limited(listen_url, gate::CALL_WITHIN, gate::MAX_PENDING)
+    }
+
+    /// [`Router::serve`] with another bound for a connection's first call
+    /// and another limit of connections waiting for it (for tests that
+    /// cannot wait for the real bounds).
+    #[doc(hidden)]
+    pub fn serve_limited(
+        listen_url: &str,
+        call_within: Duration,
+        max_pending: usize,
+    ) -> Result<Router> {
         let ListenEndpoint::Router(cfg) = ListenEndpoint::parse(listen_url)? else {
             return Err(Error::invalid(format!(
                 "{}: not a router listen URL (expected grpc://HOST:PORT?key=SECRET)",
@@ -280,8 +403,10 @@ impl Router {
         let scheme = if tls.is_some() { "grpcs" } else { "grpc" };
         let address = format!("{scheme}://{local}");
         let (stop_tx, stop_rx) = watch::channel(false);
+        let gate = Gate::new(&address, call_within, max_pending);
         let service = Service {
             key: cfg.key.into_bytes(),
+            gate: gate.clone(),
             waiting: Arc::default(),
             next_id: AtomicU64::new(0),
             stop: stop_rx.clone(),
@@ -307,18 +432,20 @@ impl Router {
         let stop = stopped(stop_rx.clone());
         let task = match &tls {
             None => {
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                rt.spawn(
-                    async move { ended(server.serve_with_incoming_shutdown(incoming, stop).await) },
-                )
+                let (incoming, accepting) = gate::plain_incoming(listener, gate.clone(), stop_rx);
+                rt.spawn(async move {
+                    let serving =
+                        async { ended(server.serve_with_incoming_shutdown(incoming, stop).await) };
+                    // Both end on stop; the port is released with them.
+                    tokio::join!(serving, accepting);
+                })
             }
             Some(tls) => {
                 let (incoming, accepting) = super::tls::incoming(
                     listener,
                     tls.acceptor.clone(),
                     stop_rx,
-                    address.clone(),
+                    gate.clone(),
                     super::tls::MAX_HANDSHAKES,
                 );
                 rt.spawn(async move {
@@ -335,6 +462,7 @@ impl Router {
             certificate: tls.and_then(|t| CString::new(t.pem).ok()),
             stop: stop_tx,
             task: Mutex::new(Some(task)),
+            gate,
         })
     }
 
@@ -355,6 +483,14 @@ impl Router {
     /// [`Router::certificate`] as a C string, for the C API.
     pub(crate) fn certificate_c(&self) -> Option<&CStr> {
         self.certificate.as_deref()
+    }
+
+    /// How many connections and calls the router has refused so far:
+    /// tokens it refused, connections closed without a call in time, to
+    /// make room or for want of descriptors, failed TLS handshakes. Each is
+    /// also logged (at `info`).
+    pub fn refused(&self) -> u64 {
+        self.gate.refused()
     }
 
     /// Stops the router: waiting callers and running pairs end with

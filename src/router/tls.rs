@@ -4,6 +4,7 @@
 //! provider, ALPN `h2`, as gRPC over TLS requires.
 
 use super::drive::{Linger, Sockets};
+use super::gate::{Gate, Guarded, halted};
 use crate::error::{Error, Result};
 use crate::tls::{certs_pem, client_config, load_certs, load_key, provider};
 use crate::url::{RouterConfig, RouterListenConfig};
@@ -12,18 +13,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{ClientConfig, ServerConfig};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::{Service, http};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::TcpConnectInfo;
 
 /// How long a client has for its TLS handshake with the router.
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,101 +154,45 @@ fn self_signed(host: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDe
     Ok((vec![made.cert.der().clone()], PrivateKeyDer::Pkcs8(key)))
 }
 
-/// A TLS connection the router serves: tonic sees its peer address as for a
-/// plain TCP connection.
-pub(super) struct TlsConn {
-    io: tokio_rustls::server::TlsStream<TcpStream>,
-    info: TcpConnectInfo,
-}
-
-impl Connected for TlsConn {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for TlsConn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
 /// The connections whose handshake succeeded, for
 /// `serve_with_incoming_shutdown`.
 pub(super) type Incoming = ReceiverStream<io::Result<TlsConn>>;
+
+/// A TLS connection the router serves, on probation at the gate until its
+/// first admitted call.
+pub(super) type TlsConn = Guarded<tokio_rustls::server::TlsStream<TcpStream>>;
 
 /// Accepts TCP connections on `listener` until `stop` (or until the server
 /// drops the returned stream) and does each TLS handshake in its own task,
 /// bounded by [`HANDSHAKE_TIMEOUT`], so a client that stays silent holds up
 /// nobody; at most `max_handshakes` at once ([`MAX_HANDSHAKES`]), a
-/// connection past that is closed at once. Returns the stream of ready
+/// connection past that is closed at once. Accepting goes through the
+/// gate ([`Gate::accept`]: out of descriptors it makes room), and a
+/// connection whose handshake succeeded enters it ([`Gate::enter`]); each
+/// refusal is logged and counted there. Returns the stream of ready
 /// connections and the accept loop (to be awaited with the server, so that
 /// the port is released when both end).
 pub(super) fn incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     stop: watch::Receiver<bool>,
-    address: String,
+    gate: Arc<Gate>,
     max_handshakes: usize,
 ) -> (Incoming, impl Future<Output = ()> + Send) {
     let (tx, rx) = mpsc::channel::<io::Result<TlsConn>>(16);
     let slots = Arc::new(tokio::sync::Semaphore::new(max_handshakes));
     let accepting = async move {
+        let mut spare = std::fs::File::open("/dev/null").ok();
         loop {
-            let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of descriptors and the like: try again shortly.
-                        log::warn!("router {address}: accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let next = tokio::select! {
+                c = gate.accept(&listener, &mut spare, &stop) => c,
                 () = tx.closed() => return,
-                () = halted(stop.clone()) => return,
             };
+            let Some((tcp, peer)) = next else { return };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                log_refused(
-                    &address,
-                    peer,
-                    &format!("{max_handshakes} handshakes already in progress"),
+                gate.refuse(
+                    &peer,
+                    &format!("{max_handshakes} TLS handshakes already in progress"),
                 );
                 continue;
             };
@@ -258,8 +201,8 @@ pub(super) fn incoming(
                 local_addr: tcp.local_addr().ok(),
                 remote_addr: Some(peer),
             };
-            let (acceptor, tx, halt, address) =
-                (acceptor.clone(), tx.clone(), stop.clone(), address.clone());
+            let (acceptor, tx, halt, gate) =
+                (acceptor.clone(), tx.clone(), stop.clone(), gate.clone());
             tokio::spawn(async move {
                 let shake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
                 let r = tokio::select! {
@@ -269,13 +212,12 @@ pub(super) fn incoming(
                 drop(slot);
                 match r {
                     Ok(Ok(io)) => {
-                        let _ = tx.send(Ok(TlsConn { io, info })).await;
+                        let _ = tx.send(Ok(gate.enter(io, info))).await;
                     }
-                    Ok(Err(e)) => log_refused(&address, peer, &e.to_string()),
-                    Err(_) => log_refused(
-                        &address,
-                        peer,
-                        &format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                    Ok(Err(e)) => gate.refuse(&peer, &format!("TLS handshake: {e}")),
+                    Err(_) => gate.refuse(
+                        &peer,
+                        &format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
                     ),
                 }
             });
@@ -284,18 +226,11 @@ pub(super) fn incoming(
     (ReceiverStream::new(rx), accepting)
 }
 
-async fn halted(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-fn log_refused(address: &str, peer: SocketAddr, why: &str) {
-    log::info!("router {address}: TLS handshake with {peer} failed: {why}");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rustls::client::danger::ServerCertVerifier;
+    use tonic::transport::server::Connected;
 
     fn listen(host: &str) -> RouterListenConfig {
         RouterListenConfig {
@@ -366,7 +301,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let tls = server_tls(&listen("127.0.0.1")).unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (mut ready, accepting) = incoming(listener, tls.acceptor, stop_rx, "test".into(), 2);
+        let gate = Gate::new("test", Duration::from_secs(5), 8);
+        let (mut ready, accepting) = incoming(listener, tls.acceptor, stop_rx, gate.clone(), 2);
         let task = rt.spawn(accepting);
         let wait = Some(Duration::from_secs(5));
         // Two silent clients take both slots; the third is closed at once.
@@ -379,6 +315,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         assert_eq!(third.read(&mut [0u8; 8]).unwrap(), 0);
         assert!(t0.elapsed() < Duration::from_secs(2));
+        assert_eq!(gate.refused(), 1, "the third is counted");
         // The silent two are still waiting (their reads time out).
         for mut s in &silent {
             s.set_read_timeout(Some(Duration::from_millis(100)))

@@ -21,11 +21,13 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn mac(alg: &str, key: &[u8], input: &[u8]) -> Option<Vec<u8>> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8]) -> Vec<u8> {
+/// The HMAC of `alg` (HS256, HS384 or HS512) keyed with `key`, fed with
+/// `input`; `None` for any other `alg`.
+fn hmac_of(alg: &str, key: &[u8], input: &[u8]) -> Option<Box<dyn DynMac>> {
+    fn run<M: Mac + hmac::digest::KeyInit + 'static>(key: &[u8], input: &[u8]) -> Box<dyn DynMac> {
         let mut m = <M as Mac>::new_from_slice(key).expect("HMAC takes any key length");
         m.update(input);
-        m.finalize().into_bytes().to_vec()
+        Box::new(m)
     }
     match alg {
         "HS256" => Some(run::<Hmac<sha2::Sha256>>(key, input)),
@@ -33,6 +35,27 @@ fn mac(alg: &str, key: &[u8], input: &[u8]) -> Option<Vec<u8>> {
         "HS512" => Some(run::<Hmac<sha2::Sha512>>(key, input)),
         _ => None,
     }
+}
+
+/// The two ends of an HMAC the token code needs, for any hash.
+trait DynMac {
+    fn sign(self: Box<Self>) -> Vec<u8>;
+    /// Constant-time check of `sig` (the `hmac` crate's `verify_slice`).
+    fn verify(self: Box<Self>, sig: &[u8]) -> bool;
+}
+
+impl<M: Mac> DynMac for M {
+    fn sign(self: Box<Self>) -> Vec<u8> {
+        self.finalize().into_bytes().to_vec()
+    }
+
+    fn verify(self: Box<Self>, sig: &[u8]) -> bool {
+        self.verify_slice(sig).is_ok()
+    }
+}
+
+fn mac(alg: &str, key: &[u8], input: &[u8]) -> Option<Vec<u8>> {
+    hmac_of(alg, key, input).map(DynMac::sign)
 }
 
 /// Signs `claims` (a JSON object) with `header` (a JSON object whose `alg`
@@ -132,16 +155,11 @@ pub(crate) fn validate(token: &str, key: &[u8]) -> std::result::Result<String, S
     };
     let header = json(h, "the header")?;
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
-    let want = mac(alg, key, format!("{h}.{c}").as_bytes())
+    let want = hmac_of(alg, key, format!("{h}.{c}").as_bytes())
         .ok_or_else(|| format!("signing method {alg:?} is not accepted (HS256/384/512 only)"))?;
     let sig = part(s, "the signature")?;
-    // Constant-time comparison of the signature.
-    let diff = want.len() ^ sig.len()
-        | want
-            .iter()
-            .zip(&sig)
-            .fold(0usize, |acc, (a, b)| acc | usize::from(a ^ b));
-    if diff != 0 {
+    // Constant time (issue 11): the hmac crate's verify_slice.
+    if !want.verify(&sig) {
         return Err("signature is invalid".into());
     }
     let claims = json(c, "the claims")?;
@@ -195,6 +213,33 @@ mod tests {
             claims["iat"].as_u64().unwrap() + 60
         );
         assert_eq!(claims["jti"].as_str().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn signatures_that_differ_anyhow_are_refused() {
+        let t = mint("k", "s", Duration::from_secs(60)).unwrap();
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        let with = |sig: &[u8]| format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+        let mut flipped = sig.clone();
+        flipped[31] ^= 1;
+        let longer = [&sig[..], &[0]].concat();
+        let other_key = mint("other", "s", Duration::from_secs(60)).unwrap();
+        let other_sig = other_key.rsplit_once('.').unwrap().1;
+        for bad in [
+            with(&flipped),
+            with(&sig[..31]),
+            with(&longer),
+            with(&[]),
+            format!("{input}.{other_sig}"),
+        ] {
+            assert_eq!(
+                validate(&bad, b"k").unwrap_err(),
+                "signature is invalid",
+                "{bad}"
+            );
+        }
+        assert_eq!(validate(&with(&sig), b"k").unwrap(), "s");
     }
 
     #[test]

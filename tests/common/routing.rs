@@ -14,6 +14,9 @@ use std::net::SocketAddr;
 use std::ptr::null_mut;
 use std::time::Duration;
 
+// The raw call's dependencies (the lib's own: tonic, tokio, rustls,
+// tokio-rustls, bytes, prost; h2 as a dev-dependency).
+
 /// This process's (threads, open fds).
 pub fn counts() -> (usize, usize) {
     let n = |p: &str| std::fs::read_dir(p).map_or(0, |d| d.count());
@@ -199,4 +202,164 @@ pub fn a_forward_that_cannot_work_ends(routed: &Network, within: Duration) {
     );
     assert!(t0.elapsed() < within, "{:?}", t0.elapsed());
     l.close();
+}
+
+/// A raw HTTP/2 `RouterService/Stream` call made with the h2 crate (no gRPC
+/// layer): for what a gRPC client never does on its own (cancel a call with
+/// RST_STREAM CANCEL, cut its connection without a goodbye, send a
+/// malformed message). Its connection runs on a runtime of its own; dropping
+/// the call cuts the connection (no GOAWAY, no END_STREAM).
+pub struct RawCall {
+    pub send: h2::SendStream<bytes::Bytes>,
+    response: Option<h2::client::ResponseFuture>,
+    ping: h2::PingPong,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Trusts exactly the certificates of `pem` (a router's own certificate).
+fn tls_client(pem: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+}
+
+/// Starts a raw call to `r` with `token` (over TLS for a `grpcs://` router).
+pub fn raw_call(r: &jumpwire::router::Router, token: &str) -> RawCall {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (scheme, hostport) = r.address().split_once("://").unwrap();
+    let hostport = hostport.to_string();
+    let pem = r.certificate().map(str::to_owned);
+    let uri = format!(
+        "{}://{hostport}/jumpstarter.v1.RouterService/Stream",
+        if scheme == "grpcs" { "https" } else { "http" }
+    );
+    let req = tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    let (send, response, ping) = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(hostport.as_str())
+            .await
+            .unwrap();
+        match pem {
+            Some(pem) => {
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let tls = tls_client(&pem).connect(name, tcp).await.unwrap();
+                open_call(tls, req).await
+            }
+            None => open_call(tcp, req).await,
+        }
+    });
+    RawCall {
+        send,
+        response: Some(response),
+        ping,
+        rt,
+    }
+}
+
+type Opened = (
+    h2::SendStream<bytes::Bytes>,
+    h2::client::ResponseFuture,
+    h2::PingPong,
+);
+
+/// The HTTP/2 handshake over `io` and the call `req` on it.
+async fn open_call<T>(io: T, req: tonic::codegen::http::Request<()>) -> Opened
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, mut conn) = h2::client::handshake(io).await.unwrap();
+    let ping = conn.ping_pong().unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let (response, send) = client.send_request(req, false).unwrap();
+    (send, response, ping)
+}
+
+/// A gRPC message (5-byte prefix) carrying a `StreamRequest` DATA frame.
+pub fn grpc_data(payload: &[u8]) -> bytes::Bytes {
+    use prost::Message;
+    let m = jumpwire::router::pb::StreamRequest {
+        payload: bytes::Bytes::copy_from_slice(payload),
+        frame_type: jumpwire::router::pb::FrameType::Data as i32,
+    }
+    .encode_to_vec();
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+    out.extend_from_slice(&m);
+    out.into()
+}
+
+impl RawCall {
+    /// Sends raw bytes of the request body (whole gRPC messages or not).
+    pub fn send_raw(&mut self, data: bytes::Bytes) {
+        self.send.reserve_capacity(data.len());
+        self.send.send_data(data, false).unwrap();
+    }
+
+    /// Waits (10 s at most) for the router's response headers: the call
+    /// was paired.
+    pub fn paired(&mut self) {
+        let resp = self.response.take().expect("not awaited yet");
+        let r = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), resp).await });
+        let r = r.expect("no answer within 10 s").expect("the call failed");
+        assert_eq!(r.status(), 200);
+    }
+
+    /// Cancels the call (RST_STREAM CANCEL) and waits until the router has
+    /// read it (a PING sent after it came back); the connection stays up.
+    pub fn cancel(&mut self) {
+        self.send.send_reset(h2::Reason::CANCEL);
+        self.sync();
+    }
+
+    /// Waits until the router has read everything sent so far (a PING sent
+    /// after it came back).
+    pub fn sync(&mut self) {
+        let ping = &mut self.ping;
+        self.rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), ping.ping(h2::Ping::opaque()))
+                .await
+                .expect("no PONG within 10 s")
+                .unwrap();
+        });
+    }
+
+    /// Cuts the connection: the socket closes with no goodbye.
+    pub fn cut(self) {
+        let RawCall {
+            send,
+            response,
+            ping,
+            rt,
+        } = self;
+        // The runtime first: the handles' drop then cannot send a reset.
+        rt.shutdown_background();
+        drop((send, response, ping));
+    }
 }
