@@ -256,10 +256,18 @@ const char *jw_version(void);
 const char *jw_status_str(int status);
 
 /**
- * Binds `listen_url` (`tcp://HOST:PORT`, port 0 picks a free port, or
- * `unix:/PATH`, `unix:@NAME`) and forwards every accepted connection to a new
- * stream of `target` (copied: `target` may be freed afterwards). Writes the
- * listener to `*out`. `JW_ERR_IO` if the address cannot be bound.
+ * Binds `listen_url` (`tcp://HOST:PORT[?max_connections=N]`, port 0 picks a
+ * free port; `unix:/PATH`, `unix:@NAME`; or `ws://HOST:PORT[?OPTIONS]` for a
+ * websocket bridge, options as for `jw_ws_serve`) and forwards every
+ * accepted connection to a new stream of `target` (copied: `target` may be
+ * freed afterwards). Writes the listener to `*out`.
+ *
+ * At most `max_connections` (default 1024) are forwarded at once; one more
+ * is reset (a bridge answers HTTP 503), logged and counted
+ * (`jw_listener_refused`). A target that fails or cannot be reached resets
+ * its client (a bridge sends close 1011), a client that resets resets the
+ * target: a failure never reaches the other side as a clean end.
+ * `JW_ERR_IO` if the address cannot be bound.
  */
 jw_status jw_listen(const char *listen_url, const jw_network *target, jw_listener **out);
 
@@ -278,6 +286,20 @@ jw_status jw_listener_address(const jw_listener *l, char *buf, size_t cap);
  * addresses require (`/tmp/a b` is written `/tmp/a%20b`).
  */
 jw_status jw_listener_dbus_address(const jw_listener *l, char *buf, size_t cap);
+
+/**
+ * Writes to `*out` how many forwarded connections are open now.
+ * Thread-safe.
+ */
+jw_status jw_listener_connections(const jw_listener *l, uint64_t *out);
+
+/**
+ * Writes to `*out` how many clients the listener has refused so far: over
+ * `max_connections`, accepted while the process was out of descriptors, or
+ * (a websocket bridge) whose handshake was refused. Each is logged too.
+ * Thread-safe.
+ */
+jw_status jw_listener_refused(const jw_listener *l, uint64_t *out);
 
 /**
  * Stops accepting, closes every forwarded connection, joins every thread and
@@ -390,6 +412,14 @@ jw_status jw_router_address(const jw_router *r, char *buf, size_t cap);
 const char *jw_router_certificate(const jw_router *r);
 
 /**
+ * Writes to `*out` how many connections the router has refused or closed
+ * unserved so far: ones that opened no call with a valid token within 5 s,
+ * the oldest waiting one when 256 were waiting, and ones accepted while the
+ * process was out of descriptors. Each is logged too. Thread-safe.
+ */
+jw_status jw_router_refused(const jw_router *r, uint64_t *out);
+
+/**
  * Stops the router (waiting callers and running pairs end with a connection
  * error), releases its port and frees it. May run while other threads are
  * inside calls on the same router; later calls with `r` return
@@ -428,8 +458,13 @@ jw_status jw_router_connect(const char *router_url,
  * at `router_url` (as for `jw_router_connect`, `grpc://` or `grpcs://`) with
  * `token`, opens a stream of `target` (borrowed), and forwards both
  * ways, half-close propagated, until both directions have ended (`JW_OK`) or
- * either side fails. `timeout_ms` bounds the two connects; forwarding has no
- * time limit. Blocks the calling thread throughout.
+ * either side fails. `timeout_ms` bounds each step before forwarding: the
+ * TCP (and TLS) connect to the router, its HTTP/2 handshake, the connect to
+ * the target and the wait for the client to dial the same token (then
+ * `JW_TIMEOUT`); forwarding has no time limit. A target that refuses or
+ * resets ends the export with `JW_ERR_CONNECTION`, and the client's stream
+ * fails with `JW_ERR_CONNECTION` too (never a clean end). Blocks the calling
+ * thread throughout.
  */
 jw_status jw_router_export(const char *router_url,
                            const char *token,
@@ -484,7 +519,10 @@ void jw_stream_close(jw_stream *s);
  * half-close (when one side ends, the other's sending direction is closed).
  * Blocks the calling thread (and uses one more) meanwhile. Returns `JW_OK`
  * when both directions ended normally, or the first error, after which the
- * other direction is stopped too. Borrows both streams: close them afterwards.
+ * other direction is stopped too and the other stream is reset: a TCP peer
+ * gets a reset (RST, not a clean end) once that stream is closed, and its
+ * calls return `JW_ERR_CLOSED` until then. Borrows both streams: close them
+ * afterwards.
  */
 jw_status jw_forward(jw_stream *a, jw_stream *b);
 

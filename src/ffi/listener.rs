@@ -2,7 +2,7 @@
 
 use super::boundary::{
     Handle, Registry, SlotHandle, Slotted, boundary, boundary_void, box_ref, check_out, ok,
-    slot_get, slot_out, slot_take, str_in, str_out,
+    slot_get, slot_out, slot_take, str_in, str_out, write_out,
 };
 use super::error::jw_status;
 use super::network::jw_network;
@@ -34,10 +34,18 @@ impl SlotHandle for jw_listener {
     }
 }
 
-/// Binds `listen_url` (`tcp://HOST:PORT`, port 0 picks a free port, or
-/// `unix:/PATH`, `unix:@NAME`) and forwards every accepted connection to a new
-/// stream of `target` (copied: `target` may be freed afterwards). Writes the
-/// listener to `*out`. `JW_ERR_IO` if the address cannot be bound.
+/// Binds `listen_url` (`tcp://HOST:PORT[?max_connections=N]`, port 0 picks a
+/// free port; `unix:/PATH`, `unix:@NAME`; or `ws://HOST:PORT[?OPTIONS]` for a
+/// websocket bridge, options as for `jw_ws_serve`) and forwards every
+/// accepted connection to a new stream of `target` (copied: `target` may be
+/// freed afterwards). Writes the listener to `*out`.
+///
+/// At most `max_connections` (default 1024) are forwarded at once; one more
+/// is reset (a bridge answers HTTP 503), logged and counted
+/// (`jw_listener_refused`). A target that fails or cannot be reached resets
+/// its client (a bridge sends close 1011), a client that resets resets the
+/// target: a failure never reaches the other side as a clean end.
+/// `JW_ERR_IO` if the address cannot be bound.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_listen(
     listen_url: *const c_char,
@@ -76,6 +84,30 @@ pub extern "C" fn jw_listener_dbus_address(
     cap: usize,
 ) -> jw_status {
     boundary(|| str_out(buf, cap, &slot_get(l)?.dbus_address()?))
+}
+
+/// Writes to `*out` how many forwarded connections are open now.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_listener_connections(l: *const jw_listener, out: *mut u64) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, slot_get(l)?.connections() as u64)?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
+/// Writes to `*out` how many clients the listener has refused so far: over
+/// `max_connections`, accepted while the process was out of descriptors, or
+/// (a websocket bridge) whose handshake was refused. Each is logged too.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_listener_refused(l: *const jw_listener, out: *mut u64) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, slot_get(l)?.refused())?;
+        Ok(jw_status::JW_OK)
+    })
 }
 
 /// Stops accepting, closes every forwarded connection, joins every thread and

@@ -3,7 +3,7 @@
 
 use super::boundary::{
     Handle, Registry, SlotHandle, Slotted, arc_out, boundary, boundary_void, box_ref, check_out,
-    ok, slot_get, slot_out, slot_take, str_in, str_out, timeout,
+    ok, slot_get, slot_out, slot_take, str_in, str_out, timeout, write_out,
 };
 use super::error::jw_status;
 use super::network::jw_network;
@@ -89,6 +89,19 @@ pub extern "C" fn jw_router_certificate(r: *const jw_router) -> *const c_char {
     pem
 }
 
+/// Writes to `*out` how many connections the router has refused or closed
+/// unserved so far: ones that opened no call with a valid token within 5 s,
+/// the oldest waiting one when 256 were waiting, and ones accepted while the
+/// process was out of descriptors. Each is logged too. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_refused(r: *const jw_router, out: *mut u64) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, slot_get(r)?.refused())?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
 /// Stops the router (waiting callers and running pairs end with a connection
 /// error), releases its port and frees it. May run while other threads are
 /// inside calls on the same router; later calls with `r` return
@@ -160,8 +173,13 @@ pub extern "C" fn jw_router_connect(
 /// at `router_url` (as for `jw_router_connect`, `grpc://` or `grpcs://`) with
 /// `token`, opens a stream of `target` (borrowed), and forwards both
 /// ways, half-close propagated, until both directions have ended (`JW_OK`) or
-/// either side fails. `timeout_ms` bounds the two connects; forwarding has no
-/// time limit. Blocks the calling thread throughout.
+/// either side fails. `timeout_ms` bounds each step before forwarding: the
+/// TCP (and TLS) connect to the router, its HTTP/2 handshake, the connect to
+/// the target and the wait for the client to dial the same token (then
+/// `JW_TIMEOUT`); forwarding has no time limit. A target that refuses or
+/// resets ends the export with `JW_ERR_CONNECTION`, and the client's stream
+/// fails with `JW_ERR_CONNECTION` too (never a clean end). Blocks the calling
+/// thread throughout.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_router_export(
     router_url: *const c_char,

@@ -137,7 +137,10 @@ pub extern "C" fn jw_stream_close(s: *mut jw_stream) {
 /// half-close (when one side ends, the other's sending direction is closed).
 /// Blocks the calling thread (and uses one more) meanwhile. Returns `JW_OK`
 /// when both directions ended normally, or the first error, after which the
-/// other direction is stopped too. Borrows both streams: close them afterwards.
+/// other direction is stopped too and the other stream is reset: a TCP peer
+/// gets a reset (RST, not a clean end) once that stream is closed, and its
+/// calls return `JW_ERR_CLOSED` until then. Borrows both streams: close them
+/// afterwards.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_forward(a: *mut jw_stream, b: *mut jw_stream) -> jw_status {
     boundary(|| {

@@ -12,8 +12,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "jumpwire.h"
@@ -146,6 +148,54 @@ int main(void)
     jw_stream_close(f.b);
     jw_listener_close(l);
     jw_network_free(echo);
+
+    /* Listener and router counts. */
+    CHECK(jw_network_new("echo:", &echo) == JW_OK);
+    CHECK(jw_listen("tcp://127.0.0.1:0?max_connections=1", echo, &l) == JW_OK);
+    CHECK(jw_listener_address(l, addr, sizeof addr) == JW_OK);
+    uint64_t count = 99;
+    CHECK(jw_listener_connections(l, &count) == JW_OK && count == 0);
+    jw_stream *c1 = NULL, *c2 = NULL;
+    CHECK(jw_connect(addr, 5000, &c1) == JW_OK);
+    CHECK(jw_stream_send(c1, "x", 1, 5000) == JW_OK);
+    CHECK(jw_stream_receive(c1, buf, sizeof buf, &n, 5000) == JW_OK);
+    CHECK(jw_listener_connections(l, &count) == JW_OK && count == 1);
+    /* The second is over max_connections: reset, counted. */
+    CHECK(jw_connect(addr, 5000, &c2) == JW_OK);
+    jw_status st2 = jw_stream_receive(c2, buf, sizeof buf, &n, 5000);
+    CHECK(st2 == JW_ERR_CONNECTION || st2 == JW_EOF);
+    CHECK(jw_listener_refused(l, &count) == JW_OK && count == 1);
+    CHECK(jw_listener_refused(l, NULL) == JW_ERR_INVALID_ARGUMENT);
+    jw_stream_close(c2);
+    jw_stream_close(c1);
+    jw_listener_close(l);
+    CHECK(jw_listener_refused(l, &count) == JW_ERR_CLOSED);
+    jw_network_free(echo);
+
+    jw_router *r = NULL;
+    CHECK(jw_router_serve("grpc://127.0.0.1:0?key=k", &r) == JW_OK);
+    CHECK(jw_router_refused(r, &count) == JW_OK && count == 0);
+    CHECK(jw_router_address(r, addr, sizeof addr) == JW_OK);
+    /* Garbage instead of HTTP/2: closed and counted. */
+    const char *colon = strrchr(addr, ':');
+    struct sockaddr_in ra;
+    memset(&ra, 0, sizeof ra);
+    ra.sin_family = AF_INET;
+    ra.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ra.sin_port = htons((unsigned short)atoi(colon + 1));
+    int g = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(connect(g, (struct sockaddr *)&ra, sizeof ra) == 0);
+    CHECK(write(g, "garbage, not HTTP/2\r\n\r\n", 23) == 23);
+    char tmp[64];
+    while (read(g, tmp, sizeof tmp) > 0) {
+    }
+    close(g);
+    for (int i = 0; i < 300 && jw_router_refused(r, &count) == JW_OK && count == 0; i++) {
+        struct timespec ten = {0, 10000000L};
+        nanosleep(&ten, NULL);
+    }
+    CHECK(count == 1);
+    jw_router_close(r);
 
     printf("stats: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
