@@ -83,7 +83,7 @@ impl Default for Limits {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Role {
+pub(crate) enum Role {
     Client,
     Server,
 }
@@ -748,7 +748,7 @@ fn mask_seed() -> u64 {
     (t ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(0x9E37_79B9, Ordering::Relaxed)) | 1
 }
 
-fn wrap(
+pub(crate) fn wrap(
     inner: Arc<Stream>,
     name: String,
     role: Role,
