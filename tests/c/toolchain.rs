@@ -9,6 +9,15 @@
 //! executable), and in `target/<profile>/` after a `cargo build`; the newer of
 //! the two is used. Binaries go to a fresh directory under
 //! `CARGO_TARGET_TMPDIR` (`target/tmp/`), removed when the test passes.
+//!
+//! For the sanitizer runs (`scripts/sanitize.sh`), three variables override
+//! this; unset, nothing changes:
+//! - `JW_LIB_DIR`: take `libjumpwire.so` and `libjumpwire.a` from this
+//!   directory (an AddressSanitizer build of the library) instead.
+//! - `JW_C_WRAPPER`: a command prefix to run each program under, split at
+//!   whitespace (`valgrind --error-exitcode=99 ...`).
+//! - `JW_RUN_TIMEOUT_SECS`: how long a program may run (default 30 s);
+//!   programs under valgrind run many times slower.
 
 #![allow(dead_code)]
 
@@ -31,8 +40,16 @@ pub const NATIVE_STATIC_LIBS: &[&str] = &[
     "-lc",
 ];
 
-/// How long a C program may run before it is killed and its test fails.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a C program may run before it is killed and its test fails:
+/// 30 s, or `JW_RUN_TIMEOUT_SECS`.
+pub fn run_timeout() -> Duration {
+    let secs = std::env::var("JW_RUN_TIMEOUT_SECS").ok().map(|v| {
+        v.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("JW_RUN_TIMEOUT_SECS={v:?} is not a number of seconds"))
+    });
+    Duration::from_secs(secs.unwrap_or(30))
+}
 
 /// Which jumpwire library a program is linked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +78,14 @@ pub fn repo() -> &'static Path {
 }
 
 /// The newest `file_name` among the test executable's directory
-/// (`target/<profile>/deps/`) and its parent (`target/<profile>/`).
+/// (`target/<profile>/deps/`) and its parent (`target/<profile>/`); with
+/// `JW_LIB_DIR` set, the one in that directory.
 pub fn library(file_name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("JW_LIB_DIR").filter(|d| !d.is_empty()) {
+        let p = Path::new(&dir).join(file_name);
+        assert!(p.is_file(), "JW_LIB_DIR: {} not found", p.display());
+        return p;
+    }
     let exe = std::env::current_exe().expect("the test executable's path");
     let deps = exe.parent().expect("the test executable's directory");
     let candidates = [Some(deps), deps.parent()];
@@ -251,10 +274,19 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Runs `bin` with `args`: a shared build with `LD_LIBRARY_PATH` pointing at
-/// the library, a static one without any. Killed after [`RUN_TIMEOUT`].
+/// Runs `bin` with `args` (under `JW_C_WRAPPER`, if set): a shared build
+/// with `LD_LIBRARY_PATH` pointing at the library, a static one without any.
+/// Killed after [`run_timeout`].
 pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
-    let mut cmd = Command::new(bin);
+    let wrapper = flags_from("JW_C_WRAPPER");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(wrapper_args).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    };
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -291,7 +323,8 @@ pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
             .take()
             .map(|r| Box::new(r) as Box<dyn Read + Send>),
     );
-    let deadline = Instant::now() + RUN_TIMEOUT;
+    let timeout = run_timeout();
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the program") {
             break status;
@@ -301,7 +334,7 @@ pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
             let status = child.wait().expect("waiting for the killed program");
             let (out, err) = (stdout.join().unwrap(), stderr.join().unwrap());
             panic!(
-                "{what} ran longer than {RUN_TIMEOUT:?} and was killed ({status})\n--- stdout ---\n{out}--- stderr ---\n{err}"
+                "{what} ran longer than {timeout:?} and was killed ({status})\n--- stdout ---\n{out}--- stderr ---\n{err}"
             );
         }
         std::thread::sleep(Duration::from_millis(10));
