@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of jumpwire: formatting and lint checks, the Rust unit and
 # integration tests, the C examples (built against the generated header and
-# both the shared and the static library), and the doc examples.
+# both the shared and the static library), and the doc examples; then the
+# fuzz targets briefly (so that they keep building) and the C programs under
+# AddressSanitizer and valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,7 @@ cargo test --locked --all-targets
 cargo test --locked --doc
 echo "== the pinned static-library link list still matches rustc"
 cargo test --locked --test static_libs -- --include-ignored
+echo "== fuzz targets, 5 s each (scripts/fuzz.sh for longer runs)"
+scripts/fuzz.sh --ci 5
+echo "== the C tests and examples under AddressSanitizer and valgrind"
+scripts/sanitize.sh
