@@ -87,3 +87,49 @@ pub fn websocket_over(raw: Stream, server: bool, limits: Limits) -> Stream {
     let name = raw.name().to_string();
     websocket::wrap(Arc::new(raw), name, role, limits, None, Vec::new()).0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    #[test]
+    fn dbus_entries_come_back_canonical() {
+        assert_eq!(
+            dbus_address("unix:path=/a%20b,guid=1;tcp:host=h,port=05,family=ipv6;").unwrap(),
+            ["unix:path=/a%20b", "tcp:host=h,port=5,family=ipv6"]
+        );
+        assert!(dbus_address("tcp:host=::1,port=1").is_err());
+    }
+
+    #[test]
+    fn a_minted_token_names_its_stream() {
+        let t = token::mint("k", "s", Duration::from_secs(60)).unwrap();
+        assert_eq!(validate_token(&t, b"k").as_deref(), Ok("s"));
+        assert!(validate_token(&t, b"j").is_err());
+    }
+
+    #[test]
+    fn a_websocket_over_a_socket_pair_parses_what_the_peer_wrote() {
+        let (raw, mut peer) = unix_pair().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let ws = websocket_over(raw, false, Limits::default());
+        // A binary message and a close frame, unmasked: from a server.
+        peer.write_all(&[0x82, 2, b'h', b'i', 0x88, 0]).unwrap();
+        let mut buf = [0u8; 8];
+        let timeout = Some(Duration::from_secs(10));
+        assert_eq!(ws.receive(&mut buf, timeout), Ok(Some(2)));
+        assert_eq!(&buf[..2], b"hi");
+        assert_eq!(ws.receive(&mut buf, timeout), Ok(None));
+        drop(ws);
+        // Our answer: the close echoed (1000), masked as a client's frames are.
+        let mut out = Vec::new();
+        peer.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len(), 8, "{out:?}");
+        assert_eq!(&out[..2], &[0x88, 0x82]);
+        let mask = &out[2..6];
+        assert_eq!([out[6] ^ mask[0], out[7] ^ mask[1]], [0x03, 0xE8]);
+    }
+}
