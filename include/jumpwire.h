@@ -102,6 +102,12 @@ typedef enum {
 /**
  * A listener that forwards each accepted connection to a new stream of its
  * target network, each on its own thread. Release with `jw_listener_close`.
+ *
+ * Threads: every call may run on any thread, at the same time as the others
+ * and as `jw_listener_close`; a call that overlaps the close finishes
+ * safely. The handle names the listener rather than pointing at its memory:
+ * once `jw_listener_close` has begun, every call with it returns
+ * `JW_ERR_CLOSED` and a second close is a no-op.
  */
 typedef struct jw_listener jw_listener;
 
@@ -115,7 +121,13 @@ typedef struct jw_network jw_network;
 /**
  * An embedded Jumpstarter router: pairs the two callers of each stream token
  * and relays their frames. Made by `jw_router_serve`, released with
- * `jw_router_close`. `jw_router_address` may be called from any thread.
+ * `jw_router_close`.
+ *
+ * Threads: every call may run on any thread, at the same time as the others
+ * and as `jw_router_close`; a call that overlaps the close finishes safely.
+ * The handle names the router rather than pointing at its memory: once
+ * `jw_router_close` has begun, every call with it returns `JW_ERR_CLOSED`
+ * (`jw_router_certificate` NULL) and a second close is a no-op.
  */
 typedef struct jw_router jw_router;
 
@@ -132,13 +144,22 @@ typedef struct jw_stream jw_stream;
 /**
  * A websocket server made by `jw_ws_serve`. Release with
  * `jw_ws_server_close`.
+ *
+ * Threads: every call may run on any thread, at the same time as the others
+ * and as `jw_ws_server_close`. A call that overlaps the close finishes
+ * safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
+ * handle names the server rather than pointing at its memory: once
+ * `jw_ws_server_close` has begun, every call with it returns `JW_ERR_CLOSED`
+ * and a second close is a no-op; a value that was never a server handle is
+ * `JW_ERR_INVALID_ARGUMENT`.
  */
 typedef struct jw_ws_server jw_ws_server;
 
 /**
  * Called on each connection's own thread with a stream for the connection
  * (one send = one binary message; receives return message payloads; a close
- * frame from the client is `JW_EOF`) and the `user` pointer given to
+ * frame from the client is `JW_EOF` with code 1000, 1001 or none, and
+ * `JW_ERR_CONNECTION` with any other) and the `user` pointer given to
  * `jw_ws_serve`. `conn` belongs to the server: use it until the handler
  * returns, and do not pass it to `jw_stream_close` (the server closes the
  * connection, with a close frame, when the handler returns). The handler must
@@ -198,8 +219,9 @@ jw_status jw_listener_dbus_address(const jw_listener *l, char *buf, size_t cap);
 
 /**
  * Stops accepting, closes every forwarded connection, joins every thread and
- * frees the listener (a Unix socket file it created is removed). NULL is a
- * no-op.
+ * frees the listener (a Unix socket file it created is removed). May run
+ * while other threads are inside calls on the same listener; later calls
+ * with `l` return `JW_ERR_CLOSED`. NULL or an already closed `l` is a no-op.
  */
 void jw_listener_close(jw_listener *l);
 
@@ -286,7 +308,9 @@ const char *jw_router_certificate(const jw_router *r);
 
 /**
  * Stops the router (waiting callers and running pairs end with a connection
- * error), releases its port and frees it. NULL is a no-op.
+ * error), releases its port and frees it. May run while other threads are
+ * inside calls on the same router; later calls with `r` return
+ * `JW_ERR_CLOSED`. NULL or an already closed `r` is a no-op.
  */
 void jw_router_close(jw_router *r);
 
@@ -382,8 +406,10 @@ jw_status jw_forward(jw_stream *a, jw_stream *b);
  * `timeout_ms`) and answers it. Afterwards each `jw_stream_send` on `*out` is
  * one binary message, receives return message payloads (text as its UTF-8
  * bytes), pings and close frames are answered, and a close frame from the
- * client is `JW_EOF`. Messages and frames over 16 MiB are refused (close
- * 1009).
+ * client is `JW_EOF` when its code is 1000, 1001 or absent, and
+ * `JW_ERR_CONNECTION` (naming the code and reason) for any other code.
+ * Messages and frames over 16 MiB are refused (close 1009). The `binary`
+ * subprotocol is answered when the client offers it.
  *
  * `JW_ERR_INVALID_ARGUMENT` (NULL `raw` or `out`, a negative `timeout_ms`
  * other than -1) leaves `raw` untouched and still the caller's. Otherwise
@@ -406,8 +432,16 @@ jw_status jw_ws_path(jw_stream *s, char *buf, size_t cap);
 /**
  * Binds `listen_url` (`ws://HOST:PORT[/PATH][?OPTIONS]`, port 0 picks a free
  * port; options `max_message`, `max_frame` (bytes, default 16 MiB each),
- * `max_connections` (default 1024), `handshake_timeout_ms` (default 10000),
- * `queue` (broadcast messages queued per connection, default 1024)) and
+ * `max_connections` (connections served at once, default 1024; more are
+ * refused with HTTP 503), `max_handshakes` (connections in their handshake at
+ * once, counted apart, default 64; one more ends the oldest),
+ * `handshake_timeout_ms` (default 10000), `queue` (broadcast messages queued
+ * per connection, default 1024), `protocols` (subprotocols answered, e.g.
+ * `binary,base64`: the first of the client's offers in the list is answered,
+ * none if none is; default `binary`, as every message the server sends is
+ * binary; `protocols=` answers none), `origins` (allowed `Origin` values,
+ * e.g. `https://a.example,http://b:8080`; others, and requests without one,
+ * are refused with HTTP 403; default: any)) and
  * serves every websocket client: after its handshake, `handler(conn, user)`
  * runs on the connection's own thread (see `jw_ws_handler`). Writes the
  * server to `*out`. `handler` runs concurrently on many threads, so `user`
@@ -443,14 +477,19 @@ jw_status jw_ws_server_dropped(const jw_ws_server *w, uint64_t *out);
 
 /**
  * Writes to `*out` how many clients have been refused (HTTP 503) because
- * the listen URL's `max_connections` were open. Thread-safe.
+ * the listen URL's `max_connections` were served, when they came or when
+ * their handshake finished. Thread-safe.
  */
 jw_status jw_ws_server_refused(const jw_ws_server *w, uint64_t *out);
 
 /**
- * Stops accepting, closes every connection with a close frame (1001), waits
- * for every handler to return, joins every thread and frees the server. Do
- * not call it from a handler. NULL is a no-op.
+ * Stops accepting, closes every connection with a close frame (1001; the
+ * frames may take 50 ms in all, then every connection is cut, which wakes
+ * handlers blocked on a client that does not read), waits for every
+ * handler to return, joins every thread and frees the server. Do
+ * not call it from a handler. May run while other threads are inside calls
+ * on the same server (they return `JW_ERR_CLOSED` or finish); later calls
+ * with `w` return `JW_ERR_CLOSED`. NULL or an already closed `w` is a no-op.
  */
 void jw_ws_server_close(jw_ws_server *w);
 

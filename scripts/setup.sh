@@ -13,6 +13,9 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus-daemon)
 command -v dbus-send >/dev/null 2>&1 || need_apt+=(dbus-bin)
+# scripts/install.sh and its test: strip/objcopy/readelf/nm, and pkg-config.
+command -v objcopy >/dev/null 2>&1 || need_apt+=(binutils)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -21,8 +21,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
 echo "== cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
+echo "== Python bindings: pip install ./bindings/python, then pytest against this build"
+cargo build --locked --lib --quiet   # target/debug/libjumpwire.so (cargo test leaves its copy in deps/)
+"$(dirname "$JW_PYTHON")/pip" install --quiet --disable-pip-version-check ./bindings/python
+JUMPWIRE_LIBRARY="$PWD/target/debug/libjumpwire.so" "$JW_PYTHON" -m pytest -q -p no:cacheprovider bindings/python/tests
 echo "== the pinned static-library link list still matches rustc"
 cargo test --locked --test static_libs -- --include-ignored
+echo "== scripts/install.sh, then a C program built with pkg-config"
+cargo test --locked --test install -- --include-ignored
 echo "== fuzz targets, 5 s each (scripts/fuzz.sh for longer runs)"
 scripts/fuzz.sh --ci 5
 echo "== the C tests and examples under AddressSanitizer and valgrind"

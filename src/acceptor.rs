@@ -15,11 +15,34 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Decides whether to take a new connection, given how many are open:
-/// `None` takes it; a refusal is counted, logged, answered and closed.
-pub(crate) type Admit = dyn Fn(usize) -> Option<Refusal> + Send + Sync;
+/// Decides whether to take a new connection, given the acceptor (whose
+/// oldest handshake it may end to make room) and its load: `None` takes
+/// it; a refusal is counted, logged, answered and closed.
+pub(crate) type Admit<C> = dyn Fn(&Acceptor<C>, Load) -> Option<Refusal> + Send + Sync;
+
+/// How many connections an acceptor has, by stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Load {
+    /// Connections being served ([`Acceptor::establish`] admitted them).
+    pub served: usize,
+    /// Connections not (yet) established: in their handshake, for servers
+    /// that have one.
+    pub handshaking: usize,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Accepted, not established (a websocket handshake in progress).
+    Handshake,
+    /// Established: counted against the served connections.
+    Served,
+    /// Ended early to make room, or finished: its thread is still to be
+    /// joined.
+    Leaving,
+}
 
 /// Why a connection is refused, and what it is told.
 pub(crate) struct Refusal {
@@ -47,6 +70,7 @@ pub(crate) struct Acceptor<C> {
 struct Entry<C> {
     record: C,
     thread: Option<JoinHandle<()>>,
+    stage: Stage,
 }
 
 /// How a server names peers and its threads.
@@ -66,7 +90,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
         sock: Socket,
         name: String,
         names: Names,
-        admit: Box<Admit>,
+        admit: Box<Admit<C>>,
         serve: Box<Serve<C>>,
     ) -> Result<Arc<Acceptor<C>>> {
         let acc = Arc::new(Acceptor {
@@ -82,10 +106,10 @@ impl<C: Default + Send + 'static> Acceptor<C> {
         let serve: Arc<Serve<C>> = Arc::from(serve);
         let thread = {
             let acc = acc.clone();
-            std::thread::Builder::new()
-                .name(names.accept_thread.into())
-                .spawn(move || accept_loop(&acc, &names, &*admit, &serve))
-                .map_err(|e| Error::io("spawning the accept thread", &e))?
+            crate::sys::spawn(names.accept_thread, move || {
+                accept_loop(&acc, &names, &*admit, &serve)
+            })
+            .map_err(|e| Error::io("spawning the accept thread", &e))?
         };
         *lock(&acc.accept) = Some(thread);
         Ok(acc)
@@ -96,9 +120,57 @@ impl<C: Default + Send + 'static> Acceptor<C> {
         &self.sock
     }
 
-    /// How many connections `admit` has refused so far.
+    /// How many connections have been refused so far (by `admit`, or
+    /// counted with [`Acceptor::count_refused`]).
     pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refusal made after the connection was taken (at the end of
+    /// its handshake); returns the total so far.
+    pub(crate) fn count_refused(&self) -> u64 {
+        self.refused.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The connections by stage.
+    pub(crate) fn load(&self) -> Load {
+        load(&lock(&self.conns))
+    }
+
+    /// Moves connection `id` from its handshake to the served connections if
+    /// fewer than `max` are served: false (and no change) otherwise, or if it
+    /// was evicted, or if the server is closing.
+    pub(crate) fn establish(&self, id: u64, max: usize) -> bool {
+        let mut conns = lock(&self.conns);
+        if self.is_closing() || load(&conns).served >= max {
+            return false;
+        }
+        match conns.get_mut(&id) {
+            Some(e) if e.stage == Stage::Handshake => {
+                e.stage = Stage::Served;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends the connection that has been in its handshake longest (`end`
+    /// must make its thread return soon) and stops counting it: false if no
+    /// connection is in its handshake.
+    pub(crate) fn evict_oldest(&self, end: impl FnOnce(&C)) -> bool {
+        let mut conns = lock(&self.conns);
+        let oldest = conns
+            .iter_mut()
+            .filter(|(_, e)| e.stage == Stage::Handshake)
+            .min_by_key(|(id, _)| **id);
+        match oldest {
+            Some((_, e)) => {
+                e.stage = Stage::Leaving;
+                end(&e.record);
+                true
+            }
+            None => false,
+        }
     }
 
     /// True once `close` has begun.
@@ -128,6 +200,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
     pub(crate) fn finish(&self, id: u64) {
         if let Some(e) = lock(&self.conns).get_mut(&id) {
             e.record = C::default();
+            e.stage = Stage::Leaving;
         }
         lock(&self.finished).push(id);
     }
@@ -166,9 +239,10 @@ impl<C: Default + Send + 'static> Acceptor<C> {
 fn accept_loop<C: Default + Send + 'static>(
     acc: &Arc<Acceptor<C>>,
     names: &Names,
-    admit: &Admit,
+    admit: &Admit<C>,
     serve: &Arc<Serve<C>>,
 ) {
+    let mut starved = Starved::default();
     loop {
         if let Err(e) = sys::wait(acc.sock.as_fd(), libc::POLLIN, None) {
             log::error!("{}: accept failed: {e}", acc.name);
@@ -188,14 +262,13 @@ fn accept_loop<C: Default + Send + 'static>(
             {
                 continue;
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                ) =>
-            {
-                log::error!("{}: accept failed: {e}", acc.name);
-                std::thread::sleep(Duration::from_millis(50));
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                starved.out_of_descriptors(acc, &e);
+                continue;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM)) => {
+                starved.note(&acc.name, &e);
+                std::thread::sleep(STARVED_PAUSE);
                 continue;
             }
             Err(e) => {
@@ -203,6 +276,7 @@ fn accept_loop<C: Default + Send + 'static>(
                 continue;
             }
         };
+        starved.recovered(&acc.name);
         let peer = match peer.as_socket() {
             Some(a) => {
                 let _ = conn.set_tcp_nodelay(true);
@@ -210,8 +284,7 @@ fn accept_loop<C: Default + Send + 'static>(
             }
             None => format!("{} (peer)", acc.name),
         };
-        let open = lock(&acc.conns).len();
-        if let Some(r) = admit(open) {
+        if let Some(r) = admit(acc, acc.load()) {
             // Counted before the peer hears of it.
             let n = acc.refused.fetch_add(1, Ordering::Relaxed) + 1;
             log::warn!(
@@ -219,7 +292,12 @@ fn accept_loop<C: Default + Send + 'static>(
                 acc.name,
                 r.why
             );
-            let _ = conn.send_with_flags(r.answer, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            if r.answer.is_empty() {
+                // Nothing to say: the peer gets a reset, never a clean end.
+                let _ = conn.set_linger(Some(Duration::ZERO));
+            } else {
+                let _ = conn.send_with_flags(r.answer, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+            }
             continue;
         }
         log::debug!("{}: accepted {peer}", acc.name);
@@ -230,12 +308,11 @@ fn accept_loop<C: Default + Send + 'static>(
             Entry {
                 record: C::default(),
                 thread: None,
+                stage: Stage::Handshake,
             },
         );
         let (a, serve) = (acc.clone(), serve.clone());
-        let t = std::thread::Builder::new()
-            .name(names.conn_thread.into())
-            .spawn(move || serve(&a, id, conn, peer));
+        let t = crate::sys::spawn(names.conn_thread, move || serve(&a, id, conn, peer));
         match t {
             Ok(t) => conns.get_mut(&id).expect("just inserted").thread = Some(t),
             Err(e) => {
@@ -246,14 +323,139 @@ fn accept_loop<C: Default + Send + 'static>(
     }
 }
 
+/// How long the accept loop pauses when the system is out of memory for a
+/// connection, or out of descriptors with no spare one to make room.
+const STARVED_PAUSE: Duration = Duration::from_millis(100);
+/// At most one log line per this long about running out of resources.
+const STARVED_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The accept loop out of descriptors (`EMFILE`, `ENFILE`) or memory.
+///
+/// A pending connection keeps the listening socket readable, so retrying at
+/// once would spin. Instead a spare descriptor (of `/dev/null`) is kept: when
+/// `accept` runs out, the spare is closed to make room, the waiting client is
+/// accepted and reset at once (counted as refused, so that it neither hangs
+/// nor keeps the loop awake), and the spare is opened again, as libuv and
+/// libev do. Without a spare (another thread took the room), the loop pauses
+/// [`STARVED_PAUSE`] before it tries again. Logs are throttled to one line per
+/// [`STARVED_LOG_EVERY`]; the first accept that works again is logged too.
+struct Starved {
+    spare: Option<std::fs::File>,
+    since: Option<Instant>,
+    next_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Default for Starved {
+    fn default() -> Starved {
+        Starved {
+            spare: spare(),
+            since: None,
+            next_log: None,
+            unlogged: 0,
+        }
+    }
+}
+
+fn spare() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+impl Starved {
+    fn out_of_descriptors<C>(&mut self, acc: &Acceptor<C>, e: &io::Error) {
+        if self.spare.take().is_none() {
+            self.note(&acc.name, e);
+            std::thread::sleep(STARVED_PAUSE);
+            self.spare = spare();
+            return;
+        }
+        if let Ok((conn, _)) = acc.sock.accept() {
+            let _ = conn.set_linger(Some(Duration::ZERO));
+            drop(conn);
+            let n = acc.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            let e = io::Error::other(format!("{e}: reset a client ({n} refused so far)"));
+            self.note(&acc.name, &e);
+        }
+        self.spare = spare();
+    }
+
+    /// Logs `e` unless a line was logged less than [`STARVED_LOG_EVERY`] ago.
+    fn note(&mut self, name: &str, e: &io::Error) {
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        if self.next_log.is_some_and(|t| now < t) {
+            self.unlogged += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.unlogged);
+        if more > 0 {
+            log::error!("{name}: accept failed: {e} (and {more} more since the last line)");
+        } else {
+            log::error!("{name}: accept failed: {e}");
+        }
+        self.next_log = Some(now + STARVED_LOG_EVERY);
+    }
+
+    /// Called after an accept that worked.
+    fn recovered(&mut self, name: &str) {
+        if let Some(since) = self.since.take() {
+            let more = std::mem::take(&mut self.unlogged);
+            log::warn!(
+                "{name}: accepting again after {:?} short of resources ({more} failures not logged)",
+                since.elapsed()
+            );
+            self.next_log = None;
+            if self.spare.is_none() {
+                self.spare = spare();
+            }
+        }
+    }
+}
+
 /// An admission rule for HTTP servers (websocket servers and bridges): at
-/// most `max` connections open at once; one more is answered with HTTP 503.
-pub(crate) fn admit_at_most(max: usize, open: usize) -> Option<Refusal> {
-    (open >= max).then(|| Refusal {
-        why: format!("{max} connections are open (the maximum): HTTP 503"),
-        answer:
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    })
+/// most `max` connections served at once; one more is answered with HTTP
+/// 503. Connections in their handshake are bounded apart (`max_handshakes`):
+/// when that many are in progress, the oldest is ended (`end`) to make room,
+/// so that clients that never finish a handshake cannot lock real ones out;
+/// `evicted` counts that (and returns the total so far).
+pub(crate) fn admit_http<C: Default + Send + 'static>(
+    acc: &Acceptor<C>,
+    load: Load,
+    max: usize,
+    max_handshakes: usize,
+    end: impl FnOnce(&C),
+    evicted: impl FnOnce() -> u64,
+) -> Option<Refusal> {
+    if load.served >= max {
+        return Some(Refusal {
+            why: format!("{max} connections are served (the maximum): HTTP 503"),
+            answer: b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        });
+    }
+    if load.handshaking >= max_handshakes && acc.evict_oldest(end) {
+        let n = evicted();
+        log::info!(
+            "{}: {max_handshakes} handshakes in progress (the maximum): ended the oldest \
+             to make room ({n} so far)",
+            acc.name
+        );
+    }
+    None
+}
+
+fn load<C>(conns: &HashMap<u64, Entry<C>>) -> Load {
+    let mut l = Load {
+        served: 0,
+        handshaking: 0,
+    };
+    for e in conns.values() {
+        match e.stage {
+            Stage::Served => l.served += 1,
+            Stage::Handshake => l.handshaking += 1,
+            Stage::Leaving => {}
+        }
+    }
+    l
 }
 
 /// Joins the threads of connections that have ended.

@@ -12,19 +12,19 @@
 //! # Ok::<(), jumpwire::Error>(())
 //! ```
 
-use crate::acceptor::{Acceptor, Names};
+use crate::acceptor::{Acceptor, Names, Refusal};
 use crate::error::{Error, Result};
 use crate::network::{self, Kind, Network};
-use crate::stream::Stream;
+use crate::stream::{Stream, lock};
 use crate::sys;
-use crate::url::{ListenEndpoint, UnixPath};
+use crate::url::{ListenEndpoint, TcpListenOptions, UnixPath};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a listener waits for the target of an accepted connection.
@@ -40,30 +40,105 @@ const RELAY_PIPE: usize = 1024 * 1024;
 /// finishes sending (EOF), the other side's sending direction is half-closed
 /// (`send_eof`) and the other direction goes on. Returns `Ok` when both
 /// directions ended with EOF, or the first error; after an error in one
-/// direction the other is stopped. The streams are borrowed, not closed;
-/// closing either of them (from another thread) ends the forward with
-/// [`Error::Closed`]. Other sends and receives on the two streams must wait
-/// until it returns.
+/// direction the other is stopped.
+///
+/// A side that fails (a reset, any error of its receive, send or half-close)
+/// never reaches the other side as a clean end: the other stream is
+/// [reset](Stream::reset) (a TCP peer gets an RST once that stream is
+/// dropped; until then its calls return [`Error::Closed`]). Otherwise the
+/// streams are borrowed, not closed; closing either of them (from another
+/// thread) ends the forward with [`Error::Closed`] and resets nothing. Other
+/// sends and receives on the two streams must wait until it returns.
 ///
 /// Between two socket streams (TCP, Unix, vsock) this runs on the calling
 /// thread alone and moves the bytes with `splice(2)`, never through user space
 /// (copying through a buffer where a socket cannot splice); otherwise each
 /// direction has a thread.
 pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
-    if let (Some(fa), Some(fb)) = (a.socket(), b.socket()) {
-        return relay(a, b, fa, fb);
+    let r = match (a.socket(), b.socket()) {
+        (Some(fa), Some(fb)) => relay(a, b, fa, fb),
+        _ => pumps(a, b),
+    };
+    r.map_err(|f| {
+        let (failed, others) = match f.side {
+            Some(Side::A) => (a.name(), vec![b]),
+            Some(Side::B) => (b.name(), vec![a]),
+            // Closed by its owner: the owner decides how it ends.
+            None if matches!(f.error, Error::Closed(_)) => return f.error,
+            // The forward itself could not go on: neither peer may take
+            // that for a clean end.
+            None => ("the forward", vec![a, b]),
+        };
+        let names: Vec<&str> = others.iter().map(|s| s.name()).collect();
+        log::info!(
+            "forward {} <-> {}: {failed} failed ({}): resetting {}",
+            a.name(),
+            b.name(),
+            f.error,
+            names.join(" and ")
+        );
+        others.iter().for_each(|s| s.reset());
+        f.error
+    })
+}
+
+/// One of the two streams of a forward.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
     }
-    let cancel = Cancel(AtomicBool::new(false));
+}
+
+/// Why a forward ended early: the error, and the side it came from when one
+/// stream failed (`None`: a stream was closed under the forward, or the
+/// forward itself could not go on).
+#[derive(Debug)]
+struct Failure {
+    error: Error,
+    side: Option<Side>,
+}
+
+impl Failure {
+    /// `error` of stream `side`; a stream closed under the forward (by its
+    /// owner, not by its peer) is nobody's failure.
+    fn of(side: Side, error: Error) -> Failure {
+        let side = (!matches!(error, Error::Closed(_))).then_some(side);
+        Failure { error, side }
+    }
+
+    /// An error of the forward itself.
+    fn own(error: Error) -> Failure {
+        Failure { error, side: None }
+    }
+}
+
+/// [`forward`] through the streams' own receive and send, one thread per
+/// direction.
+fn pumps(a: &Stream, b: &Stream) -> std::result::Result<(), Failure> {
+    let cancel = Cancel(AtomicBool::new(false), Mutex::new(None));
     let (r1, r2) = both_ways(
         ("jw-forward", "forwarding"),
-        || pump(a, b, &cancel),
-        || pump(b, a, &cancel),
+        || pump((a, Side::A), (b, Side::B), &cancel),
+        || pump((b, Side::B), (a, Side::A), &cancel),
     );
-    match (r1, r2) {
+    let r = match (r1, r2) {
         (Err(e), _) | (Ok(()), Err(e)) if !is_cancel(&e) => Err(e),
         (Err(e), Err(f)) => Err(if is_cancel(&e) { f } else { e }),
         (r1, r2) => r1.and(r2),
-    }
+    };
+    r.map_err(|error| Failure {
+        side: lock(&cancel.1).filter(|_| !matches!(error, Error::Closed(_))),
+        error,
+    })
 }
 
 /// Runs `forth` on this thread and `back` on a scoped thread (named
@@ -76,10 +151,7 @@ fn both_ways(
 ) -> (Result<()>, Result<()>) {
     let (thread, what) = name;
     std::thread::scope(|s| {
-        let back = match std::thread::Builder::new()
-            .name(thread.into())
-            .spawn_scoped(s, back)
-        {
+        let back = match sys::spawn_scoped(s, thread, back) {
             Ok(h) => h,
             Err(e) => {
                 return (
@@ -96,8 +168,9 @@ fn both_ways(
     })
 }
 
-/// Set when one direction of a forward failed: the other stops.
-struct Cancel(AtomicBool);
+/// Set when one direction of a forward failed: the other stops. Beside it,
+/// the side whose stream failed first.
+struct Cancel(AtomicBool, Mutex<Option<Side>>);
 
 fn cancelled() -> Error {
     Error::Closed("forwarding cancelled".into())
@@ -107,40 +180,45 @@ fn is_cancel(e: &Error) -> bool {
     matches!(e, Error::Closed(m) if m == "forwarding cancelled")
 }
 
-/// One direction of a forward through the streams' own receive and send.
-fn pump(src: &Stream, dst: &Stream, cancel: &Cancel) -> Result<()> {
+/// One direction of a forward through the streams' own receive and send:
+/// `src` and `dst` with their sides. A failure records its stream's side.
+fn pump(src: (&Stream, Side), dst: (&Stream, Side), cancel: &Cancel) -> Result<()> {
+    let ((src, from), (dst, to)) = (src, dst);
     let mut buf = vec![0u8; FORWARD_CHUNK];
     let r = (|| loop {
         if cancel.0.load(Ordering::Acquire) {
-            return Err(cancelled());
+            return Err((cancelled(), to));
         }
         let n = match src.receive_until(&mut buf, Some(Instant::now() + CANCEL_CHECK)) {
             Ok(Some(n)) => n,
-            Ok(None) => return dst.send_eof(),
+            Ok(None) => return dst.send_eof().map_err(|e| (e, to)),
             Err(Error::Timeout) => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err((e, from)),
         };
         loop {
             match dst.send_until(&buf[..n], Some(Instant::now() + CANCEL_CHECK)) {
                 Ok(()) => break,
                 Err(Error::Timeout) if !cancel.0.load(Ordering::Acquire) => continue,
-                Err(Error::Timeout) => return Err(cancelled()),
-                Err(e) => return Err(e),
+                Err(Error::Timeout) => return Err((cancelled(), to)),
+                Err(e) => return Err((e, to)),
             }
         }
     })();
-    if let Err(e) = &r {
-        if !is_cancel(e) {
+    r.map_err(|(e, side)| {
+        if !is_cancel(&e) {
             log::debug!("forward {} -> {}: {e}", src.name(), dst.name());
+            lock(&cancel.1).get_or_insert(side);
         }
         cancel.0.store(true, Ordering::Release);
-    }
-    r
+        e
+    })
 }
 
 /// One direction of a [`relay`]: bytes spliced from `src` into a pipe and from
 /// the pipe into `dst`.
 struct Leg<'a> {
+    /// The side `src` is; `dst` is the other.
+    side: Side,
     src: &'a Stream,
     dst: &'a Stream,
     from: BorrowedFd<'a>,
@@ -155,7 +233,7 @@ struct Leg<'a> {
 
 impl<'a> Leg<'a> {
     fn new(
-        src: &'a Stream,
+        (src, side): (&'a Stream, Side),
         dst: &'a Stream,
         from: BorrowedFd<'a>,
         to: BorrowedFd<'a>,
@@ -175,6 +253,7 @@ impl<'a> Leg<'a> {
             (Hold::Pipe { r, w }, cap)
         };
         Ok(Leg {
+            side,
             src,
             dst,
             from,
@@ -189,7 +268,7 @@ impl<'a> Leg<'a> {
     }
 
     /// Moves what can move now without waiting.
-    fn advance(&mut self) -> Result<()> {
+    fn advance(&mut self) -> std::result::Result<(), Failure> {
         loop {
             let mut progress = false;
             let room = self.room();
@@ -203,7 +282,7 @@ impl<'a> Leg<'a> {
                         self.held += n;
                         progress = true;
                     }
-                    Err(e) => self.fail(&e, self.src)?,
+                    Err(e) => self.fail(&e, self.side)?,
                 }
             }
             if self.held > 0 {
@@ -216,12 +295,14 @@ impl<'a> Leg<'a> {
                         self.moved += n as u64;
                         progress |= n > 0;
                     }
-                    Err(e) => self.fail(&e, self.dst)?,
+                    Err(e) => self.fail(&e, self.side.other())?,
                 }
             }
             if self.eof && self.held == 0 && !self.done {
                 self.done = true;
-                self.dst.send_eof()?;
+                self.dst
+                    .send_eof()
+                    .map_err(|e| Failure::of(self.side.other(), e))?;
             }
             if !progress {
                 return Ok(());
@@ -236,14 +317,20 @@ impl<'a> Leg<'a> {
         }
     }
 
-    fn fail(&self, e: &io::Error, on: &Stream) -> Result<()> {
+    /// What an I/O error of side `on`'s socket means: nothing (would block),
+    /// or the end of the relay.
+    fn fail(&self, e: &io::Error, on: Side) -> std::result::Result<(), Failure> {
+        let st = if on == self.side { self.src } else { self.dst };
         match e.raw_os_error() {
             Some(libc::EAGAIN) => Ok(()),
-            Some(libc::EINVAL) if self.moved == 0 && self.held == 0 => {
-                Err(Error::Unsupported(format!("{} cannot splice", on.name())))
-            }
-            _ if on.is_closed() => Err(Error::Closed(format!("{}: stream is closed", on.name()))),
-            _ => Err(Error::io(on.name(), e)),
+            Some(libc::EINVAL) if self.moved == 0 && self.held == 0 => Err(Failure::own(
+                Error::Unsupported(format!("{} cannot splice", st.name())),
+            )),
+            _ if st.is_closed() => Err(Failure::of(
+                on,
+                Error::Closed(format!("{}: stream is closed", st.name())),
+            )),
+            _ => Err(Failure::of(on, Error::io(st.name(), e))),
         }
     }
 
@@ -294,7 +381,8 @@ impl Hold {
         match self {
             Hold::Pipe { r, .. } => sys::splice(r.as_fd(), to, held),
             Hold::Buffer { buf, start } => {
-                let n = socket2::SockRef::from(&to).send(&buf[*start..*start + held])?;
+                let n = socket2::SockRef::from(&to)
+                    .send_with_flags(&buf[*start..*start + held], libc::MSG_NOSIGNAL)?;
                 *start += n;
                 Ok(n)
             }
@@ -311,43 +399,58 @@ impl Hold {
 
 /// [`forward`] between two sockets on the calling thread: one `poll` loop
 /// serving both directions, the bytes spliced through a pipe per direction.
-fn relay(a: &Stream, b: &Stream, fa: BorrowedFd<'_>, fb: BorrowedFd<'_>) -> Result<()> {
+fn relay(
+    a: &Stream,
+    b: &Stream,
+    fa: BorrowedFd<'_>,
+    fb: BorrowedFd<'_>,
+) -> std::result::Result<(), Failure> {
     // Data an earlier timed-out send left to a background flusher goes first.
-    a.flush(None)?;
-    b.flush(None)?;
+    a.flush(None).map_err(|e| Failure::of(Side::A, e))?;
+    b.flush(None).map_err(|e| Failure::of(Side::B, e))?;
     let _sigpipe = sys::SigpipeGuard::new();
-    let mut legs = [Leg::new(a, b, fa, fb, true)?, Leg::new(b, a, fb, fa, true)?];
-    match run_legs(a, b, &mut legs) {
-        Err(Error::Unsupported(why)) => {
+    let legs = |splice| -> Result<[Leg<'_>; 2]> {
+        Ok([
+            Leg::new((a, Side::A), b, fa, fb, splice)?,
+            Leg::new((b, Side::B), a, fb, fa, splice)?,
+        ])
+    };
+    let spliced = match legs(true) {
+        Ok(mut legs) => run_legs(a, b, &mut legs),
+        // Out of descriptors for the pipes, say: copying needs none.
+        Err(e) => Err(Failure::own(Error::Unsupported(format!("no pipe: {e}")))),
+    };
+    match spliced {
+        Err(Failure {
+            error: Error::Unsupported(why),
+            ..
+        }) => {
             log::debug!(
                 "forward {} <-> {}: {why}; copying instead",
                 a.name(),
                 b.name()
             );
-            let mut legs = [
-                Leg::new(a, b, fa, fb, false)?,
-                Leg::new(b, a, fb, fa, false)?,
-            ];
-            run_legs(a, b, &mut legs)
+            run_legs(a, b, &mut legs(false).map_err(Failure::own)?)
         }
         r => r,
     }
 }
 
 /// The relay loop over some directions: move what can move, then wait.
-fn run_legs(a: &Stream, b: &Stream, legs: &mut [Leg<'_>]) -> Result<()> {
+fn run_legs(a: &Stream, b: &Stream, legs: &mut [Leg<'_>]) -> std::result::Result<(), Failure> {
     let mut fds = Vec::with_capacity(4);
     loop {
         for i in 0..legs.len() {
-            if let Err(e) = legs[i].advance() {
-                let e = match e {
+            if let Err(mut f) = legs[i].advance() {
+                if let Error::Unsupported(why) = &f.error {
                     // Nothing has moved yet: the relay may still copy instead.
-                    Error::Unsupported(_) if legs_untouched(legs) => return Err(e),
-                    Error::Unsupported(why) => Error::Io(why),
-                    e => e,
-                };
-                log::debug!("forward {} <-> {}: {e}", a.name(), b.name());
-                return Err(e);
+                    if legs_untouched(legs) {
+                        return Err(f);
+                    }
+                    f.error = Error::Io(why.clone());
+                }
+                log::debug!("forward {} <-> {}: {}", a.name(), b.name(), f.error);
+                return Err(f);
             }
         }
         if legs.iter().all(|l| l.done) {
@@ -355,12 +458,16 @@ fn run_legs(a: &Stream, b: &Stream, legs: &mut [Leg<'_>]) -> Result<()> {
         }
         for s in [a, b] {
             if s.is_closed() {
-                return Err(Error::Closed(format!("{}: stream is closed", s.name())));
+                return Err(Failure::own(Error::Closed(format!(
+                    "{}: stream is closed",
+                    s.name()
+                ))));
             }
         }
         fds.clear();
         legs.iter().for_each(|l| l.interest(&mut fds));
-        sys::wait_any(&mut fds, None).map_err(|e| Error::io("waiting to forward", &e))?;
+        sys::wait_any(&mut fds, None)
+            .map_err(|e| Failure::own(Error::io("waiting to forward", &e)))?;
     }
 }
 
@@ -378,6 +485,7 @@ pub struct Listener {
     address: String,
     acceptor: Arc<Acceptor<Conn>>,
     unlink: Option<PathBuf>,
+    job: Arc<Job>,
 }
 
 /// What each connection's thread needs.
@@ -387,6 +495,8 @@ struct Job {
     /// A `ws://` listener: each connection is a websocket client (the
     /// websockify bridge), accepted before forwarding, with these limits.
     websocket: Option<crate::websocket::ServerConfig>,
+    /// The bridge's handshake refusals.
+    counters: Arc<crate::websocket::Counters>,
 }
 
 /// A forwarded connection's streams, for `close` to end.
@@ -411,11 +521,27 @@ impl Listener {
     /// bridge: each client's websocket handshake is answered and its messages
     /// are forwarded as bytes, the target's bytes come back as binary
     /// messages) and starts forwarding each accepted connection to a new
-    /// stream of `target` (cloned).
+    /// stream of `target` (cloned), as [`forward`] does: a target that fails
+    /// (or cannot be reached) resets its TCP client, a client that fails
+    /// resets the target.
+    ///
+    /// At most `max_connections` connections are forwarded at once
+    /// (`tcp://127.0.0.1:0?max_connections=100`; default 1024; `unix:` URLs
+    /// take no options and use the default, `ws://` has its own option):
+    /// each holds a thread, a target stream and about six descriptors. One
+    /// more is refused at once (reset, logged, counted in
+    /// [`refused`](Listener::refused)); so is a client accepted while the
+    /// process is out of descriptors.
     pub fn bind(listen_url: &str, target: &Network) -> Result<Listener> {
         let mut websocket = None;
+        let mut max = TcpListenOptions::default().max_connections;
         let (sock, address, unlink) = match ListenEndpoint::parse(listen_url)? {
-            ListenEndpoint::Tcp { host, port } => {
+            ListenEndpoint::Tcp {
+                host,
+                port,
+                options,
+            } => {
+                max = options.max_connections;
                 let addr = network::resolve(&host, port, None, listen_url)?[0];
                 let sock = bind(Domain::for_address(addr), &addr.into(), listen_url)?;
                 let local = sock
@@ -457,32 +583,44 @@ impl Listener {
             name: address.clone(),
             target: target.clone(),
             websocket,
+            counters: Arc::default(),
         });
         let names = Names {
             peer: tcp_address,
             accept_thread: "jw-accept",
             conn_thread: "jw-conn",
         };
-        let admit: Box<crate::acceptor::Admit> = match &job.websocket {
+        let admit: Box<crate::acceptor::Admit<Conn>> = match &job.websocket {
             // The bridge is an HTTP server: over its limit, HTTP 503.
-            Some(ws) => {
-                let max = ws.max_connections;
-                Box::new(move |open| crate::acceptor::admit_at_most(max, open))
+            Some(_) => {
+                let job = job.clone();
+                Box::new(move |acc: &Acceptor<Conn>, load| bridge_admit(acc, load, &job))
             }
-            None => Box::new(|_| None),
+            // A plain forward: over its limit, a reset.
+            // (Its connections have no handshake: all of them count.)
+            None => Box::new(move |_, load| {
+                (load.served + load.handshaking >= max).then(|| Refusal {
+                    why: format!("{max} connections are open (the maximum): reset"),
+                    answer: b"",
+                })
+            }),
         };
         let acceptor = Acceptor::start(
             sock,
             address.clone(),
             names,
             admit,
-            Box::new(move |acc, id, conn, peer| serve_conn(acc, &job, id, conn, peer)),
+            Box::new({
+                let job = job.clone();
+                move |acc, id, conn, peer| serve_conn(acc, &job, id, conn, peer)
+            }),
         )?;
         log::info!("{address}: listening, forwarding to {}", target.endpoint());
         Ok(Listener {
             address,
             acceptor,
             unlink,
+            job,
         })
     }
 
@@ -510,21 +648,29 @@ impl Listener {
         self.acceptor.count(|_| true)
     }
 
-    /// How many clients a `ws://` bridge refused (HTTP 503) because its
-    /// `max_connections` were open (always 0 for other listeners).
+    /// How many clients were refused: because `max_connections` were open
+    /// (a `ws://` bridge answers them with HTTP 503, other listeners reset
+    /// them), or because the process was out of descriptors (reset).
     pub fn refused(&self) -> u64 {
         self.acceptor.refused()
+    }
+
+    /// A `ws://` bridge's handshake refusals of every kind so far (each is
+    /// logged too); all zero for other listeners.
+    pub fn refusal_stats(&self) -> crate::websocket::RefusalStats {
+        self.job.counters.stats(self.acceptor.refused())
     }
 
     /// Stops accepting, closes every forwarded connection (both of its
     /// streams), and joins every thread. Closing twice does nothing.
     pub fn close(&self) {
+        let until = Instant::now() + Duration::from_millis(50);
         let closed = self.acceptor.close(|c| {
             if let Some(ws) = &c.ws {
                 ws.abort(
                     crate::websocket::CLOSE_GOING_AWAY,
                     "listener closing",
-                    Duration::from_millis(200),
+                    until,
                 );
             }
             for st in &c.streams {
@@ -580,8 +726,7 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
             return Ok(());
         }
         let (a, ws) = if let Some(ws) = &job.websocket {
-            let deadline = Some(Instant::now() + ws.handshake_timeout);
-            let (s, handle) = crate::websocket::accept_shared(a, deadline, ws.limits)?;
+            let (s, handle) = ws.accept(a, acc, id, &job.counters)?;
             let s = Arc::new(s);
             let h = handle.clone();
             if !register(acc, id, &s) || acc.update(id, |c| c.ws = Some(h)).is_none() {
@@ -596,9 +741,14 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
             Ok(b) => Arc::new(b),
             Err(e) => {
                 if let Some(ws) = &ws {
-                    ws.send_close(crate::websocket::CLOSE_INTERNAL, "target unreachable");
+                    ws.abort(
+                        crate::websocket::CLOSE_INTERNAL,
+                        "target unreachable",
+                        Instant::now() + BRIDGE_CLOSE_SEND,
+                    );
                 }
-                a.close();
+                // Never a clean end: a TCP client gets a reset.
+                a.reset();
                 return Err(e);
             }
         };
@@ -622,10 +772,32 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
     acc.finish(id);
 }
 
+/// The bridge's admission: `max_connections` served, `max_handshakes` in
+/// progress (see [`crate::acceptor::admit_http`]).
+fn bridge_admit(
+    acc: &Acceptor<Conn>,
+    load: crate::acceptor::Load,
+    job: &Job,
+) -> Option<crate::acceptor::Refusal> {
+    let ws = job.websocket.as_ref()?;
+    crate::acceptor::admit_http(
+        acc,
+        load,
+        ws.max_connections,
+        ws.max_handshakes,
+        |c: &Conn| c.streams.iter().for_each(|s| s.close()),
+        || job.counters.count_evicted(),
+    )
+}
+
 /// How long the bridge waits, once one side has ended, for the other to
 /// finish: the client's answer to our close frame, or the target's EOF after
 /// the client closed.
 const BRIDGE_LINGER: Duration = Duration::from_secs(2);
+
+/// How long the bridge's close frame after a target failure may wait for
+/// room to send.
+const BRIDGE_CLOSE_SEND: Duration = Duration::from_millis(500);
 
 /// When a bridge's two directions must have finished (once one side ended).
 struct Linger(std::sync::Mutex<Option<Instant>>);
@@ -657,8 +829,10 @@ impl Linger {
 /// connection `wsh`) and the target stream. Bytes go both ways as in
 /// [`forward`], and each side's end reaches the other:
 /// - the target's EOF becomes a close frame with 1000 after every byte before
-///   it (a target failure: 1011); the client's answering close half-closes
-///   the target;
+///   it; the client's answering close half-closes the target;
+/// - a target failure (a reset, a failed send) becomes a close frame with
+///   1011 and the client is cut off at once: nothing it sends afterwards is
+///   taken (its later sends fail), as none of it could reach the target;
 /// - the client's close half-closes the target after every byte before it;
 ///   what the target still sends cannot reach the client any more and is
 ///   discarded until the target's EOF (at most [`BRIDGE_LINGER`]).
@@ -666,22 +840,26 @@ fn bridge(ws: &Stream, wsh: &crate::websocket::Ws, target: &Stream) -> Result<()
     let linger = Linger(std::sync::Mutex::new(None));
     let (r1, r2) = both_ways(
         ("jw-bridge", "bridge"),
-        || client_to_target(ws, target, &linger),
+        || client_to_target(ws, wsh, target, &linger),
         || target_to_client(target, ws, wsh, &linger),
     );
     r1.and(r2)
 }
 
 /// The client's messages to the target, then the target's half-close.
-fn client_to_target(ws: &Stream, target: &Stream, linger: &Linger) -> Result<()> {
+fn client_to_target(
+    ws: &Stream,
+    wsh: &crate::websocket::Ws,
+    target: &Stream,
+    linger: &Linger,
+) -> Result<()> {
     let mut buf = vec![0u8; FORWARD_CHUNK];
-    let mut target_ok = true;
     loop {
         let Some(until) = linger.next() else {
             return Ok(());
         };
         match ws.receive_until(&mut buf, Some(until)) {
-            Ok(Some(n)) if target_ok => loop {
+            Ok(Some(n)) => loop {
                 let Some(until) = linger.next() else {
                     return Ok(());
                 };
@@ -689,39 +867,53 @@ fn client_to_target(ws: &Stream, target: &Stream, linger: &Linger) -> Result<()>
                     Ok(()) => break,
                     Err(Error::Timeout) => {}
                     Err(e) => {
-                        // The target failed: the other direction tells the
-                        // client (1011); wait for the client's answer.
-                        log::debug!("bridge {} -> {}: {e}", ws.name(), target.name());
-                        target_ok = false;
-                        linger.start();
-                        break;
+                        // The target failed: closing it wakes the other
+                        // direction.
+                        target_failed(target, ws, wsh, &e);
+                        linger.now();
+                        target.close();
+                        return Err(e);
                     }
                 }
             },
-            Ok(Some(_)) => {}
             Ok(None) => {
                 // The client closed (or answered our close): every byte it
                 // sent is with the target now.
-                if target_ok {
-                    match target.send_eof() {
-                        Ok(()) | Err(Error::Closed(_)) => {}
-                        Err(e) => log::debug!("bridge {}: {e}", target.name()),
-                    }
+                match target.send_eof() {
+                    Ok(()) | Err(Error::Closed(_)) => {}
+                    Err(e) => log::debug!("bridge {}: {e}", target.name()),
                 }
                 linger.start();
                 return Ok(());
             }
             Err(Error::Timeout) => {}
             Err(e) => {
-                // A protocol breach (answered with its close code already)
-                // or the client vanished: nothing more can reach it. Closing
-                // the target wakes the other direction.
+                // A protocol breach (answered with its close code already),
+                // an error close from the client, or the client vanished or
+                // was cut off: nothing more can reach it. Closing the target
+                // wakes the other direction.
                 linger.now();
                 target.close();
                 return Err(e);
             }
         }
     }
+}
+
+/// A target failure: the client is told (close 1011) and cut off at once,
+/// so that nothing it sends afterwards is taken as if it could still reach
+/// the target (its later sends fail).
+fn target_failed(target: &Stream, ws: &Stream, wsh: &crate::websocket::Ws, e: &Error) {
+    log::info!(
+        "bridge {}: {e}: closing {} with 1011",
+        target.name(),
+        ws.name()
+    );
+    wsh.abort(
+        crate::websocket::CLOSE_INTERNAL,
+        "the target failed",
+        Instant::now() + BRIDGE_CLOSE_SEND,
+    );
 }
 
 /// The target's bytes to the client as binary messages; its end as a close
@@ -758,7 +950,11 @@ fn target_to_client(
             },
             Ok(None) => {
                 // Every byte before the EOF went out before the close frame.
-                wsh.send_close(crate::websocket::CLOSE_NORMAL, "");
+                wsh.send_close(
+                    crate::websocket::CLOSE_NORMAL,
+                    "",
+                    Instant::now() + BRIDGE_LINGER,
+                );
                 linger.start();
                 return Ok(());
             }
@@ -768,13 +964,8 @@ fn target_to_client(
                 return Err(Error::Closed(m));
             }
             Err(e) => {
-                log::info!(
-                    "bridge {}: {e}: closing {} with 1011",
-                    target.name(),
-                    ws.name()
-                );
-                wsh.send_close(crate::websocket::CLOSE_INTERNAL, "the target failed");
-                linger.start();
+                target_failed(target, ws, wsh, &e);
+                linger.now();
                 return Err(e);
             }
         }
@@ -833,10 +1024,10 @@ mod tests {
             let f = s.spawn(|| {
                 let (fa, fb) = (a.socket().unwrap(), b.socket().unwrap());
                 let mut legs = [
-                    Leg::new(&a, &b, fa, fb, false)?,
-                    Leg::new(&b, &a, fb, fa, false)?,
+                    Leg::new((&a, Side::A), &b, fa, fb, false)?,
+                    Leg::new((&b, Side::B), &a, fb, fa, false)?,
                 ];
-                run_legs(&a, &b, &mut legs)
+                run_legs(&a, &b, &mut legs).map_err(|f| f.error)
             });
             let writer = s.spawn(|| {
                 pa.write_all(&big).unwrap();

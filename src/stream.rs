@@ -27,6 +27,9 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How long [`Stream::reset`] lets a send finishing in the background go on.
+const RESET_GRACE: Duration = Duration::from_secs(2);
+
 /// How many events an [`Inbox`] buffers between its producer and the receiver.
 const EVENT_QUEUE: usize = 16;
 
@@ -452,6 +455,39 @@ impl Stream {
             let _ = t.join();
         }
         log::debug!("{}: closed", self.name);
+    }
+
+    /// Ends the stream abruptly, so that its peer sees a failure and never a
+    /// clean end of stream: a TCP stream's socket gets `SO_LINGER` 0 and is
+    /// released without a FIN when the stream is dropped (its last
+    /// reference), which sends the peer a reset (RST). Until then later calls
+    /// return [`Error::Closed`]. A send still finishing in the background is
+    /// given [`RESET_GRACE`] first; if it needs longer, and for streams
+    /// without a socket and Unix sockets (which have no reset), this is
+    /// [`Stream::close`]. Used when the other side of a forward failed.
+    pub(crate) fn reset(&self) {
+        let Some(fd) = self.transport.socket() else {
+            return self.close();
+        };
+        let sock = socket2::SockRef::from(&fd);
+        let tcp = matches!(
+            sock.domain(),
+            Ok(d) if d == socket2::Domain::IPV4 || d == socket2::Domain::IPV6
+        );
+        if !tcp
+            || self.is_closed()
+            || self.transport.flush(Some(Instant::now() + RESET_GRACE)) == Err(Error::Timeout)
+            || sock.set_linger(Some(Duration::ZERO)).is_err()
+        {
+            return self.close();
+        }
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // No shutdown: a FIN now would reach the peer as a clean end before
+        // the reset. Waking blocked receivers sends nothing on TCP.
+        let _ = sock.shutdown(std::net::Shutdown::Read);
+        log::debug!("{}: reset", self.name);
     }
 }
 

@@ -1,10 +1,80 @@
 //! The few socket calls that need `libc` directly: waiting on descriptors with a
-//! deadline, `splice` through a pipe, and keeping `SIGPIPE` away from the host
-//! while splicing. This and `src/ffi/` are the only places with `unsafe`.
+//! deadline, `splice` through a pipe, and keeping `SIGPIPE` away from the host.
+//! This and `src/ffi/` are the only places with `unsafe`.
+//!
+//! `SIGPIPE` never reaches a host (curl and libzmq make the same promise):
+//! - every socket write the library makes on a caller's thread is a `send`
+//!   with `MSG_NOSIGNAL` ([`NoSigpipe`] for code that wants `io::Write`);
+//! - writes that cannot take that flag (`splice`, tokio's `writev`) run under
+//!   a [`SigpipeGuard`];
+//! - every thread the library starts goes through [`spawn`] or
+//!   [`spawn_scoped`], which block `SIGPIPE` for the thread's whole life, so a
+//!   write on a library thread never raises it whatever it calls.
 
-use std::io;
+use socket2::Socket;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::thread::{JoinHandle, Scope, ScopedJoinHandle};
 use std::time::Instant;
+
+/// Starts a library thread named `name` with `SIGPIPE` blocked in it.
+pub(crate) fn spawn<F, T>(name: &str, f: F) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            block_sigpipe();
+            f()
+        })
+}
+
+/// [`spawn`] for a scoped thread.
+pub(crate) fn spawn_scoped<'scope, 'env, F, T>(
+    scope: &'scope Scope<'scope, 'env>,
+    name: &str,
+    f: F,
+) -> io::Result<ScopedJoinHandle<'scope, T>>
+where
+    F: FnOnce() -> T + Send + 'scope,
+    T: Send + 'scope,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, move || {
+            block_sigpipe();
+            f()
+        })
+}
+
+/// Blocks `SIGPIPE` on this thread for the rest of its life (for threads the
+/// library owns: a `SIGPIPE` their writes raise stays pending on them and is
+/// dropped when they end, never delivered to the host).
+pub(crate) fn block_sigpipe() {
+    let set = sigpipe_set();
+    // SAFETY: a valid set; changes only this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// `io::Write` onto a socket that never raises `SIGPIPE`: each write is a
+/// `send`/`sendmsg` with `MSG_NOSIGNAL` (a peer that has gone is `EPIPE`).
+pub(crate) struct NoSigpipe<'a>(pub(crate) &'a Socket);
+
+impl Write for NoSigpipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.send_with_flags(buf, libc::MSG_NOSIGNAL)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Milliseconds until `deadline` for `poll(2)`, rounded up (-1 = forever).
 fn poll_timeout(deadline: Option<Instant>) -> libc::c_int {

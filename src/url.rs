@@ -105,6 +105,9 @@ pub struct WebsocketConfig {
     pub ca: Option<PathBuf>,
     /// `#insecure=1`: skip certificate verification.
     pub insecure: bool,
+    /// `#protocols=binary,base64`: the subprotocols offered, in order of
+    /// preference (`Sec-WebSocket-Protocol`); none by default.
+    pub protocols: Vec<String>,
 }
 
 /// Router client configuration (`grpc://`, `grpcs://`).
@@ -125,12 +128,14 @@ pub struct RouterConfig {
 /// A parsed listen URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenEndpoint {
-    /// `tcp://HOST:PORT` (port 0 picks a free port).
+    /// `tcp://HOST:PORT[?max_connections=N]` (port 0 picks a free port).
     Tcp {
         /// Address to bind, without brackets for IPv6.
         host: String,
         /// Port to bind; 0 picks a free one.
         port: u16,
+        /// Limits set in the query.
+        options: TcpListenOptions,
     },
     /// `unix:/PATH`, `unix:///PATH`, `unix:@NAME`.
     Unix(UnixPath),
@@ -147,24 +152,58 @@ pub enum ListenEndpoint {
     Router(RouterListenConfig),
 }
 
-/// Limits of a websocket server, set in its listen URL's query:
-/// `ws://127.0.0.1:0?max_message=1048576&max_frame=65536&max_connections=100&handshake_timeout_ms=2000&queue=64`.
+/// Limits of a forwarding listener on TCP, set in its listen URL's query:
+/// `tcp://127.0.0.1:0?max_connections=100`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpListenOptions {
+    /// `max_connections`: forwarded connections open at once (default 1024,
+    /// at least 1). Each holds a thread, a target stream and about six
+    /// descriptors; one more is refused: counted, logged and reset.
+    pub max_connections: usize,
+}
+
+impl Default for TcpListenOptions {
+    fn default() -> TcpListenOptions {
+        TcpListenOptions {
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Limits and handshake policy of a websocket server (or bridge), set in its
+/// listen URL's query:
+/// `ws://127.0.0.1:0?max_message=1048576&max_frame=65536&max_connections=100&max_handshakes=16&handshake_timeout_ms=2000&queue=64&protocols=binary,base64&origins=https://lab.example`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebsocketListenOptions {
     /// `max_message`: largest message accepted from a client, in bytes
     /// (default 16 MiB); a larger one is refused with close code 1009.
     pub max_message: usize,
     /// `max_frame`: largest single frame accepted, in bytes (default 16 MiB).
     pub max_frame: usize,
-    /// `max_connections`: connections open at once (default 1024); more are
-    /// answered with HTTP 503.
+    /// `max_connections`: connections served at once, handshake done
+    /// (default 1024); more are answered with HTTP 503.
     pub max_connections: usize,
+    /// `max_handshakes`: connections still in their handshake at once,
+    /// counted apart from served ones (default 64). When they are all taken,
+    /// a new connection ends the oldest of them, so that clients that never
+    /// finish a handshake cannot lock real ones out.
+    pub max_handshakes: usize,
     /// `handshake_timeout_ms`: time a client has for its handshake (default
     /// 10000).
     pub handshake_timeout_ms: u64,
     /// `queue`: broadcast messages queued per connection before the
     /// connection counts as too slow and is dropped (default 1024).
     pub queue: usize,
+    /// `protocols`: the subprotocols answered, in order of preference
+    /// (default `binary`, what noVNC offers: every message the server sends
+    /// is binary). The first of the client's offers (`Sec-WebSocket-Protocol`)
+    /// that is in this list is answered; if none is, none is answered.
+    /// `protocols=` (empty) answers none.
+    pub protocols: Vec<String>,
+    /// `origins`: the `Origin` values allowed (e.g.
+    /// `http://a.example,https://b.example:8443`); a request with another
+    /// `Origin`, or none, is refused with HTTP 403. Absent: any origin.
+    pub origins: Option<Vec<String>>,
 }
 
 impl Default for WebsocketListenOptions {
@@ -173,8 +212,11 @@ impl Default for WebsocketListenOptions {
             max_message: 16 << 20,
             max_frame: 16 << 20,
             max_connections: 1024,
+            max_handshakes: 64,
             handshake_timeout_ms: 10_000,
             queue: 1024,
+            protocols: vec!["binary".to_string()],
+            origins: None,
         }
     }
 }
@@ -275,10 +317,7 @@ impl ListenEndpoint {
             scheme: &scheme,
         };
         match scheme.as_str() {
-            "tcp" => {
-                let (host, port) = parse_listen_net(&cx, rest, "tcp://HOST:PORT", false)?;
-                Ok(ListenEndpoint::Tcp { host, port })
-            }
+            "tcp" => parse_tcp_listen(&cx, rest),
             "unix" => parse_unix(&cx, rest).map(ListenEndpoint::Unix),
             "ws" => parse_ws_listen(&cx, rest),
             "grpc" | "grpcs" => parse_router_listen(&cx, rest).map(ListenEndpoint::Router),
@@ -356,13 +395,17 @@ impl std::fmt::Display for Endpoint {
             Endpoint::Dbus(DbusBus::Address(a)) => write!(f, "dbus:{a}"),
             Endpoint::Websocket(c) => {
                 f.write_str(&c.url)?;
-                write_tls_options(f, '#', c.ca.as_deref(), c.insecure)
+                let mut w = write_tls_options(f, '#', c.ca.as_deref(), c.insecure)?;
+                if !c.protocols.is_empty() {
+                    w.write(f, "protocols", &c.protocols.join(","))?;
+                }
+                Ok(())
             }
             Endpoint::Echo => f.write_str("echo:"),
             Endpoint::Router(c) => {
                 let scheme = if c.tls { "grpcs" } else { "grpc" };
                 write!(f, "{scheme}://{}:{}", HostFmt(&c.host), c.port)?;
-                write_tls_options(f, '?', c.ca.as_deref(), c.insecure)
+                write_tls_options(f, '?', c.ca.as_deref(), c.insecure).map(|_| ())
             }
         }
     }
@@ -373,7 +416,18 @@ impl std::fmt::Display for ListenEndpoint {
     /// router's certificate files).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ListenEndpoint::Tcp { host, port } => write!(f, "tcp://{}:{port}", HostFmt(host)),
+            ListenEndpoint::Tcp {
+                host,
+                port,
+                options,
+            } => {
+                write!(f, "tcp://{}:{port}", HostFmt(host))?;
+                if *options != TcpListenOptions::default() {
+                    let n = options.max_connections.to_string();
+                    OptWriter::new('?').write(f, "max_connections", &n)?;
+                }
+                Ok(())
+            }
             ListenEndpoint::Unix(p) => write!(f, "{p}"),
             ListenEndpoint::Websocket {
                 host,
@@ -401,11 +455,22 @@ impl std::fmt::Display for ListenEndpoint {
                         d.handshake_timeout_ms,
                     ),
                     ("queue", options.queue as u64, d.queue as u64),
+                    (
+                        "max_handshakes",
+                        options.max_handshakes as u64,
+                        d.max_handshakes as u64,
+                    ),
                 ];
                 for (name, value, default) in counts {
                     if value != default {
                         w.write(f, name, &value.to_string())?;
                     }
+                }
+                if options.protocols != d.protocols {
+                    w.write(f, "protocols", &options.protocols.join(","))?;
+                }
+                if let Some(origins) = &options.origins {
+                    w.write(f, "origins", &origins.join(","))?;
                 }
                 Ok(())
             }
@@ -666,6 +731,7 @@ enum OptKind {
     Path,
     Secret,
     Count,
+    List,
 }
 
 impl OptKind {
@@ -675,6 +741,7 @@ impl OptKind {
             OptKind::Path => "a file path",
             OptKind::Secret => "a non-empty secret",
             OptKind::Count => "a whole number from 1 to 1073741824",
+            OptKind::List => "a comma-separated list",
         }
     }
 }
@@ -791,6 +858,37 @@ impl Options<'_> {
         }
     }
 
+    /// A comma-separated list: items are trimmed and must be non-empty and
+    /// pass `item_ok` (which says what is wrong); an empty value is an empty
+    /// list.
+    fn list(
+        &self,
+        cx: &Ctx<'_>,
+        name: &str,
+        item_ok: impl Fn(&str) -> std::result::Result<(), &'static str>,
+    ) -> Result<Option<Vec<String>>> {
+        let Some(value) = self.string(cx, name)? else {
+            return Ok(None);
+        };
+        if value.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut items = Vec::new();
+        for item in value.split(',').map(str::trim) {
+            if item.is_empty() {
+                return Err(cx.err(format_args!(
+                    "option {name}: empty item in {value:?} (expected {})",
+                    OptKind::List.expected()
+                )));
+            }
+            if let Err(why) = item_ok(item) {
+                return Err(cx.err(format_args!("option {name}: {item:?} {why}")));
+            }
+            items.push(item.to_string());
+        }
+        Ok(Some(items))
+    }
+
     fn path(&self, cx: &Ctx<'_>, name: &str) -> Result<Option<PathBuf>> {
         Ok(self.non_empty(cx, name, OptKind::Path)?.map(PathBuf::from))
     }
@@ -841,6 +939,11 @@ const TCP_OPTIONS: &[(&str, OptKind)] = &[
 const UDP_OPTIONS: &[(&str, OptKind)] = &[("enable_address", OptKind::Bool)];
 const TLS_CLIENT_OPTIONS: &[(&str, OptKind)] =
     &[("ca", OptKind::Path), ("insecure", OptKind::Bool)];
+const WS_CLIENT_OPTIONS: &[(&str, OptKind)] = &[
+    ("ca", OptKind::Path),
+    ("insecure", OptKind::Bool),
+    ("protocols", OptKind::List),
+];
 const ROUTER_LISTEN_OPTIONS: &[(&str, OptKind)] = &[
     ("key", OptKind::Secret),
     ("cert", OptKind::Path),
@@ -992,7 +1095,7 @@ fn parse_websocket(cx: &Ctx<'_>, rest: &str) -> Result<WebsocketConfig> {
         url.push_str(query);
     }
     let what = if secure { "wss://" } else { "ws://" };
-    let opts = parse_options(cx, parts.fragment, TLS_CLIENT_OPTIONS, what)?;
+    let opts = parse_options(cx, parts.fragment, WS_CLIENT_OPTIONS, what)?;
     if !secure {
         opts.tls_only(cx, &["ca", "insecure"], "wss")?;
     }
@@ -1003,6 +1106,7 @@ fn parse_websocket(cx: &Ctx<'_>, rest: &str) -> Result<WebsocketConfig> {
         port,
         ca: opts.path(cx, "ca")?,
         insecure: opts.bool(cx, "insecure")?.unwrap_or(false),
+        protocols: opts.list(cx, "protocols", protocol_ok)?.unwrap_or_default(),
     })
 }
 
@@ -1037,26 +1141,65 @@ fn parse_router(cx: &Ctx<'_>, rest: &str) -> Result<RouterConfig> {
 /// `tcp://HOST:PORT` or `ws://HOST:PORT[/PATH]` listen URLs: port 0..=65535,
 /// no options, no fragment. The websocket listener answers upgrades on any
 /// path, so its path is accepted and not kept.
-fn parse_listen_net(cx: &Ctx<'_>, rest: &str, form: &str, path_ok: bool) -> Result<(String, u16)> {
-    let parts = split_net(cx, rest, form)?;
+/// `tcp://HOST:PORT[?max_connections=N]`: port 0..=65535, no path or fragment.
+fn parse_tcp_listen(cx: &Ctx<'_>, rest: &str) -> Result<ListenEndpoint> {
+    const FORM: &str = "tcp://HOST:PORT";
+    let parts = split_net(cx, rest, FORM)?;
     let (host, port) = parse_authority(cx, parts.authority)?;
-    let port = parse_port(cx, port, form, 0)?;
-    if !path_ok {
-        parts.no_path(cx, form)?;
-    }
+    let port = parse_port(cx, port, FORM, 0)?;
+    parts.no_path(cx, FORM)?;
     parts.no_fragment(cx)?;
-    let what = format!("{}:// listen URL", cx.scheme);
-    parse_options(cx, parts.query, &[], &what)?;
-    Ok((host, port))
+    let opts = parse_options(
+        cx,
+        parts.query,
+        &[("max_connections", OptKind::Count)],
+        "tcp:// listen URL",
+    )?;
+    let mut options = TcpListenOptions::default();
+    if let Some(n) = opts.count(cx, "max_connections")? {
+        options.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok(ListenEndpoint::Tcp {
+        host,
+        port,
+        options,
+    })
 }
 
 const WS_LISTEN_OPTIONS: &[(&str, OptKind)] = &[
     ("max_message", OptKind::Count),
     ("max_frame", OptKind::Count),
     ("max_connections", OptKind::Count),
+    ("max_handshakes", OptKind::Count),
     ("handshake_timeout_ms", OptKind::Count),
     ("queue", OptKind::Count),
+    ("protocols", OptKind::List),
+    ("origins", OptKind::List),
 ];
+
+/// A subprotocol name: an HTTP token (RFC 6455 section 4.1, RFC 7230).
+fn protocol_ok(p: &str) -> std::result::Result<(), &'static str> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if p.bytes().all(tchar) {
+        Ok(())
+    } else {
+        Err("is not a subprotocol name (an HTTP token)")
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, or `null`.
+fn origin_ok(o: &str) -> std::result::Result<(), &'static str> {
+    let visible = o.bytes().all(|b| b.is_ascii_graphic());
+    if visible
+        && (o == "null"
+            || o.split_once("://")
+                .is_some_and(|(s, h)| !s.is_empty() && !h.is_empty()))
+    {
+        Ok(())
+    } else {
+        Err("is not an origin (expected SCHEME://HOST[:PORT] or null)")
+    }
+}
 
 /// `ws://HOST:PORT[/PATH][?OPTIONS]`: port 0..=65535, no fragment. The server
 /// answers upgrades on any path, so the path is accepted and not kept.
@@ -1075,10 +1218,15 @@ fn parse_ws_listen(cx: &Ctx<'_>, rest: &str) -> Result<ListenEndpoint> {
         max_message: size("max_message", d.max_message)?,
         max_frame: size("max_frame", d.max_frame)?,
         max_connections: size("max_connections", d.max_connections)?,
+        max_handshakes: size("max_handshakes", d.max_handshakes)?,
         handshake_timeout_ms: opts
             .count(cx, "handshake_timeout_ms")?
             .unwrap_or(d.handshake_timeout_ms),
         queue: size("queue", d.queue)?,
+        protocols: opts
+            .list(cx, "protocols", protocol_ok)?
+            .unwrap_or(d.protocols),
+        origins: opts.list(cx, "origins", origin_ok)?,
     };
     Ok(ListenEndpoint::Websocket {
         host,
@@ -1178,7 +1326,7 @@ fn write_tls_options(
     first: char,
     ca: Option<&std::path::Path>,
     insecure: bool,
-) -> std::fmt::Result {
+) -> std::result::Result<OptWriter, std::fmt::Error> {
     let mut opts = OptWriter::new(first);
     if let Some(ca) = ca {
         opts.write(f, "ca", &ca.to_string_lossy())?;
@@ -1186,7 +1334,7 @@ fn write_tls_options(
     if insecure {
         opts.write(f, "insecure", "1")?;
     }
-    Ok(())
+    Ok(opts)
 }
 
 #[cfg(test)]
@@ -1222,7 +1370,15 @@ mod tests {
             port,
             ca: ca.map(PathBuf::from),
             insecure,
+            protocols: Vec::new(),
         })
+    }
+
+    fn ws_config(e: Endpoint) -> WebsocketConfig {
+        match e {
+            Endpoint::Websocket(c) => c,
+            other => panic!("not a websocket endpoint: {other:?}"),
+        }
     }
 
     fn router(host: &str, port: u16, tls: bool, ca: Option<&str>, insecure: bool) -> Endpoint {
@@ -1404,6 +1560,13 @@ mod tests {
             (
                 "wss://h#insecure=1".into(),
                 ws("wss://h/", "h", 443, None, true),
+            ),
+            (
+                "ws://h/p#protocols=binary,%20base64".into(),
+                Endpoint::Websocket(WebsocketConfig {
+                    protocols: vec!["binary".into(), "base64".into()],
+                    ..ws_config(ws("ws://h/p", "h", 80, None, false))
+                }),
             ),
             (
                 "wss://h#insecure=false".into(),
@@ -1688,7 +1851,11 @@ mod tests {
             ("wss://h#insecure", "option insecure: missing \"=VALUE\""),
             (
                 "wss://h#foo=1",
-                "unknown option \"foo\" (expected ca, insecure)",
+                "unknown option \"foo\" (expected ca, insecure, protocols)",
+            ),
+            (
+                "ws://h#protocols=a/b",
+                "option protocols: \"a/b\" is not a subprotocol name",
             ),
             ("wss://h#ca=/a&ca=/b", "option ca is given more than once"),
             // echo
@@ -1737,6 +1904,15 @@ mod tests {
                 ListenEndpoint::Tcp {
                     host: "127.0.0.1".into(),
                     port: 0,
+                    options: TcpListenOptions::default(),
+                },
+            ),
+            (
+                "tcp://127.0.0.1:0?max_connections=7",
+                ListenEndpoint::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 0,
+                    options: TcpListenOptions { max_connections: 7 },
                 },
             ),
             (
@@ -1744,6 +1920,7 @@ mod tests {
                 ListenEndpoint::Tcp {
                     host: "::".into(),
                     port: 8080,
+                    options: TcpListenOptions::default(),
                 },
             ),
             (
@@ -1751,6 +1928,7 @@ mod tests {
                 ListenEndpoint::Tcp {
                     host: "localhost".into(),
                     port: 65535,
+                    options: TcpListenOptions::default(),
                 },
             ),
             (
@@ -1809,6 +1987,31 @@ mod tests {
                         max_connections: 5,
                         handshake_timeout_ms: 250,
                         queue: 7,
+                        ..WebsocketListenOptions::default()
+                    },
+                },
+            ),
+            (
+                "ws://h:1?max_handshakes=3&protocols=binary,%20base64&origins=http://a,https://b:8443",
+                ListenEndpoint::Websocket {
+                    host: "h".into(),
+                    port: 1,
+                    options: WebsocketListenOptions {
+                        max_handshakes: 3,
+                        protocols: vec!["binary".into(), "base64".into()],
+                        origins: Some(vec!["http://a".into(), "https://b:8443".into()]),
+                        ..WebsocketListenOptions::default()
+                    },
+                },
+            ),
+            (
+                "ws://h:1?protocols=",
+                ListenEndpoint::Websocket {
+                    host: "h".into(),
+                    port: 1,
+                    options: WebsocketListenOptions {
+                        protocols: Vec::new(),
+                        ..WebsocketListenOptions::default()
                     },
                 },
             ),
@@ -1864,7 +2067,11 @@ mod tests {
             ("tcp://h:1#x", "takes no fragment"),
             (
                 "tcp://h:1?nodelay=0",
-                "unknown option \"nodelay\" (tcp:// listen URL takes no options)",
+                "unknown option \"nodelay\" (expected max_connections)",
+            ),
+            (
+                "tcp://h:1?max_connections=0",
+                "option max_connections: expected a whole number from 1",
             ),
             // unix
             ("unix:", "path is empty"),
@@ -1877,7 +2084,20 @@ mod tests {
             ("ws://h:x", "port \"x\" is not a decimal number"),
             (
                 "ws://h:1?x=1",
-                "unknown option \"x\" (expected max_message, max_frame, max_connections, handshake_timeout_ms, queue)",
+                "unknown option \"x\" (expected max_message, max_frame, max_connections, max_handshakes, handshake_timeout_ms, queue, protocols, origins)",
+            ),
+            (
+                "ws://h:1?protocols=bin%20ary",
+                "option protocols: \"bin ary\" is not a subprotocol name",
+            ),
+            ("ws://h:1?protocols=a,,b", "option protocols: empty item"),
+            (
+                "ws://h:1?origins=example.com",
+                "option origins: \"example.com\" is not an origin",
+            ),
+            (
+                "ws://h:1?max_handshakes=0",
+                "option max_handshakes: expected",
             ),
             (
                 "ws://h:1?queue=0",
@@ -2077,6 +2297,8 @@ mod tests {
             ("unix:///run/x", "unix:/run/x"),
             ("unix:@n", "unix:@n"),
             ("ws://127.0.0.1:0", "ws://127.0.0.1:0/"),
+            ("tcp://h:1?max_connections=1024", "tcp://h:1"),
+            ("tcp://h:1?max_connections=9", "tcp://h:1?max_connections=9"),
             ("ws://h:1/x/y", "ws://h:1/"),
             (
                 "ws://h:1?queue=5&max_message=1024",
@@ -2106,6 +2328,10 @@ mod tests {
             router("h", 1, true, Some("/odd name/a&b#c%d=e?.pem"), true),
             ws("wss://h/?q=1", "h", 443, Some("/ca é.pem"), false),
             tcp("fe80::1%eth0", 1, false, false),
+            Endpoint::Websocket(WebsocketConfig {
+                protocols: vec!["binary".into()],
+                ..ws_config(ws("wss://h/?q=1", "h", 443, None, true))
+            }),
         ]);
         for endpoint in endpoints {
             let text = endpoint.to_string();
@@ -2118,10 +2344,13 @@ mod tests {
         for url in [
             "tcp://127.0.0.1:0",
             "tcp://[::1]:80",
+            "tcp://[::1]:80?max_connections=3",
             "unix:/x",
             "unix:@y",
             "ws://h:0/p",
             "ws://h:0?max_frame=9&handshake_timeout_ms=1",
+            "ws://h:0?max_handshakes=2&protocols=&origins=null,http://a:1",
+            "ws://h:0?protocols=base64,binary",
         ] {
             let parsed = ListenEndpoint::parse(url).unwrap();
             assert_eq!(

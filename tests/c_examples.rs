@@ -14,7 +14,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use toolchain::{Link, WorkDir, build, compile, cxx_compiler, link_args, repo, run};
+use toolchain::{Link, WorkDir, build, compile, cxx_compiler, link_args, repo, run, run_for};
 
 /// How long a test server waits for its client at most.
 const SERVER_WAIT: Duration = Duration::from_secs(20);
@@ -88,13 +88,14 @@ fn every_c_program_has_a_test() {
     for dir in ["c-examples", "tests/c"] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(".c") {
+            if name.ends_with(".c") || name.ends_with(".cpp") {
                 found.push(format!("{dir}/{name}"));
             }
         }
     }
     found.sort();
     let tested = [
+        "c-examples/cpp_echo.cpp",
         "c-examples/dbus_forward.c",
         "c-examples/echo_roundtrip.c",
         "c-examples/port_forward.c",
@@ -104,7 +105,11 @@ fn every_c_program_has_a_test() {
         "c-examples/ws_bridge.c",
         "c-examples/ws_chat.c",
         "c-examples/ws_client.c",
+        "tests/c/close_race.c",
+        "tests/c/forward_faults.c",
         "tests/c/misuse.c",
+        "tests/c/sigpipe.c",
+        "tests/c/ws_faults.c",
     ];
     assert_eq!(
         found, tested,
@@ -235,6 +240,89 @@ fn misuse_checks_pass_with_both_libraries() {
         let r = run(&bin, &[], link);
         r.assert_success().assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn forward_faults_reach_the_other_side_as_resets_with_both_libraries() {
+    let dir = WorkDir::new("forward_faults");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/forward_faults.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success()
+            .assert_stdout_has("jw_listen, target reset: the client got connection error")
+            .assert_stdout_has("jw_forward, b's peer reset: jw_forward returned connection error")
+            .assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn sigpipe_never_reaches_a_c_host_with_both_libraries() {
+    let dir = WorkDir::new("sigpipe");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/sigpipe.c", link);
+        let r = run(&bin, &[], link);
+        // Killed by SIGPIPE would be a signal exit, not code 0.
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn ws_faults_pass_with_both_libraries() {
+    let dir = WorkDir::new("ws_faults");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/ws_faults.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+#[test]
+fn close_racing_calls_on_another_thread_is_safe_with_both_libraries() {
+    let dir = WorkDir::new("close_race");
+    for (link, rounds) in [(Link::Shared, "1000"), (Link::Static, "200")] {
+        let bin = build(&dir, "tests/c/close_race.c", link);
+        // About 4 ms a round on a quiet machine, several times that on a
+        // loaded one.
+        let r = run_for(&bin, &[rounds], link, Duration::from_secs(180));
+        r.assert_success()
+            .assert_stdout_has(&format!("jw_ws_server: {rounds} rounds"))
+            .assert_stdout_has(&format!("jw_router: {rounds} rounds"))
+            .assert_stdout_has(" checks, 0 failed");
+    }
+}
+
+#[test]
+fn cpp_header_example_runs_with_both_libraries() {
+    assert!(
+        cxx_compiler().is_some(),
+        "no C++ compiler ($CXX or c++): run scripts/setup.sh"
+    );
+    let dir = WorkDir::new("cpp_echo");
+    for link in Link::BOTH {
+        let bin = dir.path(&format!("cpp_echo-{link:?}"));
+        let mut cmd = cxx_compiler().unwrap();
+        // The wrapper needs C++17 (the plain header stays C++11-clean).
+        cmd.arg("-std=c++17")
+            .arg(repo().join("c-examples/cpp_echo.cpp"))
+            .arg("-o")
+            .arg(&bin)
+            // What follows is not C++ source (libjumpwire.a for a static link).
+            .args(["-x", "none"]);
+        link_args(&mut cmd, link);
+        compile(cmd);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has("round trip: \"hello from C++\"")
+            .assert_stdout_has("end of stream came back")
+            .assert_stdout_has("websocket echo: \"ping over a websocket\"")
+            .assert_stdout_has("nothing within 50 ms: timeout")
+            .assert_stdout_has("bad URL throws invalid argument: ")
+            .assert_stdout_has("bad scheme as an error code: invalid argument (")
+            .assert_stdout_has("cpp echo: OK");
     }
 }
 

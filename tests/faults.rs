@@ -3,15 +3,17 @@
 //! completes (a listener whose backlog is full), a peer that resets the
 //! connection mid-stream (SO_LINGER 0, or closing with unread data), a peer
 //! process killed with SIGKILL mid-stream, a forwarding target that refuses,
-//! and receive timeouts that lose nothing.
+//! a reset on either side of a forward (listener or `forward`), which must
+//! reach the other side as a reset, never as a clean end, and receive
+//! timeouts that lose nothing.
 
 mod common;
 
 use common::*;
-use jumpwire::forward::Listener;
+use jumpwire::forward::{Listener, forward};
 use jumpwire::{Error, Network, Stream};
 use socket2::SockRef;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -196,18 +198,106 @@ fn peer_process_killed_mid_stream() {
 // ---------------------------------------------------------------- forwarding
 
 #[test]
-fn listener_whose_target_refuses_ends_the_client_connection() {
+fn listener_whose_target_refuses_resets_the_client() {
     let target = Network::new(&format!("tcp://{}", refused_addr("127.0.0.1:0"))).unwrap();
     let listener = Listener::bind("tcp://127.0.0.1:0", &target).unwrap();
     let s = jumpwire::connect(listener.address(), LONG).unwrap();
     let mut buf = [0u8; 16];
     let timeout = Duration::from_secs(5);
     let (r, took) = timed(|| s.receive(&mut buf, Some(timeout)));
-    match r {
-        Ok(None) | Err(Error::Connection(_)) => {}
-        other => panic!("expected EOF or Error::Connection, got {other:?}"),
-    }
+    // A reset, never a clean end: the client must not take it for success.
+    assert_connection(r);
     assert!(took < timeout, "took {took:?}");
+}
+
+/// A client of `listener` sends `len` bytes, then waits for the listener's
+/// answer: a failure of the target must reach it as an error (on a send, or
+/// on the receive), never as a clean end of stream.
+fn client_sees_an_error(listener: &Listener, len: usize) {
+    let s = jumpwire::connect(listener.address(), LONG).unwrap();
+    let data = pattern(len, 3);
+    for chunk in data.chunks(64 * 1024) {
+        match s.send(chunk, LONG) {
+            Ok(()) => {}
+            Err(e) => return assert_connection::<()>(Err(e)),
+        }
+    }
+    let mut buf = [0u8; 64];
+    let (r, took) = timed(|| s.receive(&mut buf, Some(Duration::from_secs(5))));
+    assert_connection(r);
+    assert!(took < SLACK, "took {took:?}");
+}
+
+#[test]
+fn listener_turns_a_target_reset_into_a_client_reset() {
+    // The target reads 1 MiB of the client's 2 MiB, then resets.
+    let (url, target) = tcp_target(|mut c| {
+        let mut buf = vec![0u8; 1 << 20];
+        c.read_exact(&mut buf).unwrap();
+        SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
+    });
+    let l = Listener::bind("tcp://127.0.0.1:0", &Network::new(&url).unwrap()).unwrap();
+    client_sees_an_error(&l, 2 << 20);
+    join(target);
+}
+
+#[test]
+fn listener_turns_a_client_reset_into_a_target_reset() {
+    let (tx, rx) = mpsc::channel();
+    let (url, target) = tcp_target(move |mut c| {
+        let mut buf = vec![0u8; 1000];
+        c.read_exact(&mut buf).unwrap();
+        tx.send(()).unwrap();
+        c.read(&mut buf)
+    });
+    let l = Listener::bind("tcp://127.0.0.1:0", &Network::new(&url).unwrap()).unwrap();
+    let mut c = std::net::TcpStream::connect(&l.address()["tcp://".len()..]).unwrap();
+    c.write_all(&[1u8; 1000]).unwrap();
+    rx.recv_timeout(SLACK).expect("the target got the bytes");
+    SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(c); // RST
+    match join(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the target saw {other:?}, not a reset"),
+    }
+}
+
+#[test]
+fn forward_fails_and_resets_the_other_side_when_one_side_resets() {
+    let (a, mut pa) = tcp_pair();
+    let (b, mut pb) = tcp_pair();
+    let f = std::thread::spawn(move || (forward(&a, &b), a, b));
+    pa.write_all(b"through").unwrap();
+    let mut buf = [0u8; 7];
+    pb.read_exact(&mut buf).unwrap();
+    SockRef::from(&pb).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(pb); // b's peer resets
+    let (r, a, b) = join(f);
+    assert_connection(r);
+    // `a` was reset: its calls say closed, and its peer gets an RST (not
+    // EOF) once it is dropped.
+    assert!(matches!(a.send(b"x", LONG), Err(Error::Closed(_))));
+    drop((a, b));
+    pa.set_read_timeout(Some(SLACK)).unwrap();
+    match pa.read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("a's peer saw {other:?}, not a reset"),
+    }
+}
+
+#[test]
+fn forward_between_echo_and_a_reset_tcp_peer_fails() {
+    let echo = Network::new("echo:").unwrap().connect(LONG).unwrap();
+    let (b, mut pb) = tcp_pair();
+    let f = std::thread::spawn(move || forward(&echo, &b));
+    // Echo sends what it gets back: the peer's bytes come back to it.
+    pb.write_all(b"round").unwrap();
+    let mut buf = [0u8; 5];
+    pb.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"round");
+    SockRef::from(&pb).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(pb);
+    assert_connection(join(f));
 }
 
 // ---------------------------------------------------------------- timeouts lose nothing

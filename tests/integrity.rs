@@ -7,6 +7,11 @@
 //! The payload is a deterministic xorshift64 stream; the checksum is an
 //! FNV-1a-like hash over little-endian `u64` words, computed incrementally so
 //! that it does not depend on how the bytes were split into reads.
+//!
+//! Under faults, 64 MiB go through a listener and through `forward` to a
+//! target that fails mid-way (its thread resets the connection, or its
+//! process is killed): the client must see an error (a reset), never a
+//! complete-looking transfer, and never hang.
 
 use jumpwire::forward::{Listener, forward};
 use jumpwire::{Network, Stream};
@@ -461,4 +466,220 @@ fn forward_between_unix_and_tcp_streams_is_intact() {
     assert_eq!(b.receive(&mut buf, Some(Duration::from_secs(1))), Ok(None));
     a.close();
     b.close();
+}
+
+// ---------------------------------------------------------------- under faults
+
+/// What a faulty target takes before it fails.
+const CUT: u64 = 16 * MIB;
+/// What a client tries to move through a forward whose target fails.
+const FAULT_TOTAL: u64 = 64 * MIB;
+
+/// What the client of a transfer saw: how far its sending got (or how it
+/// failed), how much it received, and how its receiving ended.
+struct Outcome {
+    sent: std::io::Result<u64>,
+    received: u64,
+    end: std::io::Result<()>,
+    elapsed: Duration,
+}
+
+/// A plain client: sends [`FAULT_TOTAL`] bytes then shuts down its write
+/// side, while reading until end of stream or an error.
+fn faulted_client(sock: TcpStream) -> Outcome {
+    configure(&sock);
+    let t0 = Instant::now();
+    let mut w = sock.split();
+    let writer = std::thread::spawn(move || {
+        let (mut sent, mut failed) = (0u64, None);
+        produce(CLIENT_SEED, FAULT_TOTAL, |piece| {
+            if failed.is_none() {
+                match w.write_all(piece) {
+                    Ok(()) => sent += piece.len() as u64,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        });
+        match failed {
+            None => w.shutdown(Shutdown::Write).map(|()| sent),
+            Some(e) => Err(e),
+        }
+    });
+    let mut r = sock;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = 0u64;
+    let end = loop {
+        match r.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => received += n as u64,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    Outcome {
+        sent: writer.join().expect("client writer"),
+        received,
+        end,
+        elapsed: t0.elapsed(),
+    }
+}
+
+/// The client of a transfer whose target failed saw an error (a reset),
+/// never a complete transfer and a clean end, and did not hang.
+fn assert_failed(what: &str, o: &Outcome) {
+    eprintln!(
+        "{what}: sent {:?}, received {} bytes then {:?}, in {:?}",
+        o.sent, o.received, o.end, o.elapsed
+    );
+    let sent_all = matches!(o.sent, Ok(n) if n == FAULT_TOTAL);
+    assert!(
+        !(sent_all && o.end.is_ok()),
+        "{what}: a failed transfer looked like a success"
+    );
+    assert!(
+        o.sent.is_err() || o.end.is_err(),
+        "{what}: the client saw no error"
+    );
+    for e in [o.sent.as_ref().err(), o.end.as_ref().err()]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+            "{what}: the client saw {e} (a hang times out)"
+        );
+    }
+    assert!(o.received < FAULT_TOTAL, "{what}: received everything");
+    assert!(o.elapsed < STEP, "{what}: took {:?}", o.elapsed);
+}
+
+/// A TCP target that sends its own stream while reading, and after [`CUT`]
+/// bytes resets the connection (SO_LINGER 0): the abrupt end of a target
+/// whose thread is killed. Returns what it read.
+fn resetting_target() -> (String, JoinHandle<u64>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp target");
+    l.set_nonblocking(true).unwrap();
+    let url = format!("tcp://{}", l.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        let (s, _) = accept_one(|| l.accept());
+        s.set_nonblocking(false).unwrap();
+        configure(&s);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut w = s.split();
+        let halt = stop.clone();
+        let writer = std::thread::spawn(move || {
+            produce(TARGET_SEED, FAULT_TOTAL, |piece| {
+                if !halt.load(std::sync::atomic::Ordering::Acquire) && w.write_all(piece).is_err() {
+                    halt.store(true, std::sync::atomic::Ordering::Release);
+                }
+            });
+        });
+        let mut r = &s;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut read = 0u64;
+        while read < CUT {
+            let want = buf.len().min((CUT - read) as usize);
+            match r.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n as u64,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        writer.join().expect("target writer");
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s); // RST
+        read
+    });
+    (url, t)
+}
+
+#[test]
+fn a_target_reset_mid_transfer_reaches_the_listeners_client_as_an_error() {
+    let _serial = serial();
+    let (url, target) = resetting_target();
+    let listener = Listener::bind("tcp://127.0.0.1:0", &Network::new(&url).unwrap()).unwrap();
+    let client = TcpStream::connect(&listener.address()["tcp://".len()..]).unwrap();
+    let o = faulted_client(client);
+    assert_eq!(target.join().expect("target"), CUT);
+    assert_failed("listener, target thread reset", &o);
+    wait_idle(&listener);
+}
+
+#[test]
+fn a_target_reset_mid_transfer_fails_forward_and_resets_its_other_side() {
+    let _serial = serial();
+    let (b_url, target) = resetting_target();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = jumpwire::connect(&format!("tcp://{}", l.local_addr().unwrap()), Some(STEP)).unwrap();
+    let (client, _) = l.accept().unwrap();
+    let b = jumpwire::connect(&b_url, Some(STEP)).unwrap();
+    // The forward's streams go when it returns: `a`'s peer then gets the RST.
+    let f = std::thread::spawn(move || forward(&a, &b));
+    let o = faulted_client(client);
+    let r = f.join().expect("forward");
+    assert!(
+        matches!(r, Err(jumpwire::Error::Connection(_))),
+        "forward returned {r:?}"
+    );
+    assert_eq!(target.join().expect("target"), CUT);
+    assert_failed("forward, target thread reset", &o);
+}
+
+/// This test binary run again as a target process (killed by the parent):
+/// it reads [`CUT`] bytes, then stops reading.
+#[test]
+#[ignore = "run by a_killed_target_process_reaches_the_listeners_client_as_an_error"]
+fn stalling_target_process() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("\nCHILD port {}", l.local_addr().unwrap().port());
+    let (mut s, _) = l.accept().unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = 0u64;
+    while read < CUT {
+        let want = buf.len().min((CUT - read) as usize);
+        read += s.read(&mut buf[..want]).unwrap() as u64;
+    }
+    println!("\nCHILD stalled");
+    // Until the parent kills this process, or stdin ends.
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+#[test]
+fn a_killed_target_process_reaches_the_listeners_client_as_an_error() {
+    use std::io::BufRead;
+    let _serial = serial();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "stalling_target_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running the test binary again");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(said) = line.strip_prefix("CHILD ") {
+                let _ = tx.send(said.to_string());
+            }
+        }
+    });
+    let port = rx.recv_timeout(STEP).expect("the child's port");
+    let port: u16 = port.strip_prefix("port ").unwrap().parse().unwrap();
+    let target = Network::new(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    let listener = Listener::bind("tcp://127.0.0.1:0", &target).unwrap();
+    let client = TcpStream::connect(&listener.address()["tcp://".len()..]).unwrap();
+    let c = std::thread::spawn(move || faulted_client(client));
+    assert_eq!(rx.recv_timeout(STEP).as_deref(), Ok("stalled"));
+    child.kill().unwrap(); // SIGKILL, by its pid, with unread data: RST
+    child.wait().unwrap();
+    let o = c.join().expect("client");
+    assert_failed("listener, target process killed", &o);
+    wait_idle(&listener);
 }

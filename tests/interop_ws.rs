@@ -7,7 +7,7 @@ mod common;
 use common::{LONG, pattern, tcp_target};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::Server;
-use jumpwire::{Network, Stream};
+use jumpwire::{Error, Network, Stream};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -96,11 +96,26 @@ fn our_client_against_the_python_server() {
     // The server pings us while we receive; our pong lets it answer.
     s.send(b"ping-me", LONG).unwrap();
     assert_eq!(receive_exact(&s, 7), b"pong-ok");
-    // A close frame from the server is EOF.
+    // A close frame with a code other than 1000 or 1001 is a connection
+    // error carrying the code and reason (Python's ConnectionClosedError),
+    // on every later receive too.
     s.send(b"close 4000", LONG).unwrap();
-    assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None);
-    assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None);
+    for _ in 0..2 {
+        let r = s.receive(&mut [0u8; 4], LONG);
+        assert!(
+            matches!(&r, Err(Error::Connection(m)) if m.contains("code 4000: bye")),
+            "{r:?}"
+        );
+    }
     s.close();
+    // 1000 and 1001 are a clean end: EOF (ConnectionClosedOK).
+    for code in [1000, 1001] {
+        let s = jumpwire::connect(&url, LONG).unwrap();
+        s.send(format!("close {code}").as_bytes(), LONG).unwrap();
+        assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None, "{code}");
+        assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None, "{code}");
+        s.close();
+    }
 }
 
 #[test]
@@ -227,6 +242,79 @@ fn the_python_clients_close_half_closes_the_bridge_target_after_its_data() {
     bridge.close();
 }
 
+#[test]
+fn the_python_client_gets_the_binary_subprotocol_and_the_origin_check() {
+    let echo_handler = |s: &std::sync::Arc<Stream>| {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(Some(n)) = s.receive(&mut buf, None) {
+            if s.send(&buf[..n], LONG).is_err() {
+                break;
+            }
+        }
+    };
+    // Our server and our bridge both answer "binary" (Python checks that
+    // the answer is one it offered).
+    let server = Server::serve("ws://127.0.0.1:0", echo_handler).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", server.address()]),
+        "SUBPROTOCOL binary"
+    );
+    server.close();
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let target = Network::new(&format!("tcp://{echo}")).unwrap();
+    let bridge = Listener::bind("ws://127.0.0.1:0", &target).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", bridge.address()]),
+        "SUBPROTOCOL binary"
+    );
+    bridge.close();
+    // A list without binary: none answered, and Python accepts that.
+    let server = Server::serve("ws://127.0.0.1:0?protocols=base64", echo_handler).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", server.address()]),
+        "SUBPROTOCOL None"
+    );
+    server.close();
+    // An origin allow-list: 403 for another origin, in for a listed one.
+    let bridge = Listener::bind("ws://127.0.0.1:0?origins=http://lab.example", &target).unwrap();
+    assert_eq!(
+        python_output(&["subprotocol", bridge.address(), "http://evil.example"]),
+        "REFUSED 403"
+    );
+    assert_eq!(
+        python_output(&["subprotocol", bridge.address(), "http://lab.example"]),
+        "SUBPROTOCOL binary"
+    );
+    assert_eq!(bridge.refusal_stats().forbidden, 1);
+    bridge.close();
+}
+
+#[test]
+fn a_wss_close_beside_a_blocked_sender_is_immediate() {
+    let (_dir, cert, key) = self_signed();
+    let (_py, port) = python_tls_server(&cert, &key);
+    let url = format!("wss://localhost:{port}/#ca={cert}");
+    let s = std::sync::Arc::new(jumpwire::connect(&url, LONG).unwrap());
+    // We never read: the server's echoes back up until it stops reading,
+    // and then our sends time out.
+    let big = vec![5u8; 256 << 10];
+    let until = Instant::now() + Duration::from_secs(20);
+    while s.send(&big, Some(Duration::from_millis(50))).is_ok() {
+        assert!(Instant::now() < until, "the server's buffers never filled");
+    }
+    let sender = {
+        let s = s.clone();
+        std::thread::spawn(move || s.send(&vec![1u8; 1 << 20], None))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let t0 = Instant::now();
+    s.close();
+    let took = t0.elapsed();
+    let r = sender.join().unwrap();
+    assert!(took < Duration::from_millis(200), "close took {took:?}");
+    assert!(r.is_err(), "the blocked send fails: {r:?}");
+}
+
 /// ws_peer.py's `pattern(n, seed)`.
 fn pattern_py(n: usize, seed: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 31 + seed) % 251) as u8).collect()
@@ -282,7 +370,7 @@ fn wss_verifies_the_server_against_a_ca_file_or_the_system_roots() {
                 assert!(receive_exact(&s, n) == data, "{n} bytes over wss");
             }
         }
-        s.send(b"close 4000", LONG).unwrap();
+        s.send(b"close 1000", LONG).unwrap();
         assert_eq!(s.receive(&mut [0u8; 4], LONG).unwrap(), None);
         s.close();
     }

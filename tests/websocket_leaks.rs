@@ -161,7 +161,12 @@ fn everything() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(t2);
-    assert_eq!(reset.receive(&mut b, LONG).unwrap(), None);
+    // The target's reset reaches the client as close 1011: an error.
+    let r = reset.receive(&mut b, LONG);
+    assert!(
+        matches!(&r, Err(jumpwire::Error::Connection(m)) if m.contains("code 1011")),
+        "{r:?}"
+    );
     bridge.close();
     assert_eq!(kept.receive(&mut b, LONG).unwrap(), None);
     drop((kept, reset, t1));

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 thread_local! {
@@ -77,6 +77,129 @@ pub(crate) struct Boxed;
 /// Ownership kind of handles that own an `Arc` (live objects that another
 /// thread may be using when `_close` is called).
 pub(crate) struct Shared;
+/// Ownership kind of handles that name a slot of a [`Registry`] (live
+/// objects whose calls may race their `_close` and that must stay safe to
+/// name after it: servers, listeners, routers).
+pub(crate) struct Slotted;
+
+/// The live objects of one slotted handle type. A handle is not a pointer
+/// to memory but the slot's index and generation packed into a pointer-sized
+/// value; `_close` empties the slot and bumps its generation. So a call that
+/// races `_close` on another thread holds its own `Arc` and finishes safely,
+/// and a call made with the handle after `_close` (or with a value that was
+/// never a handle) is refused with a status, never a use-after-free.
+pub(crate) struct Registry<T> {
+    slots: RwLock<Slots<T>>,
+}
+
+struct Slots<T> {
+    entries: Vec<Slot<T>>,
+    free: Vec<usize>,
+}
+
+struct Slot<T> {
+    generation: u32,
+    value: Option<Arc<T>>,
+}
+
+/// What a slotted handle value names: (slot index, generation).
+fn unpack(h: usize) -> Option<(usize, u32)> {
+    let index = (h >> 32).checked_sub(1)?;
+    Some((index, h as u32))
+}
+
+fn pack(index: usize, generation: u32) -> usize {
+    ((index + 1) << 32) | generation as usize
+}
+
+// Handles pack a 32-bit slot index and a 32-bit generation.
+const _: () = assert!(usize::BITS == 64, "slotted handles need 64-bit pointers");
+
+impl<T> Registry<T> {
+    /// An empty registry (for a `static`).
+    pub(crate) const fn new() -> Registry<T> {
+        Registry {
+            slots: RwLock::new(Slots {
+                entries: Vec::new(),
+                free: Vec::new(),
+            }),
+        }
+    }
+
+    fn insert(&self, value: T) -> usize {
+        let mut s = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let value = Some(Arc::new(value));
+        let index = match s.free.pop() {
+            Some(i) => {
+                s.entries[i].value = value;
+                i
+            }
+            None => {
+                s.entries.push(Slot {
+                    generation: 1,
+                    value,
+                });
+                s.entries.len() - 1
+            }
+        };
+        pack(index, s.entries[index].generation)
+    }
+
+    fn get(&self, h: usize, name: &str) -> Result<Arc<T>> {
+        let s = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let slot = unpack(h).and_then(|(i, g)| Some((s.entries.get(i)?, g)));
+        match slot {
+            Some((slot, g)) if slot.generation == g => slot
+                .value
+                .clone()
+                .ok_or_else(|| Error::Internal(format!("{name}: live slot without a value"))),
+            Some((slot, g)) if g < slot.generation => {
+                Err(Error::Closed(format!("the {name} handle was closed")))
+            }
+            _ => Err(Error::invalid(format!("not a {name} handle"))),
+        }
+    }
+
+    fn take(&self, h: usize) -> Option<Arc<T>> {
+        let mut s = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let (i, g) = unpack(h)?;
+        let slot = s.entries.get_mut(i).filter(|slot| slot.generation == g)?;
+        let value = slot.value.take();
+        slot.generation = slot.generation.wrapping_add(1).max(1);
+        s.free.push(i);
+        value
+    }
+}
+
+/// A slotted handle type: where its live objects are registered.
+pub(crate) trait SlotHandle: Handle<Ownership = Slotted, Rust: 'static> + Sized {
+    /// The registry of this handle type's live objects.
+    fn registry() -> &'static Registry<Self::Rust>;
+}
+
+/// Registers `value` and writes its handle to `out`.
+pub(crate) fn slot_out<C: SlotHandle>(out: *mut *mut C, value: C::Rust) -> Result<()> {
+    check_out(out)?;
+    let h = C::registry().insert(value);
+    write_out(out, std::ptr::without_provenance_mut(h))
+}
+
+/// The object a slotted handle names, kept alive for the length of a call
+/// (a `_close` on another thread cannot free it under the call).
+/// `JW_ERR_CLOSED` after `_close`, `JW_ERR_INVALID_ARGUMENT` for NULL or a
+/// value that is not a handle of this type.
+pub(crate) fn slot_get<C: SlotHandle>(h: *const C) -> Result<Arc<C::Rust>> {
+    if h.is_null() {
+        return Err(null(C::NAME));
+    }
+    C::registry().get(h.addr(), C::NAME)
+}
+
+/// Takes a slotted handle's object out of its registry (its `_close`); NULL,
+/// a closed handle or a value that is not a handle gives `None`.
+pub(crate) fn slot_take<C: SlotHandle>(h: *mut C) -> Option<Arc<C::Rust>> {
+    C::registry().take(h.addr())
+}
 
 fn null(what: &str) -> Error {
     Error::invalid(format!("{what} is NULL"))
@@ -223,4 +346,68 @@ pub(crate) fn timeout(ms: c_int) -> Result<Option<Duration>> {
 /// `Ok(())` as `JW_OK`.
 pub(crate) fn ok(r: Result<()>) -> Result<jw_status> {
     r.map(|()| jw_status::JW_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct jw_thing {
+        _private: [u8; 0],
+    }
+    impl Handle for jw_thing {
+        type Rust = String;
+        type Ownership = Slotted;
+        const NAME: &'static str = "thing";
+    }
+    impl SlotHandle for jw_thing {
+        fn registry() -> &'static Registry<String> {
+            static R: Registry<String> = Registry::new();
+            &R
+        }
+    }
+
+    fn make(s: &str) -> *mut jw_thing {
+        let mut h = std::ptr::null_mut();
+        slot_out(&mut h, s.to_string()).unwrap();
+        h
+    }
+
+    #[test]
+    fn a_slotted_handle_names_its_object_until_it_is_closed() {
+        let a = make("a");
+        let b = make("b");
+        assert_ne!(a, b);
+        assert_eq!(*slot_get(a).unwrap(), "a");
+        // A call in progress keeps the object alive across the close.
+        let held = slot_get(b).unwrap();
+        assert_eq!(*slot_take(b).unwrap(), "b");
+        assert_eq!(*held, "b");
+        assert!(matches!(slot_get(b), Err(Error::Closed(_))));
+        // A second close is a no-op.
+        assert!(slot_take(b).is_none());
+        // The slot is reused under a new generation: the old handle stays closed.
+        let c = make("c");
+        assert_eq!(*slot_get(c).unwrap(), "c");
+        assert!(matches!(slot_get(b), Err(Error::Closed(_))));
+        assert!(slot_take(b).is_none());
+        assert_eq!(*slot_get(c).unwrap(), "c");
+        assert!(slot_take(a).is_some() && slot_take(c).is_some());
+    }
+
+    #[test]
+    fn values_that_are_not_handles_are_refused() {
+        assert!(matches!(
+            slot_get::<jw_thing>(std::ptr::null()),
+            Err(Error::InvalidArgument(_))
+        ));
+        for v in [1usize, 0x1000, usize::MAX, 0xdead_0000_0001] {
+            let h: *const jw_thing = std::ptr::without_provenance(v);
+            assert!(
+                matches!(slot_get(h), Err(Error::InvalidArgument(_))),
+                "{v:#x}"
+            );
+            assert!(slot_take(h.cast_mut()).is_none());
+        }
+    }
 }

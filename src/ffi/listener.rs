@@ -1,8 +1,8 @@
 //! `jw_listener`: a listening socket that forwards every connection.
 
 use super::boundary::{
-    Boxed, Handle, boundary, boundary_void, box_free, box_out, box_ref, check_out, ok, str_in,
-    str_out,
+    Handle, Registry, SlotHandle, Slotted, boundary, boundary_void, box_ref, check_out, ok,
+    slot_get, slot_out, slot_take, str_in, str_out,
 };
 use super::error::jw_status;
 use super::network::jw_network;
@@ -11,14 +11,27 @@ use std::ffi::c_char;
 
 /// A listener that forwards each accepted connection to a new stream of its
 /// target network, each on its own thread. Release with `jw_listener_close`.
+///
+/// Threads: every call may run on any thread, at the same time as the others
+/// and as `jw_listener_close`; a call that overlaps the close finishes
+/// safely. The handle names the listener rather than pointing at its memory:
+/// once `jw_listener_close` has begun, every call with it returns
+/// `JW_ERR_CLOSED` and a second close is a no-op.
 pub struct jw_listener {
     _private: [u8; 0],
 }
 
 impl Handle for jw_listener {
     type Rust = Listener;
-    type Ownership = Boxed;
+    type Ownership = Slotted;
     const NAME: &'static str = "listener";
+}
+
+impl SlotHandle for jw_listener {
+    fn registry() -> &'static Registry<Listener> {
+        static LISTENERS: Registry<Listener> = Registry::new();
+        &LISTENERS
+    }
 }
 
 /// Binds `listen_url` (`tcp://HOST:PORT`, port 0 picks a free port, or
@@ -35,7 +48,7 @@ pub extern "C" fn jw_listen(
         check_out(out)?;
         let url = str_in(listen_url, "listen_url")?;
         let target = box_ref(target)?;
-        ok(box_out(out, Listener::bind(url, target)?))
+        ok(slot_out(out, Listener::bind(url, target)?))
     })
 }
 
@@ -47,7 +60,7 @@ pub extern "C" fn jw_listener_address(
     buf: *mut c_char,
     cap: usize,
 ) -> jw_status {
-    boundary(|| str_out(buf, cap, box_ref(l)?.address()))
+    boundary(|| str_out(buf, cap, slot_get(l)?.address()))
 }
 
 /// Writes the listener's address as a D-Bus address into `buf` (`cap` bytes,
@@ -62,16 +75,17 @@ pub extern "C" fn jw_listener_dbus_address(
     buf: *mut c_char,
     cap: usize,
 ) -> jw_status {
-    boundary(|| str_out(buf, cap, &box_ref(l)?.dbus_address()?))
+    boundary(|| str_out(buf, cap, &slot_get(l)?.dbus_address()?))
 }
 
 /// Stops accepting, closes every forwarded connection, joins every thread and
-/// frees the listener (a Unix socket file it created is removed). NULL is a
-/// no-op.
+/// frees the listener (a Unix socket file it created is removed). May run
+/// while other threads are inside calls on the same listener; later calls
+/// with `l` return `JW_ERR_CLOSED`. NULL or an already closed `l` is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_listener_close(l: *mut jw_listener) {
     boundary_void(|| {
-        if let Some(l) = box_free(l) {
+        if let Some(l) = slot_take(l) {
             l.close();
         }
     })

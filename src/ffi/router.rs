@@ -2,8 +2,8 @@
 //! the exporter side of a routed stream.
 
 use super::boundary::{
-    Boxed, Handle, arc_out, boundary, boundary_void, box_free, box_out, box_ref, check_out, ok,
-    str_in, str_out, timeout,
+    Handle, Registry, SlotHandle, Slotted, arc_out, boundary, boundary_void, box_ref, check_out,
+    ok, slot_get, slot_out, slot_take, str_in, str_out, timeout,
 };
 use super::error::jw_status;
 use super::network::jw_network;
@@ -15,15 +15,28 @@ use std::time::Duration;
 
 /// An embedded Jumpstarter router: pairs the two callers of each stream token
 /// and relays their frames. Made by `jw_router_serve`, released with
-/// `jw_router_close`. `jw_router_address` may be called from any thread.
+/// `jw_router_close`.
+///
+/// Threads: every call may run on any thread, at the same time as the others
+/// and as `jw_router_close`; a call that overlaps the close finishes safely.
+/// The handle names the router rather than pointing at its memory: once
+/// `jw_router_close` has begun, every call with it returns `JW_ERR_CLOSED`
+/// (`jw_router_certificate` NULL) and a second close is a no-op.
 pub struct jw_router {
     _private: [u8; 0],
 }
 
 impl Handle for jw_router {
     type Rust = Router;
-    type Ownership = Boxed;
+    type Ownership = Slotted;
     const NAME: &'static str = "router";
+}
+
+impl SlotHandle for jw_router {
+    fn registry() -> &'static Registry<Router> {
+        static ROUTERS: Registry<Router> = Registry::new();
+        &ROUTERS
+    }
 }
 
 /// Starts a router on `listen_url`, `grpc://HOST:PORT?key=SECRET` or, over
@@ -45,7 +58,7 @@ pub extern "C" fn jw_router_serve(
     boundary(|| {
         check_out(out)?;
         let url = str_in(listen_url, "listen_url")?;
-        ok(box_out(out, Router::serve(url)?))
+        ok(slot_out(out, Router::serve(url)?))
     })
 }
 
@@ -57,7 +70,7 @@ pub extern "C" fn jw_router_address(
     buf: *mut c_char,
     cap: usize,
 ) -> jw_status {
-    boundary(|| str_out(buf, cap, box_ref(r)?.address()))
+    boundary(|| str_out(buf, cap, slot_get(r)?.address()))
 }
 
 /// The certificate chain a `grpcs://` router presents, as PEM text, for
@@ -68,7 +81,7 @@ pub extern "C" fn jw_router_address(
 pub extern "C" fn jw_router_certificate(r: *const jw_router) -> *const c_char {
     let mut pem = std::ptr::null();
     boundary(|| {
-        if let Some(c) = box_ref(r)?.certificate_c() {
+        if let Some(c) = slot_get(r)?.certificate_c() {
             pem = c.as_ptr();
         }
         Ok(jw_status::JW_OK)
@@ -77,11 +90,13 @@ pub extern "C" fn jw_router_certificate(r: *const jw_router) -> *const c_char {
 }
 
 /// Stops the router (waiting callers and running pairs end with a connection
-/// error), releases its port and frees it. NULL is a no-op.
+/// error), releases its port and frees it. May run while other threads are
+/// inside calls on the same router; later calls with `r` return
+/// `JW_ERR_CLOSED`. NULL or an already closed `r` is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_router_close(r: *mut jw_router) {
     boundary_void(|| {
-        if let Some(r) = box_free(r) {
+        if let Some(r) = slot_take(r) {
             r.close();
         }
     })

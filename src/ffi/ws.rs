@@ -1,8 +1,8 @@
 //! Websocket calls on `jw_stream`: the server handshake and the request path.
 
 use super::boundary::{
-    Boxed, Handle, arc_clone, arc_out, arc_take, boundary, boundary_void, box_free, box_out,
-    box_ref, check_out, ok, slice_in, str_in, str_out, timeout, write_out,
+    Handle, Registry, SlotHandle, Slotted, arc_clone, arc_out, arc_take, boundary, boundary_void,
+    check_out, ok, slice_in, slot_get, slot_out, slot_take, str_in, str_out, timeout, write_out,
 };
 use super::error::jw_status;
 use super::stream::jw_stream;
@@ -18,8 +18,10 @@ use std::sync::Arc;
 /// `timeout_ms`) and answers it. Afterwards each `jw_stream_send` on `*out` is
 /// one binary message, receives return message payloads (text as its UTF-8
 /// bytes), pings and close frames are answered, and a close frame from the
-/// client is `JW_EOF`. Messages and frames over 16 MiB are refused (close
-/// 1009).
+/// client is `JW_EOF` when its code is 1000, 1001 or absent, and
+/// `JW_ERR_CONNECTION` (naming the code and reason) for any other code.
+/// Messages and frames over 16 MiB are refused (close 1009). The `binary`
+/// subprotocol is answered when the client offers it.
 ///
 /// `JW_ERR_INVALID_ARGUMENT` (NULL `raw` or `out`, a negative `timeout_ms`
 /// other than -1) leaves `raw` untouched and still the caller's. Otherwise
@@ -67,19 +69,35 @@ pub extern "C" fn jw_ws_path(s: *mut jw_stream, buf: *mut c_char, cap: usize) ->
 
 /// A websocket server made by `jw_ws_serve`. Release with
 /// `jw_ws_server_close`.
+///
+/// Threads: every call may run on any thread, at the same time as the others
+/// and as `jw_ws_server_close`. A call that overlaps the close finishes
+/// safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
+/// handle names the server rather than pointing at its memory: once
+/// `jw_ws_server_close` has begun, every call with it returns `JW_ERR_CLOSED`
+/// and a second close is a no-op; a value that was never a server handle is
+/// `JW_ERR_INVALID_ARGUMENT`.
 pub struct jw_ws_server {
     _private: [u8; 0],
 }
 
 impl Handle for jw_ws_server {
     type Rust = Server;
-    type Ownership = Boxed;
+    type Ownership = Slotted;
     const NAME: &'static str = "ws_server";
+}
+
+impl SlotHandle for jw_ws_server {
+    fn registry() -> &'static Registry<Server> {
+        static SERVERS: Registry<Server> = Registry::new();
+        &SERVERS
+    }
 }
 
 /// Called on each connection's own thread with a stream for the connection
 /// (one send = one binary message; receives return message payloads; a close
-/// frame from the client is `JW_EOF`) and the `user` pointer given to
+/// frame from the client is `JW_EOF` with code 1000, 1001 or none, and
+/// `JW_ERR_CONNECTION` with any other) and the `user` pointer given to
 /// `jw_ws_serve`. `conn` belongs to the server: use it until the handler
 /// returns, and do not pass it to `jw_stream_close` (the server closes the
 /// connection, with a close frame, when the handler returns). The handler must
@@ -100,8 +118,16 @@ unsafe impl Sync for CHandler {}
 
 /// Binds `listen_url` (`ws://HOST:PORT[/PATH][?OPTIONS]`, port 0 picks a free
 /// port; options `max_message`, `max_frame` (bytes, default 16 MiB each),
-/// `max_connections` (default 1024), `handshake_timeout_ms` (default 10000),
-/// `queue` (broadcast messages queued per connection, default 1024)) and
+/// `max_connections` (connections served at once, default 1024; more are
+/// refused with HTTP 503), `max_handshakes` (connections in their handshake at
+/// once, counted apart, default 64; one more ends the oldest),
+/// `handshake_timeout_ms` (default 10000), `queue` (broadcast messages queued
+/// per connection, default 1024), `protocols` (subprotocols answered, e.g.
+/// `binary,base64`: the first of the client's offers in the list is answered,
+/// none if none is; default `binary`, as every message the server sends is
+/// binary; `protocols=` answers none), `origins` (allowed `Origin` values,
+/// e.g. `https://a.example,http://b:8080`; others, and requests without one,
+/// are refused with HTTP 403; default: any)) and
 /// serves every websocket client: after its handshake, `handler(conn, user)`
 /// runs on the connection's own thread (see `jw_ws_handler`). Writes the
 /// server to `*out`. `handler` runs concurrently on many threads, so `user`
@@ -127,7 +153,7 @@ pub extern "C" fn jw_ws_serve(
             (h.f)(ptr, h.user);
             drop(arc_take(ptr));
         })?;
-        ok(box_out(out, server))
+        ok(slot_out(out, server))
     })
 }
 
@@ -139,7 +165,7 @@ pub extern "C" fn jw_ws_server_address(
     buf: *mut c_char,
     cap: usize,
 ) -> jw_status {
-    boundary(|| str_out(buf, cap, box_ref(w)?.address()))
+    boundary(|| str_out(buf, cap, slot_get(w)?.address()))
 }
 
 /// Queues `len` bytes of `data` as one binary message to every open
@@ -155,7 +181,7 @@ pub extern "C" fn jw_ws_broadcast(
     len: usize,
 ) -> jw_status {
     boundary(|| {
-        let w = box_ref(w.cast_const())?;
+        let w = slot_get(w.cast_const())?;
         let data = slice_in(data, len)?;
         w.broadcast(data).map(|_| jw_status::JW_OK)
     })
@@ -167,29 +193,34 @@ pub extern "C" fn jw_ws_broadcast(
 pub extern "C" fn jw_ws_server_dropped(w: *const jw_ws_server, out: *mut u64) -> jw_status {
     boundary(|| {
         check_out(out)?;
-        write_out(out, box_ref(w)?.dropped())?;
+        write_out(out, slot_get(w)?.dropped())?;
         Ok(jw_status::JW_OK)
     })
 }
 
 /// Writes to `*out` how many clients have been refused (HTTP 503) because
-/// the listen URL's `max_connections` were open. Thread-safe.
+/// the listen URL's `max_connections` were served, when they came or when
+/// their handshake finished. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_ws_server_refused(w: *const jw_ws_server, out: *mut u64) -> jw_status {
     boundary(|| {
         check_out(out)?;
-        write_out(out, box_ref(w)?.refused())?;
+        write_out(out, slot_get(w)?.refused())?;
         Ok(jw_status::JW_OK)
     })
 }
 
-/// Stops accepting, closes every connection with a close frame (1001), waits
-/// for every handler to return, joins every thread and frees the server. Do
-/// not call it from a handler. NULL is a no-op.
+/// Stops accepting, closes every connection with a close frame (1001; the
+/// frames may take 50 ms in all, then every connection is cut, which wakes
+/// handlers blocked on a client that does not read), waits for every
+/// handler to return, joins every thread and frees the server. Do
+/// not call it from a handler. May run while other threads are inside calls
+/// on the same server (they return `JW_ERR_CLOSED` or finish); later calls
+/// with `w` return `JW_ERR_CLOSED`. NULL or an already closed `w` is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_ws_server_close(w: *mut jw_ws_server) {
     boundary_void(|| {
-        if let Some(w) = box_free(w) {
+        if let Some(w) = slot_take(w) {
             w.close();
         }
     })

@@ -164,7 +164,7 @@ impl Shared {
     /// Writes `data` from `off` until done or `deadline`; returns how far it got.
     fn write(&self, data: &[u8], off: usize, deadline: Option<Instant>) -> Result<usize> {
         self.write_with(data.len(), off, deadline, |off| {
-            self.sock.send(&data[off..])
+            self.sock.send_with_flags(&data[off..], libc::MSG_NOSIGNAL)
         })
     }
 
@@ -234,7 +234,7 @@ impl Shared {
             )));
         }
         loop {
-            match self.sock.send(data) {
+            match self.sock.send_with_flags(data, libc::MSG_NOSIGNAL) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -309,10 +309,7 @@ impl FdTransport {
         let mut f = lock(&s.flush);
         f.running = true;
         let shared = s.clone();
-        match std::thread::Builder::new()
-            .name("jw-flush".into())
-            .spawn(move || flush_rest(shared, rest))
-        {
+        match sys::spawn("jw-flush", move || flush_rest(shared, rest)) {
             Ok(t) => {
                 f.thread = Some(t);
                 Ok(())

@@ -221,22 +221,32 @@ pub(crate) fn resolve(
     deadline: Option<Instant>,
     name: &str,
 ) -> Result<Vec<SocketAddr>> {
+    resolve_with(host, port, deadline, name, |host, port| {
+        (host, port).to_socket_addrs().map(Iterator::collect)
+    })
+}
+
+/// What resolves a name: the system resolver, or a stand-in in tests.
+type Lookup = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
+/// [`resolve`] with `lookup` for names.
+fn resolve_with(
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+    name: &str,
+    lookup: Lookup,
+) -> Result<Vec<SocketAddr>> {
     let host = host.split('%').next().unwrap_or(host);
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let (tx, rx) = crossbeam_channel::bounded(1);
     let owned = host.to_string();
-    std::thread::Builder::new()
-        .name("jw-resolve".into())
-        .spawn(move || {
-            let _ = tx.send(
-                (owned.as_str(), port)
-                    .to_socket_addrs()
-                    .map(Iterator::collect::<Vec<_>>),
-            );
-        })
-        .map_err(|e| Error::io("spawning the resolver thread", &e))?;
+    crate::sys::spawn("jw-resolve", move || {
+        let _ = tx.send(lookup(&owned, port));
+    })
+    .map_err(|e| Error::io("spawning the resolver thread", &e))?;
     let r = match deadline {
         None => rx
             .recv()
@@ -367,6 +377,32 @@ mod tests {
             Network::new("echo:").unwrap().address(),
             Err(Error::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn a_slow_resolver_is_bounded_by_the_deadline() {
+        fn slow(_: &str, _: u16) -> io::Result<Vec<SocketAddr>> {
+            std::thread::sleep(Duration::from_millis(800));
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 1))])
+        }
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_millis(300);
+        let r = resolve_with(
+            "slow.invalid",
+            1,
+            Some(deadline),
+            "tcp://slow.invalid:1",
+            slow,
+        );
+        let took = t0.elapsed();
+        assert_eq!(r, Err(Error::Timeout));
+        assert!(
+            took >= Duration::from_millis(295) && took < Duration::from_millis(400),
+            "a 300 ms deadline took {took:?}"
+        );
+        // Without a deadline it waits for the answer.
+        let r = resolve_with("slow.invalid", 1, None, "tcp://slow.invalid:1", slow);
+        assert_eq!(r.map(|a| a.len()), Ok(1));
     }
 
     #[test]

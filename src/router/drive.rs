@@ -302,9 +302,7 @@ fn driver() -> Option<&'static Driver> {
 fn start_driver() -> std::io::Result<Driver> {
     let poll = MioPoll::new()?;
     let registry = poll.registry().try_clone()?;
-    std::thread::Builder::new()
-        .name("jw-router-drive".into())
-        .spawn(move || run_driver(poll))?;
+    crate::sys::spawn("jw-router-drive", move || run_driver(poll))?;
     Ok(Driver {
         registry,
         streams: Mutex::default(),
@@ -312,8 +310,6 @@ fn start_driver() -> std::io::Result<Driver> {
 }
 
 fn run_driver(mut poll: MioPoll) {
-    // The runtimes it drives write to sockets inside C hosts.
-    std::mem::forget(crate::sys::SigpipeGuard::new());
     let mut events = Events::with_capacity(256);
     let mut next_tick = Instant::now() + TICK;
     loop {

@@ -66,7 +66,7 @@ pub(crate) fn runtime() -> &'static Runtime {
             .worker_threads(1)
             .max_blocking_threads(2)
             .thread_name("jw-router")
-            .on_thread_start(|| std::mem::forget(crate::sys::SigpipeGuard::new()))
+            .on_thread_start(crate::sys::block_sigpipe)
             .enable_all()
             .build()
             .expect("starting the router runtime")

@@ -19,27 +19,39 @@
 //! every blocking websocket library); a stream nobody reads from does not
 //! answer pings.
 
+mod handshake;
 mod server;
 mod tls;
 
+pub(crate) use handshake::{Counters, Policy, accept_shared, accept_with};
+pub use handshake::{RefusalStats, accept};
 pub(crate) use server::bind as bind_listener;
 pub use server::{Handler, Server, ServerConfig};
 
 use crate::error::{Error, Result};
 use crate::stream::{Stream, Transport, lock};
 use crate::url::WebsocketConfig;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Default largest message (and frame) accepted from a peer: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 /// Largest handshake request or response head we read.
-const MAX_HEAD: usize = 16 << 10;
+pub(crate) const MAX_HEAD: usize = 16 << 10;
 /// How long `close` waits for the peer's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-/// How long answering a ping or a close may wait for room to send.
+/// How long answering a ping may wait for room to send.
 const CONTROL_SEND: Duration = Duration::from_secs(5);
+/// How long `close` may wait for room to send its close frame (behind
+/// another thread's send, or a peer that does not read): past it the peer
+/// counts as gone and the connection is cut without the frame.
+const CLOSE_SEND: Duration = Duration::from_millis(50);
+/// How long answering the peer's close frame may wait for room to send.
+const CLOSE_ECHO: Duration = Duration::from_secs(1);
+/// Masking keys drawn from the OS generator at a time, per connection (4
+/// bytes each): one `getrandom` per 64 client frames.
+const MASK_POOL: usize = 256;
 /// The largest send buffer kept between sends.
 const KEEP_SEND_BUF: usize = 128 << 10;
 /// Messages at least this large that fit the caller's buffer are read
@@ -112,10 +124,57 @@ pub(crate) struct Ws {
     path: Option<String>,
     recv: Mutex<Recv>,
     close_sent: AtomicBool,
-    mask_seed: AtomicU64,
+    /// Random bytes for the masking keys of a client's frames.
+    masks: Mutex<MaskPool>,
+    /// Where a server counts the connection's protocol violations.
+    violations: std::sync::OnceLock<Arc<Counters>>,
     /// The frames of the last send, kept to be reused (data sends are
     /// serialised by the stream, so this lock is rarely contended).
     send_buf: Mutex<Vec<u8>>,
+}
+
+/// Masking keys (RFC 6455 section 5.3: unpredictable, from a strong source
+/// of entropy): bytes of the OS generator, refilled in bulk.
+struct MaskPool {
+    bytes: [u8; MASK_POOL],
+    used: usize,
+}
+
+impl MaskPool {
+    /// An empty pool: the first key fills it (servers never do).
+    fn new() -> MaskPool {
+        MaskPool {
+            bytes: [0; MASK_POOL],
+            used: MASK_POOL,
+        }
+    }
+
+    fn next(&mut self) -> std::result::Result<[u8; 4], getrandom::Error> {
+        if self.used + 4 > MASK_POOL {
+            getrandom::fill(&mut self.bytes)?;
+            self.used = 0;
+        }
+        let mut m = [0u8; 4];
+        m.copy_from_slice(&self.bytes[self.used..self.used + 4]);
+        self.used += 4;
+        Ok(m)
+    }
+}
+
+/// The meaning of a close frame's code for the side that receives it: 1000
+/// (normal), 1001 (going away) and a close frame without a code end the
+/// stream (EOF); any other code is an error carrying the code and reason, as
+/// Python `websockets` tells `ConnectionClosedOK` from `ConnectionClosedError`.
+fn closed_by_peer(name: &str, code: Option<u16>, reason: &str) -> Option<Error> {
+    match code {
+        None | Some(CLOSE_NORMAL | CLOSE_GOING_AWAY) => None,
+        Some(code) if reason.is_empty() => Some(Error::Connection(format!(
+            "{name}: the peer closed the websocket with code {code}"
+        ))),
+        Some(code) => Some(Error::Connection(format!(
+            "{name}: the peer closed the websocket with code {code}: {reason}"
+        ))),
+    }
 }
 
 /// One parsed frame header.
@@ -258,44 +317,40 @@ fn copy_masked(dst: &mut [u8], src: &[u8], mask: Option<[u8; 4]>) {
 }
 
 impl Ws {
-    fn next_mask(&self) -> [u8; 4] {
-        // xorshift64*: masks only need to be unpredictable to intermediaries
-        // that do not see them, which any varying value achieves here.
-        let mut x = self.mask_seed.load(Ordering::Relaxed);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.mask_seed.store(x, Ordering::Relaxed);
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32).to_ne_bytes()[..4]
-            .try_into()
-            .unwrap_or([1, 2, 3, 4])
+    fn next_mask(&self) -> Result<[u8; 4]> {
+        lock(&self.masks).next().map_err(|e| {
+            Error::Io(format!(
+                "{}: no random bytes for a masking key: {e}",
+                self.name
+            ))
+        })
     }
 
     /// One whole frame, masked when we are the client.
-    fn frame(&self, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    fn frame(&self, opcode: u8, payload: &[u8]) -> Result<Vec<u8>> {
         let mut f = Vec::new();
-        let end = self.frame_at(&mut f, 0, opcode, payload);
+        let end = self.frame_at(&mut f, 0, opcode, payload)?;
         f.truncate(end);
-        f
+        Ok(f)
     }
 
     /// Writes one whole frame into `f` at `at` (masked when we are the
     /// client) and returns where it ends. `f` only grows: a kept buffer is
     /// written over, never zero-filled again.
-    fn frame_at(&self, f: &mut Vec<u8>, at: usize, opcode: u8, payload: &[u8]) -> usize {
-        let (head, h, mask) = self.head(opcode, payload.len());
+    fn frame_at(&self, f: &mut Vec<u8>, at: usize, opcode: u8, payload: &[u8]) -> Result<usize> {
+        let (head, h, mask) = self.head(opcode, payload.len())?;
         let end = at + h + payload.len();
         if f.len() < end {
             f.resize(end, 0);
         }
         f[at..at + h].copy_from_slice(&head[..h]);
         copy_masked(&mut f[at + h..end], payload, mask);
-        end
+        Ok(end)
     }
 
     /// A frame header for a payload of `len` bytes: the bytes, how many, and
     /// the masking key (a fresh one when we are the client).
-    fn head(&self, opcode: u8, len: usize) -> ([u8; 14], usize, Option<[u8; 4]>) {
+    fn head(&self, opcode: u8, len: usize) -> Result<([u8; 14], usize, Option<[u8; 4]>)> {
         let mut head = [0u8; 14];
         head[0] = 0x80 | opcode;
         let mbit = if self.role == Role::Client { 0x80 } else { 0 };
@@ -315,12 +370,15 @@ impl Ws {
                 10
             }
         };
-        let mask = (self.role == Role::Client).then(|| self.next_mask());
+        let mask = match self.role {
+            Role::Client => Some(self.next_mask()?),
+            Role::Server => None,
+        };
         if let Some(mask) = mask {
             head[h..h + 4].copy_from_slice(&mask);
             h += 4;
         }
-        (head, h, mask)
+        Ok((head, h, mask))
     }
 
     /// Sends `payloads` as binary messages, framed into one buffer that is
@@ -341,7 +399,7 @@ impl Ws {
             if one.len() >= DIRECT_MIN {
                 // A large unmasked frame: its header and the caller's payload
                 // go out together (writev) without being copied first.
-                let (head, h, _) = self.head(OP_BINARY, one.len());
+                let (head, h, _) = self.head(OP_BINARY, one.len())?;
                 return self.inner.send_parts_until(&[&head[..h], one], deadline);
             }
         }
@@ -353,7 +411,7 @@ impl Ws {
         let buf = kept.as_deref_mut().unwrap_or(&mut own);
         let mut end = 0;
         for p in payloads {
-            end = self.frame_at(buf, end, OP_BINARY, p);
+            end = self.frame_at(buf, end, OP_BINARY, p)?;
         }
         let r = self.inner.send_until(&buf[..end], deadline);
         if buf.len() > KEEP_SEND_BUF {
@@ -368,28 +426,54 @@ impl Ws {
         self.close_sent.load(Ordering::Acquire)
     }
 
-    /// Sends a close frame once (after every message sent before it); the
+    /// Sends a close frame once (after every message sent before it),
+    /// waiting at most until `deadline`: true if it went out now. The
     /// receiving side goes on until the peer's answer.
-    pub(crate) fn send_close(&self, code: u16, reason: &str) {
+    pub(crate) fn send_close(&self, code: u16, reason: &str, deadline: Instant) -> bool {
         if self.close_sent.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let mut payload = code.to_be_bytes().to_vec();
-        payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(123)]);
-        let frame = self.frame(OP_CLOSE, &payload);
-        if let Err(e) = self
-            .inner
-            .send_until(&frame, Some(Instant::now() + CONTROL_SEND))
-        {
+        // A control frame holds 125 bytes: the reason is cut at a character.
+        let mut cut = reason.len().min(123);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        payload.extend_from_slice(&reason.as_bytes()[..cut]);
+        let sent = self
+            .frame(OP_CLOSE, &payload)
+            .and_then(|f| self.inner.send_until(&f, Some(deadline)));
+        if let Err(e) = &sent {
             log::debug!("{}: sending the close frame failed: {e}", self.name);
+        }
+        sent.is_ok()
+    }
+
+    /// Counts this connection's protocol violations in `counters` (a
+    /// server's).
+    pub(crate) fn count_violations(&self, counters: Arc<Counters>) {
+        let _ = self.violations.set(counters);
+    }
+
+    /// Shuts the underlying socket down (when it is one): every call blocked
+    /// on it returns at once, and data a timed-out send left to finish in
+    /// the background is given up, as nobody will read it.
+    fn cut(&self) {
+        if let Some(fd) = self.inner.socket() {
+            let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
         }
     }
 
     /// Ends the receiving direction with a protocol failure: tells the peer
     /// (close frame with `code`) and records the error.
     fn fail(&self, r: &mut Recv, code: u16, msg: String) -> Error {
-        log::warn!("{}: closing with {code}: {msg}", self.name);
-        self.send_close(code, &msg);
+        // Counted apart from the log line: log arguments are not evaluated
+        // when the level is off.
+        match self.violations.get().map(|c| c.count_bad_frame()) {
+            Some(n) => log::warn!("{}: closing with {code}: {msg} ({n} so far)", self.name),
+            None => log::warn!("{}: closing with {code}: {msg}", self.name),
+        }
+        self.send_close(code, &msg, Instant::now() + CLOSE_ECHO);
         let e = if code == CLOSE_TOO_BIG {
             Error::TooLarge(format!("{}: {msg}", self.name))
         } else {
@@ -487,11 +571,11 @@ impl Ws {
             }
             match h.opcode {
                 OP_PING => {
-                    let pong = self.frame(OP_PONG, payload);
-                    if let Err(e) = self
-                        .inner
-                        .send_until(&pong, Some(Instant::now() + CONTROL_SEND))
-                    {
+                    let pong = self.frame(OP_PONG, payload).and_then(|pong| {
+                        self.inner
+                            .send_until(&pong, Some(Instant::now() + CONTROL_SEND))
+                    });
+                    if let Err(e) = pong {
                         log::debug!("{}: answering a ping failed: {e}", self.name);
                     }
                 }
@@ -522,9 +606,14 @@ impl Ws {
                     };
                     log::debug!("{}: peer closed ({code:?} {reason:?})", self.name);
                     // Echo the code back, as RFC 6455 asks.
-                    self.send_close(code.unwrap_or(CLOSE_NORMAL), "");
-                    r.end = Some(None);
-                    return Ok(None);
+                    self.send_close(
+                        code.unwrap_or(CLOSE_NORMAL),
+                        "",
+                        Instant::now() + CLOSE_ECHO,
+                    );
+                    let end = closed_by_peer(&self.name, code, &reason);
+                    r.end = Some(end.clone());
+                    return end.map_or(Ok(None), Err);
                 }
                 op if h.fin && r.partial.is_none() && op != OP_CONT => {
                     // A whole message in one frame: delivered from the buffer.
@@ -657,16 +746,12 @@ impl Ws {
 struct WsTransport(Arc<Ws>);
 
 impl Ws {
-    /// Drops the connection: a close frame with `code` if it can go within
-    /// `wait`, then the underlying stream is closed, which wakes every call
-    /// blocked on the connection.
-    pub(crate) fn abort(&self, code: u16, reason: &str, wait: Duration) {
-        if !self.close_sent.swap(true, Ordering::AcqRel) {
-            let mut payload = code.to_be_bytes().to_vec();
-            payload.extend_from_slice(reason.as_bytes());
-            let frame = self.frame(OP_CLOSE, &payload);
-            let _ = self.inner.send_until(&frame, Some(Instant::now() + wait));
-        }
+    /// Drops the connection: a close frame with `code` if it can go before
+    /// `deadline`, then the underlying stream is cut and closed, which wakes
+    /// every call blocked on the connection.
+    pub(crate) fn abort(&self, code: u16, reason: &str, deadline: Instant) {
+        self.send_close(code, reason, deadline);
+        self.cut();
         self.inner.close();
     }
 }
@@ -718,34 +803,30 @@ impl Transport for WsTransport {
     }
 
     fn close(&self) {
-        self.0.send_close(CLOSE_NORMAL, "");
-        // Wait (briefly) for the peer's close frame unless another thread is
-        // receiving; then the underlying close wakes everyone.
-        if let Ok(mut r) = self.0.recv.try_lock() {
+        let ws = &self.0;
+        let ours = !ws.is_closing();
+        if ours && !ws.send_close(CLOSE_NORMAL, "", Instant::now() + CLOSE_SEND) {
+            // The frame cannot go (another thread's send is stuck behind a
+            // peer that does not read, or the peer is gone): cut at once.
+            ws.cut();
+        } else if let Ok(mut r) = ws.recv.try_lock() {
+            // Wait (briefly) for the peer's close frame unless another thread
+            // is receiving; then the underlying close wakes everyone.
             let until = Instant::now() + CLOSE_WAIT;
             while r.end.is_none() {
                 r.current = None;
-                match self.0.next_message(&mut r, Some(until), 0) {
+                match ws.next_message(&mut r, Some(until), 0) {
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
                 }
             }
         }
-        self.0.inner.close();
+        ws.inner.close();
     }
 
     fn websocket_path(&self) -> Option<&str> {
         self.0.path.as_deref()
     }
-}
-
-fn mask_seed() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    (t ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(0x9E37_79B9, Ordering::Relaxed)) | 1
 }
 
 pub(crate) fn wrap(
@@ -768,7 +849,8 @@ pub(crate) fn wrap(
             ..Recv::default()
         }),
         close_sent: AtomicBool::new(false),
-        mask_seed: AtomicU64::new(mask_seed()),
+        masks: Mutex::new(MaskPool::new()),
+        violations: std::sync::OnceLock::new(),
         send_buf: Mutex::new(Vec::new()),
     });
     (Stream::new(name, WsTransport(ws.clone()), Vec::new()), ws)
@@ -776,7 +858,11 @@ pub(crate) fn wrap(
 
 /// Reads an HTTP head (up to the blank line) from `s`: the head and the bytes
 /// that came after it.
-fn read_head(s: &Stream, deadline: Option<Instant>, name: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+pub(super) fn read_head(
+    s: &Stream,
+    deadline: Option<Instant>,
+    name: &str,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -800,14 +886,14 @@ fn read_head(s: &Stream, deadline: Option<Instant>, name: &str) -> Result<(Vec<u
     }
 }
 
-fn header<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8]> {
+pub(super) fn header<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8]> {
     headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value)
 }
 
-fn has_token(value: Option<&[u8]>, token: &str) -> bool {
+pub(super) fn has_token(value: Option<&[u8]>, token: &str) -> bool {
     value
         .and_then(|v| std::str::from_utf8(v).ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -875,10 +961,15 @@ fn client_handshake(
         target.to_string()
     };
     let key = tungstenite::handshake::client::generate_key();
+    let offer = if cfg.protocols.is_empty() {
+        String::new()
+    } else {
+        format!("Sec-WebSocket-Protocol: {}\r\n", cfg.protocols.join(", "))
+    };
     let request = format!(
         "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-         User-Agent: jumpwire/{}\r\n\r\n",
+         {offer}User-Agent: jumpwire/{}\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
     raw.send_until(request.as_bytes(), deadline)?;
@@ -908,6 +999,16 @@ fn client_handshake(
             "{name}: the server's handshake response is not a valid websocket upgrade"
         )));
     }
+    // RFC 6455 section 4.1: a subprotocol we did not offer fails the
+    // connection; none answered is the server's choice.
+    if let Some(chosen) = header(resp.headers, "sec-websocket-protocol") {
+        let chosen = String::from_utf8_lossy(chosen);
+        if !cfg.protocols.iter().any(|p| *p == chosen.trim()) {
+            return Err(Error::Protocol(format!(
+                "{name}: the server chose the subprotocol {chosen:?}, which was not offered"
+            )));
+        }
+    }
     Ok(wrap(
         raw,
         name.to_string(),
@@ -917,74 +1018,6 @@ fn client_handshake(
         rest,
     )
     .0)
-}
-
-/// Turns `raw` (a byte stream from a websocket client: a TCP connection, a
-/// stream that came through the router) into a websocket server connection:
-/// reads the upgrade request and answers it, waiting at most until `deadline`
-/// for it. A request that is not a websocket upgrade is answered with HTTP 400
-/// and the stream is closed. The request path (with its query) is kept:
-/// [`Stream::websocket_path`].
-pub fn accept(raw: Stream, deadline: Option<Instant>, limits: Limits) -> Result<Stream> {
-    accept_shared(Arc::new(raw), deadline, limits).map(|(s, _)| s)
-}
-
-/// [`accept`] for a stream that other holders may still reference (the C
-/// handle): they keep a closed stream once this fails.
-pub(crate) fn accept_shared(
-    raw: Arc<Stream>,
-    deadline: Option<Instant>,
-    limits: Limits,
-) -> Result<(Stream, Arc<Ws>)> {
-    let name = raw.name().to_string();
-    let (head, rest) = match read_head(&raw, deadline, &name) {
-        Ok(x) => x,
-        Err(e) => {
-            raw.close();
-            return Err(e);
-        }
-    };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let parsed = matches!(req.parse(&head), Ok(httparse::Status::Complete(_)));
-    let key = header(req.headers, "sec-websocket-key");
-    let problem = if !parsed {
-        Some("the request is not HTTP")
-    } else if req.method != Some("GET") {
-        Some("the method is not GET")
-    } else if !has_token(header(req.headers, "upgrade"), "websocket")
-        || !has_token(header(req.headers, "connection"), "upgrade")
-    {
-        Some("not a websocket upgrade request")
-    } else if header(req.headers, "sec-websocket-version") != Some(b"13") {
-        Some("unsupported Sec-WebSocket-Version (expected 13)")
-    } else if key.is_none_or(|k| k.is_empty()) {
-        Some("Sec-WebSocket-Key is missing")
-    } else {
-        None
-    };
-    if let Some(problem) = problem {
-        let body = format!("{problem}\n");
-        let resp = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-             Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = raw.send_until(resp.as_bytes(), Some(Instant::now() + CONTROL_SEND));
-        raw.close();
-        return Err(Error::Protocol(format!("{name}: bad handshake: {problem}")));
-    }
-    let accept = tungstenite::handshake::derive_accept_key(key.unwrap_or_default());
-    let path = req.path.unwrap_or("/").to_string();
-    let resp = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    if let Err(e) = raw.send_until(resp.as_bytes(), deadline) {
-        raw.close();
-        return Err(e);
-    }
-    Ok(wrap(raw, name, Role::Server, limits, Some(path), rest))
 }
 
 #[cfg(test)]

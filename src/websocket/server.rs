@@ -4,8 +4,8 @@
 //! dead client never stalls the others (a client whose queue is full is
 //! dropped with a close frame, counted and logged).
 
-use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Limits, Ws, accept_shared};
-use crate::acceptor::{Acceptor, Names, admit_at_most};
+use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Counters, Limits, Policy, RefusalStats, Ws};
+use crate::acceptor::{Acceptor, Names, admit_http};
 use crate::error::{Error, Result};
 use crate::network::{self, Kind};
 use crate::stream::Stream;
@@ -23,20 +23,31 @@ pub type Handler = dyn Fn(&Arc<Stream>) + Send + Sync + 'static;
 /// How often a broadcast writer blocked on a slow client checks whether the
 /// client was dropped meanwhile.
 const WRITER_CHECK: Duration = Duration::from_millis(100);
-/// How long a close frame to a dropped or closing connection may take.
-const ABORT_WAIT: Duration = Duration::from_millis(200);
+/// How long close frames to a dropped connection, or to every connection of
+/// a closing server (all at once), may take.
+const ABORT_WAIT: Duration = Duration::from_millis(50);
 
 /// Server settings (the listen URL's options).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Message and frame size limits of each connection.
     pub limits: Limits,
-    /// Most connections open at once; more are refused with HTTP 503.
+    /// Most connections served at once (handshake done); more are refused
+    /// with HTTP 503.
     pub max_connections: usize,
+    /// Most connections in their handshake at once, counted apart from
+    /// served ones; one more ends the oldest of them.
+    pub max_handshakes: usize,
     /// How long a client has to complete its handshake.
     pub handshake_timeout: Duration,
     /// Broadcast messages queued per connection before it counts as too slow.
     pub queue: usize,
+    /// The subprotocols answered (the first of the client's offers in this
+    /// list; none if none is).
+    pub protocols: Vec<String>,
+    /// The `Origin` values allowed (others are refused with HTTP 403);
+    /// `None`: any.
+    pub origins: Option<Vec<String>>,
 }
 
 impl Default for ServerConfig {
@@ -53,9 +64,51 @@ impl From<WebsocketListenOptions> for ServerConfig {
                 max_frame: o.max_frame,
             },
             max_connections: o.max_connections,
+            max_handshakes: o.max_handshakes,
             handshake_timeout: Duration::from_millis(o.handshake_timeout_ms),
             queue: o.queue,
+            protocols: o.protocols,
+            origins: o.origins,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The handshake policy of connection `id` of `acc`: subprotocols,
+    /// origins, admission against `max_connections`, counters.
+    pub(crate) fn accept<C: Default + Send + 'static>(
+        &self,
+        raw: Arc<Stream>,
+        acc: &Acceptor<C>,
+        id: u64,
+        counters: &Arc<Counters>,
+    ) -> Result<(Stream, Arc<Ws>)> {
+        let admit = || {
+            if acc.establish(id, self.max_connections) {
+                return true;
+            }
+            if acc.load().served >= self.max_connections {
+                let n = acc.count_refused();
+                log::warn!(
+                    "{}: {} connections are served (the maximum): HTTP 503 at the end of \
+                     a handshake ({n} refused so far)",
+                    raw.name(),
+                    self.max_connections
+                );
+            } else {
+                // Evicted to make room (counted then), or the server closes.
+                log::info!("{}: ended during its handshake", raw.name());
+            }
+            false
+        };
+        let policy = Policy {
+            protocols: &self.protocols,
+            origins: self.origins.as_deref(),
+            admit: Some(&admit),
+            counters: Some(counters),
+        };
+        let deadline = Some(Instant::now() + self.handshake_timeout);
+        super::accept_with(raw.clone(), deadline, self.limits, &policy)
     }
 }
 
@@ -73,6 +126,7 @@ struct Job {
     config: ServerConfig,
     handler: Box<Handler>,
     dropped: AtomicU64,
+    counters: Arc<Counters>,
 }
 
 #[derive(Default)]
@@ -155,6 +209,7 @@ impl Server {
             config,
             handler,
             dropped: AtomicU64::new(0),
+            counters: Arc::default(),
         });
         let names = Names {
             peer: |a| format!("ws://{a}/"),
@@ -162,8 +217,22 @@ impl Server {
             conn_thread: "jw-ws-conn",
         };
         let admit = {
-            let max = job.config.max_connections;
-            move |open| admit_at_most(max, open)
+            let job = job.clone();
+            move |acc: &Acceptor<Conn>, load| {
+                let c = &job.config;
+                admit_http(
+                    acc,
+                    load,
+                    c.max_connections,
+                    c.max_handshakes,
+                    |c: &Conn| {
+                        if let Some(raw) = &c.raw {
+                            raw.close();
+                        }
+                    },
+                    || job.counters.count_evicted(),
+                )
+            }
         };
         let serve = {
             let job = job.clone();
@@ -201,9 +270,19 @@ impl Server {
     }
 
     /// How many clients were refused (HTTP 503) because `max_connections`
-    /// were open.
+    /// were served, when they came or when their handshake finished.
     pub fn refused(&self) -> u64 {
         self.acceptor.refused()
+    }
+
+    /// How many connections are in their handshake now.
+    pub fn handshaking(&self) -> usize {
+        self.acceptor.load().handshaking
+    }
+
+    /// Every kind of handshake refusal counted so far (each is logged too).
+    pub fn refusal_stats(&self) -> RefusalStats {
+        self.job.counters.stats(self.acceptor.refused())
     }
 
     /// Queues `data` as one binary message to every open connection and
@@ -241,9 +320,12 @@ impl Server {
     /// and joins every thread (each handler must return once its stream is
     /// closed). Closing twice does nothing.
     pub fn close(&self) {
+        // One deadline for every close frame: a server with many stuck
+        // clients closes as fast as one with a single stuck client.
+        let until = Instant::now() + ABORT_WAIT;
         let closed = self.acceptor.close(|c| {
             if let Some(ws) = &c.ws {
-                ws.abort(CLOSE_GOING_AWAY, "server closing", ABORT_WAIT);
+                ws.abort(CLOSE_GOING_AWAY, "server closing", until);
             }
             if let Some(raw) = &c.raw {
                 raw.close();
@@ -284,7 +366,11 @@ fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
         let payloads: Vec<&[u8]> = batch.iter().map(|m| &m[..]).collect();
         loop {
             if slow.load(Ordering::Acquire) {
-                ws.abort(CLOSE_POLICY, "too slow for the broadcast", ABORT_WAIT);
+                ws.abort(
+                    CLOSE_POLICY,
+                    "too slow for the broadcast",
+                    Instant::now() + ABORT_WAIT,
+                );
                 return;
             }
             match ws.send_messages(&payloads, Some(Instant::now() + WRITER_CHECK)) {
@@ -295,7 +381,11 @@ fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
         }
     }
     if slow.load(Ordering::Acquire) {
-        ws.abort(CLOSE_POLICY, "too slow for the broadcast", ABORT_WAIT);
+        ws.abort(
+            CLOSE_POLICY,
+            "too slow for the broadcast",
+            Instant::now() + ABORT_WAIT,
+        );
     }
 }
 
@@ -305,8 +395,7 @@ fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String
         if acc.update(id, |c| c.raw = Some(raw.clone())).is_none() {
             return Ok(());
         }
-        let deadline = Some(Instant::now() + s.config.handshake_timeout);
-        let (stream, ws) = accept_shared(raw, deadline, s.config.limits)?;
+        let (stream, ws) = s.config.accept(raw, acc, id, &s.counters)?;
         let stream = Arc::new(stream);
         let (tx, rx) = crossbeam_channel::bounded(s.config.queue.max(1));
         let registered = acc.update(id, |c| {
@@ -316,13 +405,16 @@ fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String
             c.slow.clone()
         });
         let Some(slow) = registered else {
-            ws.abort(CLOSE_GOING_AWAY, "server closing", ABORT_WAIT);
+            ws.abort(
+                CLOSE_GOING_AWAY,
+                "server closing",
+                Instant::now() + ABORT_WAIT,
+            );
             return Ok(());
         };
         std::thread::scope(|sc| {
-            let writer = std::thread::Builder::new()
-                .name("jw-ws-writer".into())
-                .spawn_scoped(sc, || write_loop(&ws, &rx, &slow));
+            let writer =
+                crate::sys::spawn_scoped(sc, "jw-ws-writer", || write_loop(&ws, &rx, &slow));
             (s.handler)(&stream);
             // No more broadcasts to this connection; the writer finishes what
             // is queued (unless the client is too slow) and ends.

@@ -79,7 +79,7 @@ impl Tls {
                 return self.flush_locked(c, deadline);
             }
             if c.wants_write() {
-                match c.write_tls(&mut &self.sock) {
+                match c.write_tls(&mut sys::NoSigpipe(&self.sock)) {
                     Ok(_) => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         drop(c);
@@ -101,7 +101,7 @@ impl Tls {
                 Ok(_) => {
                     if let Err(e) = c.process_new_packets() {
                         // Tell the server why (the alert), then give up.
-                        let _ = c.write_tls(&mut &self.sock);
+                        let _ = c.write_tls(&mut sys::NoSigpipe(&self.sock));
                         return Err(tls_error(&self.name, &e));
                     }
                 }
@@ -124,7 +124,7 @@ impl Tls {
         deadline: Option<Instant>,
     ) -> Result<()> {
         while c.wants_write() {
-            match c.write_tls(&mut &self.sock) {
+            match c.write_tls(&mut sys::NoSigpipe(&self.sock)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drop(c);
@@ -197,12 +197,12 @@ impl Transport for Tls {
                     }
                     Ok(_) => {
                         if let Err(e) = c.process_new_packets() {
-                            let _ = c.write_tls(&mut &self.sock);
+                            let _ = c.write_tls(&mut sys::NoSigpipe(&self.sock));
                             return self.end(Some(tls_error(&self.name, &e)));
                         }
                         // Key updates and the like may need an answer.
                         if c.wants_write() {
-                            let _ = c.write_tls(&mut &self.sock);
+                            let _ = c.write_tls(&mut sys::NoSigpipe(&self.sock));
                         }
                         continue;
                     }
@@ -227,8 +227,12 @@ impl Transport for Tls {
 
     fn close(&self) {
         if let Ok(mut c) = self.conn.try_lock() {
-            c.send_close_notify();
-            let _ = self.flush_locked(c, Some(Instant::now() + CLOSE_WAIT));
+            // Data still waiting to go means the peer is not reading (or is
+            // gone): no close_notify then, the connection is cut at once.
+            if !c.wants_write() {
+                c.send_close_notify();
+                let _ = self.flush_locked(c, Some(Instant::now() + CLOSE_WAIT));
+            }
         }
         self.closing.store(true, Ordering::Release);
         let _ = self.sock.shutdown(Shutdown::Both);

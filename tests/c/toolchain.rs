@@ -16,8 +16,9 @@
 //!   directory (an AddressSanitizer build of the library) instead.
 //! - `JW_C_WRAPPER`: a command prefix to run each program under, split at
 //!   whitespace (`valgrind --error-exitcode=99 ...`).
-//! - `JW_RUN_TIMEOUT_SECS`: how long a program may run (default 30 s);
-//!   programs under valgrind run many times slower.
+//! - `JW_RUN_TIMEOUT_SECS`: the least time a program may run (the default
+//!   is 30 s, longer for some); programs under valgrind run many times
+//!   slower.
 
 #![allow(dead_code)]
 
@@ -40,15 +41,18 @@ pub const NATIVE_STATIC_LIBS: &[&str] = &[
     "-lc",
 ];
 
-/// How long a C program may run before it is killed and its test fails:
-/// 30 s, or `JW_RUN_TIMEOUT_SECS`.
-pub fn run_timeout() -> Duration {
-    let secs = std::env::var("JW_RUN_TIMEOUT_SECS").ok().map(|v| {
-        v.trim()
-            .parse::<u64>()
-            .unwrap_or_else(|_| panic!("JW_RUN_TIMEOUT_SECS={v:?} is not a number of seconds"))
-    });
-    Duration::from_secs(secs.unwrap_or(30))
+/// How long a C program may run before it is killed and its test fails
+/// (see [`run_for`] for longer ones).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `JW_RUN_TIMEOUT_SECS`, if set: the least time any program is given.
+fn least_run_time() -> Option<Duration> {
+    let v = std::env::var("JW_RUN_TIMEOUT_SECS").ok()?;
+    let secs = v
+        .trim()
+        .parse::<u64>()
+        .unwrap_or_else(|_| panic!("JW_RUN_TIMEOUT_SECS={v:?} is not a number of seconds"));
+    Some(Duration::from_secs(secs))
 }
 
 /// Which jumpwire library a program is linked against.
@@ -276,8 +280,13 @@ impl std::fmt::Display for Run {
 
 /// Runs `bin` with `args` (under `JW_C_WRAPPER`, if set): a shared build
 /// with `LD_LIBRARY_PATH` pointing at the library, a static one without any.
-/// Killed after [`run_timeout`].
+/// Killed after [`RUN_TIMEOUT`] (or `JW_RUN_TIMEOUT_SECS`, if longer).
 pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
+    run_for(bin, args, link, RUN_TIMEOUT)
+}
+
+/// [`run`] for programs that may take longer than [`RUN_TIMEOUT`].
+pub fn run_for(bin: &Path, args: &[&str], link: Link, limit: Duration) -> Run {
     let wrapper = flags_from("JW_C_WRAPPER");
     let mut cmd = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
@@ -323,8 +332,8 @@ pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
             .take()
             .map(|r| Box::new(r) as Box<dyn Read + Send>),
     );
-    let timeout = run_timeout();
-    let deadline = Instant::now() + timeout;
+    let limit = least_run_time().map_or(limit, |least| least.max(limit));
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the program") {
             break status;
@@ -334,7 +343,7 @@ pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
             let status = child.wait().expect("waiting for the killed program");
             let (out, err) = (stdout.join().unwrap(), stderr.join().unwrap());
             panic!(
-                "{what} ran longer than {timeout:?} and was killed ({status})\n--- stdout ---\n{out}--- stderr ---\n{err}"
+                "{what} ran longer than {limit:?} and was killed ({status})\n--- stdout ---\n{out}--- stderr ---\n{err}"
             );
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -13,6 +13,10 @@
                              answers and ends; prints "CLOSED <code> <data>".
   ws_peer.py send-close URL N  sends N bytes through a bridge, then closes;
                              prints "CLOSED <code>".
+  ws_peer.py subprotocol URL [ORIGIN]  connects offering the subprotocols
+                             "chat" and "binary" (and ORIGIN if given), sends
+                             "hi" and reads it back; prints "SUBPROTOCOL
+                             <answered>" or "REFUSED <HTTP status>".
   ws_peer.py bench-pipe URL TOTAL SIZE INFLIGHT   pipelined echo benchmark
                              client: prints "msgs_per_s <rate>".
   ws_peer.py bench-rtt URL CONNS SIZE   round trips driven from stdin ("go"
@@ -27,7 +31,7 @@ import time
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
 def pattern(n, seed):
@@ -184,6 +188,19 @@ async def run_send_close(url, n):
     print(f"CLOSED {code}", flush=True)
 
 
+async def run_subprotocol(url, origin):
+    """Offers "chat" then "binary", as noVNC offers "binary"."""
+    try:
+        async with connect(url, subprotocols=["chat", "binary"], origin=origin,
+                           compression=None) as ws:
+            await ws.send(b"hi")
+            got = await ws.recv()
+            assert got == b"hi", got
+            print(f"SUBPROTOCOL {ws.subprotocol}", flush=True)
+    except InvalidStatus as e:
+        print(f"REFUSED {e.response.status_code}", flush=True)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "server":
@@ -198,6 +215,8 @@ def main():
         asyncio.run(run_bridge_eof(sys.argv[2]))
     elif mode == "send-close":
         asyncio.run(run_send_close(sys.argv[2], int(sys.argv[3])))
+    elif mode == "subprotocol":
+        asyncio.run(run_subprotocol(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
     elif mode == "bench-pipe":
         asyncio.run(run_bench_pipe(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
     elif mode == "bench-rtt":

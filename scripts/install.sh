@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds jumpwire in release mode and installs it like a C library:
+#
+#   PREFIX/include/jumpwire.h
+#   PREFIX/lib/libjumpwire.so.V.W.X      (SONAME libjumpwire.so.SOVER)
+#   PREFIX/lib/libjumpwire.so.SOVER -> libjumpwire.so.V.W.X
+#   PREFIX/lib/libjumpwire.so       -> libjumpwire.so.SOVER
+#   PREFIX/lib/libjumpwire.a
+#   PREFIX/lib/pkgconfig/jumpwire.pc
+#   PREFIX/lib/.debug/libjumpwire.so.V.W.X.debug   (split debug info; gdb finds it)
+#
+# SOVER follows cargo-c: MAJOR, or 0.MINOR while MAJOR is 0 (a 0.x minor
+# release may break the ABI). Installed libraries carry no debug info.
+#
+# Usage: scripts/install.sh PREFIX
+#   JW_LIBRARY_TYPE=cdylib|staticlib|both (default both) installs only the
+#   shared or only the static library, as cargo-c's --library-type does; with
+#   only the static one, `pkg-config --static --libs jumpwire` links it.
+set -euo pipefail
+
+prefix=${1:-}
+if [ -z "$prefix" ] || [ "$#" -ne 1 ]; then
+  echo "usage: scripts/install.sh PREFIX" >&2
+  exit 2
+fi
+cd "$(dirname "$0")/.."
+mkdir -p "$prefix"
+prefix=$(cd "$prefix" && pwd)
+kind=${JW_LIBRARY_TYPE:-both}
+case "$kind" in cdylib|staticlib|both) ;; *)
+  echo "install.sh: JW_LIBRARY_TYPE must be cdylib, staticlib or both, not '$kind'" >&2
+  exit 2
+esac
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+major=${version%%.*}
+minor=${version#*.}
+minor=${minor%%.*}
+if [ "$major" = 0 ]; then sover="0.$minor"; else sover="$major"; fi
+soname="libjumpwire.so.$sover"
+real="libjumpwire.so.$version"
+
+# What a program linking libjumpwire.a also needs; tests/static_libs.rs checks
+# this line against rustc's --print native-static-libs.
+native_static_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+
+cargo rustc --locked --release --lib --crate-type cdylib,staticlib \
+  -- -C "link-arg=-Wl,-soname,$soname"
+
+target=${CARGO_TARGET_DIR:-target}/release
+lib="$prefix/lib"
+install -d "$prefix/include" "$lib/pkgconfig"
+install -m 0644 include/jumpwire.h "$prefix/include/jumpwire.h"
+
+if [ "$kind" != staticlib ]; then
+  install -d "$lib/.debug"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  cp "$target/libjumpwire.so" "$tmp/$real"
+  objcopy --only-keep-debug "$tmp/$real" "$tmp/$real.debug"
+  strip --strip-unneeded "$tmp/$real"
+  (cd "$tmp" && objcopy --add-gnu-debuglink="$real.debug" "$real")
+  install -m 0755 "$tmp/$real" "$lib/$real"
+  install -m 0644 "$tmp/$real.debug" "$lib/.debug/$real.debug"
+  ln -sfn "$real" "$lib/$soname"
+  ln -sfn "$soname" "$lib/libjumpwire.so"
+else
+  rm -f "$lib/$real" "$lib/$soname" "$lib/libjumpwire.so" "$lib/.debug/$real.debug"
+fi
+
+if [ "$kind" != cdylib ]; then
+  install -m 0644 "$target/libjumpwire.a" "$lib/libjumpwire.a"
+  strip --strip-debug "$lib/libjumpwire.a"
+else
+  rm -f "$lib/libjumpwire.a"
+fi
+
+cat >"$lib/pkgconfig/jumpwire.pc" <<EOF
+prefix=$prefix
+exec_prefix=\${prefix}
+libdir=\${exec_prefix}/lib
+includedir=\${prefix}/include
+
+Name: jumpwire
+Description: The network-stream layer of a hardware-in-the-loop lab (TCP, UDP, Unix, vsock, D-Bus, websocket and Jumpstarter router streams)
+Version: $version
+Libs: -L\${libdir} -ljumpwire
+Libs.private: $native_static_libs
+Cflags: -I\${includedir}
+EOF
+
+echo "installed jumpwire $version into $prefix ($kind)"
+for f in "$lib/$real" "$lib/libjumpwire.a"; do
+  [ -f "$f" ] && echo "  $(du -h "$f" | cut -f1)  ${f#"$prefix"/}"
+done

@@ -1,0 +1,605 @@
+/*
+ * sigpipe: a C host with the default SIGPIPE disposition survives every write
+ * the library makes into a peer that has gone.
+ *
+ * A plain C program does not ignore SIGPIPE; a write into a socket whose peer
+ * has closed or reset raises it and the default action ends the process. Each
+ * case below drives one of the library's write paths into a dead peer: on the
+ * caller's thread (stream sends, the websocket close frame, jw_forward) and on
+ * the library's own threads (the background flusher, websocket connection and
+ * broadcast writer threads, the bridge, the port forward, the router client
+ * and exporter). The process must stay alive and each call that fails must
+ * say so with a status (JW_ERR_CONNECTION or JW_ERR_IO; JW_ERR_CLOSED where
+ * this side closed first).
+ *
+ * Prints one line per failed check and "N checks, 0 failed"; exits 1 if any
+ * check failed. An alarm ends a hung run. Run by tests/c_examples.rs against
+ * the shared and the static library.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jumpwire.h"
+
+#define TIMEOUT_MS 5000
+#define CHUNK (64 * 1024)
+
+static int checks;
+static int failures;
+static char chunk[CHUNK];
+
+static void check(int line, int cond, const char *what)
+{
+    checks++;
+    if (!cond) {
+        failures++;
+        fprintf(stderr, "FAIL sigpipe.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
+    }
+}
+#define CHECK(cond) check(__LINE__, (cond), #cond)
+
+/* A failure that says the peer is gone. */
+static int peer_gone(jw_status st)
+{
+    return st == JW_ERR_CONNECTION || st == JW_ERR_IO;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* Waits until *counter reaches want, at most ms; returns whether it did. */
+static int wait_count(atomic_int *counter, int want, long ms)
+{
+    for (long waited = 0; waited < ms; waited += 5) {
+        if (atomic_load(counter) >= want) {
+            return 1;
+        }
+        sleep_ms(5);
+    }
+    return atomic_load(counter) >= want;
+}
+
+/* A TCP listening socket on 127.0.0.1 with a free port; the port goes to *port. */
+static int tcp_listen(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        perror("sigpipe: tcp_listen");
+        exit(2);
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A TCP connection to 127.0.0.1:port. */
+static int tcp_dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((unsigned short)port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        perror("sigpipe: tcp_dial");
+        exit(2);
+    }
+    return fd;
+}
+
+/* Closes fd with a reset (RST) instead of a FIN. */
+static void reset(int fd)
+{
+    struct linger l = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+}
+
+/* The port in "scheme://127.0.0.1:PORT[/]". */
+static int port_of(const char *url)
+{
+    const char *colon = strrchr(url, ':');
+    return colon ? atoi(colon + 1) : 0;
+}
+
+/* Sends CHUNKs until a send fails (at most 400 of them); returns that status. */
+static jw_status send_until_error(jw_stream *s)
+{
+    jw_status st = JW_OK;
+    for (int i = 0; i < 400 && st == JW_OK; i++) {
+        st = jw_stream_send(s, chunk, sizeof chunk, TIMEOUT_MS);
+    }
+    return st;
+}
+
+/* A TCP target that accepts one connection, reads up to `before` bytes, then
+ * resets it. */
+struct resetter {
+    int lfd;
+    size_t before;
+    pthread_t thread;
+};
+
+static void *resetter_main(void *arg)
+{
+    struct resetter *r = arg;
+    int c = accept(r->lfd, NULL, NULL);
+    if (c < 0) {
+        return NULL;
+    }
+    size_t got = 0;
+    while (got < r->before) {
+        char buf[4096];
+        ssize_t n = read(c, buf, sizeof buf);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    reset(c);
+    return NULL;
+}
+
+/* Starts a resetter target; its URL goes to url. */
+static void resetter_start(struct resetter *r, size_t before, char *url, size_t cap)
+{
+    int port;
+    r->lfd = tcp_listen(&port);
+    r->before = before;
+    snprintf(url, cap, "tcp://127.0.0.1:%d", port);
+    pthread_create(&r->thread, NULL, resetter_main, r);
+}
+
+static void resetter_join(struct resetter *r)
+{
+    pthread_join(r->thread, NULL);
+    close(r->lfd);
+}
+
+/* 1. A TCP stream whose peer has reset: every later send fails, none kills. */
+static void tcp_stream_into_a_reset_peer(void)
+{
+    int port, lfd = tcp_listen(&port);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    jw_stream *s = NULL;
+    CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
+    reset(accept(lfd, NULL, NULL));
+    sleep_ms(20);
+    jw_status st = send_until_error(s);
+    CHECK(peer_gone(st));
+    CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
+    jw_stream_close(s);
+    close(lfd);
+}
+
+/* 2. A Unix stream whose peer has closed (also the D-Bus transport). */
+static void unix_and_dbus_streams_into_a_closed_peer(void)
+{
+    char path[108];
+    snprintf(path, sizeof path, "/tmp/jw-sigpipe-%ld.sock", (long)getpid());
+    unlink(path);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 4) != 0) {
+        perror("sigpipe: unix listen");
+        exit(2);
+    }
+    char url[160];
+    const char *forms[] = {"unix:%s", "dbus:unix:path=%s"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(url, sizeof url, forms[i], path);
+        jw_stream *s = NULL;
+        CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
+        close(accept(lfd, NULL, NULL));
+        CHECK(peer_gone(send_until_error(s)));
+        jw_stream_close(s);
+    }
+    close(lfd);
+    unlink(path);
+}
+
+/* 3. A send left to the background flusher (jw-flush) when the peer resets,
+ *    and a close that waits for it. */
+static void the_flusher_into_a_reset_peer(void)
+{
+    int port, lfd = tcp_listen(&port);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    jw_stream *s = NULL;
+    CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
+    int peer = accept(lfd, NULL, NULL);
+    /* Nobody reads: part of the 8 MiB goes out, the rest is flushed in the
+     * background. */
+    size_t big = 8u << 20;
+    char *data = calloc(1, big);
+    CHECK(jw_stream_send(s, data, big, 200) == JW_OK);
+    reset(peer);
+    sleep_ms(50);
+    /* The flusher's failure comes back at the next send. */
+    CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
+    jw_stream_close(s);
+    free(data);
+
+    /* The same, closed while the flusher still runs. */
+    CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
+    peer = accept(lfd, NULL, NULL);
+    data = calloc(1, big);
+    CHECK(jw_stream_send(s, data, big, 200) == JW_OK);
+    reset(peer);
+    jw_stream_close(s);
+    free(data);
+    close(lfd);
+}
+
+/* 4. A sender thread when another thread closes the stream. */
+struct sender {
+    jw_stream *s;
+    atomic_int started;
+    jw_status last;
+};
+
+static void *sender_main(void *arg)
+{
+    struct sender *x = arg;
+    jw_status st = JW_OK;
+    for (int i = 0; i < 100000 && st == JW_OK; i++) {
+        st = jw_stream_send(x->s, chunk, 1024, TIMEOUT_MS);
+        atomic_store(&x->started, 1);
+    }
+    x->last = st;
+    return NULL;
+}
+
+static void a_sender_while_another_thread_closes(void)
+{
+    int port, lfd = tcp_listen(&port);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    for (int round = 0; round < 20; round++) {
+        struct sender x = {NULL, 0, JW_OK};
+        CHECK(jw_connect(url, TIMEOUT_MS, &x.s) == JW_OK);
+        int peer = accept(lfd, NULL, NULL);
+        pthread_t t;
+        pthread_create(&t, NULL, sender_main, &x);
+        CHECK(wait_count(&x.started, 1, TIMEOUT_MS));
+        if (round % 2) {
+            reset(peer);
+            peer = -1;
+        }
+        jw_stream_close(x.s);
+        pthread_join(t, NULL);
+        CHECK(x.last == JW_ERR_CLOSED || peer_gone(x.last));
+        if (peer >= 0) {
+            close(peer);
+        }
+    }
+    close(lfd);
+}
+
+/* Websocket helpers: a raw client that does the upgrade by hand. */
+static const char UPGRADE[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                              "Sec-WebSocket-Version: 13\r\n\r\n";
+
+/* Sends the upgrade request and, if wait_reply, reads the 101 answer. */
+static int ws_raw_client(int port, int wait_reply)
+{
+    int fd = tcp_dial(port);
+    if (write(fd, UPGRADE, sizeof UPGRADE - 1) != (ssize_t)(sizeof UPGRADE - 1)) {
+        return fd;
+    }
+    if (wait_reply) {
+        char buf[1024];
+        size_t got = 0;
+        while (got < sizeof buf - 1) {
+            ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
+            if (n <= 0) {
+                break;
+            }
+            got += (size_t)n;
+            buf[got] = 0;
+            if (strstr(buf, "\r\n\r\n")) {
+                break;
+            }
+        }
+        CHECK(strncmp(buf, "HTTP/1.1 101", 12) == 0);
+    }
+    return fd;
+}
+
+struct ws_counts {
+    atomic_int joined;
+    atomic_int ended;
+};
+
+/* Echoes every message back until the connection ends. */
+static void echo_handler(jw_stream *conn, void *user)
+{
+    struct ws_counts *c = user;
+    atomic_fetch_add(&c->joined, 1);
+    char buf[4096];
+    size_t n;
+    while (jw_stream_receive(conn, buf, sizeof buf, &n, TIMEOUT_MS) == JW_OK) {
+        if (jw_stream_send(conn, buf, n, TIMEOUT_MS) != JW_OK) {
+            break;
+        }
+    }
+    atomic_fetch_add(&c->ended, 1);
+}
+
+/* 5. Websocket server: a client that sends one ping or one message to an
+ *    echo handler and leaves without reading (a remote denial of service
+ *    if it killed the host). */
+static void ws_clients_that_leave_without_reading(void)
+{
+    static struct ws_counts counts;
+    jw_ws_server *w = NULL;
+    CHECK(jw_ws_serve("ws://127.0.0.1:0", echo_handler, &counts, &w) == JW_OK);
+    char addr[128];
+    CHECK(jw_ws_server_address(w, addr, sizeof addr) == JW_OK);
+    int port = port_of(addr);
+    /* A masked text frame "hi" and a masked empty ping (mask key 0). */
+    static const unsigned char message[] = {0x81, 0x82, 0, 0, 0, 0, 'h', 'i'};
+    static const unsigned char ping[] = {0x89, 0x80, 0, 0, 0, 0};
+    int rounds = 40;
+    for (int i = 0; i < rounds; i++) {
+        int fd = ws_raw_client(port, i % 2);
+        const unsigned char *frame = (i % 4 < 2) ? message : ping;
+        size_t len = (i % 4 < 2) ? sizeof message : sizeof ping;
+        if (write(fd, frame, len) != (ssize_t)len) {
+            CHECK(0);
+        }
+        if (i % 3 == 0) {
+            reset(fd);
+        } else {
+            close(fd);
+        }
+    }
+    CHECK(wait_count(&counts.ended, atomic_load(&counts.joined), 3 * TIMEOUT_MS));
+    jw_ws_server_close(w);
+}
+
+/* 6. Broadcast clients that leave: the writer threads write into dead peers. */
+static void blocking_handler(jw_stream *conn, void *user)
+{
+    struct ws_counts *c = user;
+    atomic_fetch_add(&c->joined, 1);
+    char buf[256];
+    size_t n;
+    while (jw_stream_receive(conn, buf, sizeof buf, &n, -1) == JW_OK) {
+    }
+    atomic_fetch_add(&c->ended, 1);
+}
+
+static void broadcast_to_clients_that_left(void)
+{
+    static struct ws_counts counts;
+    jw_ws_server *w = NULL;
+    CHECK(jw_ws_serve("ws://127.0.0.1:0?queue=64", blocking_handler, &counts, &w) == JW_OK);
+    char addr[128];
+    CHECK(jw_ws_server_address(w, addr, sizeof addr) == JW_OK);
+    int port = port_of(addr);
+    int fds[8];
+    for (int i = 0; i < 8; i++) {
+        fds[i] = ws_raw_client(port, 1);
+    }
+    CHECK(wait_count(&counts.joined, 8, TIMEOUT_MS));
+    for (int i = 0; i < 8; i++) {
+        if (i % 2) {
+            reset(fds[i]);
+        } else {
+            close(fds[i]);
+        }
+    }
+    for (int i = 0; i < 200; i++) {
+        jw_status st = jw_ws_broadcast(w, chunk, 16 * 1024);
+        CHECK(st == JW_OK);
+    }
+    CHECK(wait_count(&counts.ended, 8, 3 * TIMEOUT_MS));
+    jw_ws_server_close(w);
+}
+
+/* 7. A websocket client whose server went away, then the close frame that
+ *    jw_stream_close sends after the error. */
+static void ws_client_after_the_server_went_away(void)
+{
+    static struct ws_counts counts;
+    jw_ws_server *w = NULL;
+    CHECK(jw_ws_serve("ws://127.0.0.1:0", blocking_handler, &counts, &w) == JW_OK);
+    char addr[128];
+    CHECK(jw_ws_server_address(w, addr, sizeof addr) == JW_OK);
+    jw_stream *s = NULL;
+    CHECK(jw_connect(addr, TIMEOUT_MS, &s) == JW_OK);
+    CHECK(wait_count(&counts.joined, 1, TIMEOUT_MS));
+    jw_ws_server_close(w);
+    jw_status st = send_until_error(s);
+    CHECK(peer_gone(st) || st == JW_EOF);
+    jw_stream_close(s);
+}
+
+/* 8. The websocket bridge whose target resets (the jw-conn thread writes
+ *    into it). */
+static void ws_bridge_into_a_reset_target(void)
+{
+    struct resetter r;
+    char target_url[64];
+    resetter_start(&r, 4096, target_url, sizeof target_url);
+    jw_network *target = NULL;
+    CHECK(jw_network_new(target_url, &target) == JW_OK);
+    jw_listener *l = NULL;
+    CHECK(jw_listen("ws://127.0.0.1:0", target, &l) == JW_OK);
+    char addr[128];
+    CHECK(jw_listener_address(l, addr, sizeof addr) == JW_OK);
+    jw_stream *s = NULL;
+    CHECK(jw_connect(addr, TIMEOUT_MS, &s) == JW_OK);
+    jw_status st = send_until_error(s);
+    CHECK(peer_gone(st) || st == JW_EOF || st == JW_OK);
+    jw_stream_close(s);
+    resetter_join(&r);
+    jw_listener_close(l);
+    jw_network_free(target);
+}
+
+/* 9. The port forward (splice on the connection thread) into a reset target. */
+static void port_forward_into_a_reset_target(void)
+{
+    struct resetter r;
+    char target_url[64];
+    resetter_start(&r, 4096, target_url, sizeof target_url);
+    jw_network *target = NULL;
+    CHECK(jw_network_new(target_url, &target) == JW_OK);
+    jw_listener *l = NULL;
+    CHECK(jw_listen("tcp://127.0.0.1:0", target, &l) == JW_OK);
+    char addr[128];
+    CHECK(jw_listener_address(l, addr, sizeof addr) == JW_OK);
+    jw_stream *s = NULL;
+    CHECK(jw_connect(addr, TIMEOUT_MS, &s) == JW_OK);
+    CHECK(peer_gone(send_until_error(s)));
+    jw_stream_close(s);
+    resetter_join(&r);
+    jw_listener_close(l);
+    jw_network_free(target);
+}
+
+/* 10. jw_forward between echo: and a TCP peer that resets. */
+struct forwarding {
+    jw_stream *a, *b;
+    jw_status status;
+};
+
+static void *forward_main(void *arg)
+{
+    struct forwarding *f = arg;
+    f->status = jw_forward(f->a, f->b);
+    return NULL;
+}
+
+static void jw_forward_from_echo_into_a_reset_peer(void)
+{
+    struct resetter r;
+    char target_url[64];
+    resetter_start(&r, 4096, target_url, sizeof target_url);
+    struct forwarding f = {NULL, NULL, JW_OK};
+    CHECK(jw_connect("echo:", TIMEOUT_MS, &f.a) == JW_OK);
+    CHECK(jw_connect(target_url, TIMEOUT_MS, &f.b) == JW_OK);
+    pthread_t t;
+    pthread_create(&t, NULL, forward_main, &f);
+    /* What goes into the echo comes back out of it and is forwarded to b. */
+    jw_status st = JW_OK;
+    for (int i = 0; i < 400 && st == JW_OK; i++) {
+        st = jw_stream_send(f.a, chunk, sizeof chunk, 200);
+        if (st == JW_TIMEOUT) {
+            st = JW_OK; /* the forward stopped reading: it has seen the reset */
+            break;
+        }
+    }
+    resetter_join(&r);
+    jw_stream_close(f.b); /* ends the forward if it still waits on the echo */
+    jw_stream_close(f.a);
+    pthread_join(t, NULL);
+    CHECK(f.status != JW_OK);
+}
+
+/* 11. The router client and exporter: the exporter writes into a target that
+ *     resets; the client writes to a router that has gone. */
+struct exporter {
+    char router[128];
+    char token[1024];
+    jw_network *target;
+    jw_status status;
+};
+
+static void *exporter_main(void *arg)
+{
+    struct exporter *e = arg;
+    e->status = jw_router_export(e->router, e->token, e->target, TIMEOUT_MS);
+    return NULL;
+}
+
+static void router_paths_into_dead_peers(void)
+{
+    jw_router *router = NULL;
+    CHECK(jw_router_serve("grpc://127.0.0.1:0?key=sigpipe-key", &router) == JW_OK);
+    struct exporter e;
+    memset(&e, 0, sizeof e);
+    CHECK(jw_router_address(router, e.router, sizeof e.router) == JW_OK);
+    CHECK(jw_router_token("sigpipe-key", "stream-1", 60, e.token, sizeof e.token) == JW_OK);
+    struct resetter r;
+    char target_url[64];
+    resetter_start(&r, 4096, target_url, sizeof target_url);
+    CHECK(jw_network_new(target_url, &e.target) == JW_OK);
+    pthread_t t;
+    pthread_create(&t, NULL, exporter_main, &e);
+    jw_stream *s = NULL;
+    CHECK(jw_router_connect(e.router, e.token, TIMEOUT_MS, &s) == JW_OK);
+    jw_status st = send_until_error(s);
+    (void)st; /* the target's reset ends the exporter; the client may see it later */
+    pthread_join(t, NULL);
+    CHECK(peer_gone(e.status));
+    resetter_join(&r);
+    jw_stream_close(s);
+
+    /* A client whose router goes away under it. */
+    char token2[1024];
+    CHECK(jw_router_token("sigpipe-key", "stream-2", 60, token2, sizeof token2) == JW_OK);
+    CHECK(jw_router_connect(e.router, token2, TIMEOUT_MS, &s) == JW_OK);
+    jw_router_close(router);
+    st = send_until_error(s);
+    CHECK(peer_gone(st) || st == JW_EOF);
+    jw_stream_close(s);
+    jw_network_free(e.target);
+}
+
+int main(void)
+{
+    /* Run as a plain C host does, whatever the parent left us. */
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    alarm(120);
+    memset(chunk, 'x', sizeof chunk);
+
+    tcp_stream_into_a_reset_peer();
+    unix_and_dbus_streams_into_a_closed_peer();
+    the_flusher_into_a_reset_peer();
+    a_sender_while_another_thread_closes();
+    ws_clients_that_leave_without_reading();
+    broadcast_to_clients_that_left();
+    ws_client_after_the_server_went_away();
+    ws_bridge_into_a_reset_target();
+    port_forward_into_a_reset_target();
+    jw_forward_from_echo_into_a_reset_peer();
+    router_paths_into_dead_peers();
+
+    struct sigaction now;
+    sigaction(SIGPIPE, NULL, &now);
+    CHECK(now.sa_handler == SIG_DFL);
+    printf("sigpipe: %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
