@@ -5,9 +5,9 @@
 //!
 //! A small model of RFC 6455 as jumpwire applies it says what must come out:
 //! the messages, in receive-sized chunks, then how the stream ends (the
-//! peer's close frame = end of stream; a protocol breach, a message over the
-//! limits, or the connection ending without a close frame = an error of the
-//! matching kind). What jumpwire writes back is checked too: valid frames of
+//! peer's close frame with no code, 1000 or 1001 = end of stream; another
+//! code, a protocol breach, a message over the limits, or the connection
+//! ending without a close frame = an error of the matching kind). What jumpwire writes back is checked too: valid frames of
 //! its side, a pong for each ping, then exactly one close frame.
 #![no_main]
 
@@ -113,8 +113,15 @@ fn model(mut b: &[u8], masked: bool, limits: Limits) -> (Vec<Vec<u8>>, Vec<Vec<u
                     1 => (messages, pings, End::Protocol(1002), 1002),
                     _ if !utf8(&f.payload[2..]) => (messages, pings, End::Protocol(1007), 1007),
                     _ => {
+                        // 1000 and 1001 end the stream; any other code is
+                        // the peer's error. Either way the code is echoed.
                         let code = u16::from_be_bytes([f.payload[0], f.payload[1]]);
-                        (messages, pings, End::Eof, code)
+                        let end = if matches!(code, 1000 | 1001) {
+                            End::Eof
+                        } else {
+                            End::Connection
+                        };
+                        (messages, pings, end, code)
                     }
                 };
             }
