@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of jumpwire: formatting and lint checks, the Rust unit and
 # integration tests, the C examples (built against the generated header and
-# both the shared and the static library), and the doc examples.
+# both the shared and the static library), and the doc examples; then the
+# fuzz targets briefly (so that they keep building) and the C programs under
+# AddressSanitizer and valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +29,7 @@ echo "== the pinned static-library link list still matches rustc"
 cargo test --locked --test static_libs -- --include-ignored
 echo "== scripts/install.sh, then a C program built with pkg-config"
 cargo test --locked --test install -- --include-ignored
+echo "== fuzz targets, 5 s each (scripts/fuzz.sh for longer runs)"
+scripts/fuzz.sh --ci 5
+echo "== the C tests and examples under AddressSanitizer and valgrind"
+scripts/sanitize.sh

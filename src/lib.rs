@@ -32,6 +32,8 @@ mod acceptor;
 pub mod error;
 pub mod ffi;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod logging;
 pub mod network;
 pub mod router;

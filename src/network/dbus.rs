@@ -70,8 +70,8 @@ pub(crate) enum Family {
 /// Parses a D-Bus address (list). Every failure is an
 /// [`Error::InvalidArgument`]: `D-Bus address "<s>": <what is wrong>`. (The
 /// driver itself parses through [`lookup`], whose messages name the endpoint
-/// and the environment variable instead.)
-#[cfg(test)]
+/// and the environment variable instead; this is for tests and the fuzz
+/// targets.)
 pub(crate) fn parse_address(s: &str) -> Result<Vec<BusAddress>> {
     parse_list(s).map_err(|p| Error::invalid(format!("D-Bus address {s:?}: {p}")))
 }

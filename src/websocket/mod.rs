@@ -95,7 +95,7 @@ impl Default for Limits {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Role {
+pub(crate) enum Role {
     Client,
     Server,
 }
@@ -829,7 +829,7 @@ impl Transport for WsTransport {
     }
 }
 
-pub(super) fn wrap(
+pub(crate) fn wrap(
     inner: Arc<Stream>,
     name: String,
     role: Role,

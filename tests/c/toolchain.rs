@@ -9,6 +9,16 @@
 //! executable), and in `target/<profile>/` after a `cargo build`; the newer of
 //! the two is used. Binaries go to a fresh directory under
 //! `CARGO_TARGET_TMPDIR` (`target/tmp/`), removed when the test passes.
+//!
+//! For the sanitizer runs (`scripts/sanitize.sh`), three variables override
+//! this; unset, nothing changes:
+//! - `JW_LIB_DIR`: take `libjumpwire.so` and `libjumpwire.a` from this
+//!   directory (an AddressSanitizer build of the library) instead.
+//! - `JW_C_WRAPPER`: a command prefix to run each program under, split at
+//!   whitespace (`valgrind --error-exitcode=99 ...`).
+//! - `JW_RUN_TIMEOUT_SECS`: the least time a program may run (the default
+//!   is 30 s, longer for some); programs under valgrind run many times
+//!   slower.
 
 #![allow(dead_code)]
 
@@ -31,8 +41,19 @@ pub const NATIVE_STATIC_LIBS: &[&str] = &[
     "-lc",
 ];
 
-/// How long a C program may run before it is killed and its test fails.
+/// How long a C program may run before it is killed and its test fails
+/// (see [`run_for`] for longer ones).
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `JW_RUN_TIMEOUT_SECS`, if set: the least time any program is given.
+fn least_run_time() -> Option<Duration> {
+    let v = std::env::var("JW_RUN_TIMEOUT_SECS").ok()?;
+    let secs = v
+        .trim()
+        .parse::<u64>()
+        .unwrap_or_else(|_| panic!("JW_RUN_TIMEOUT_SECS={v:?} is not a number of seconds"));
+    Some(Duration::from_secs(secs))
+}
 
 /// Which jumpwire library a program is linked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +82,14 @@ pub fn repo() -> &'static Path {
 }
 
 /// The newest `file_name` among the test executable's directory
-/// (`target/<profile>/deps/`) and its parent (`target/<profile>/`).
+/// (`target/<profile>/deps/`) and its parent (`target/<profile>/`); with
+/// `JW_LIB_DIR` set, the one in that directory.
 pub fn library(file_name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("JW_LIB_DIR").filter(|d| !d.is_empty()) {
+        let p = Path::new(&dir).join(file_name);
+        assert!(p.is_file(), "JW_LIB_DIR: {} not found", p.display());
+        return p;
+    }
     let exe = std::env::current_exe().expect("the test executable's path");
     let deps = exe.parent().expect("the test executable's directory");
     let candidates = [Some(deps), deps.parent()];
@@ -251,15 +278,24 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Runs `bin` with `args`: a shared build with `LD_LIBRARY_PATH` pointing at
-/// the library, a static one without any. Killed after [`RUN_TIMEOUT`].
+/// Runs `bin` with `args` (under `JW_C_WRAPPER`, if set): a shared build
+/// with `LD_LIBRARY_PATH` pointing at the library, a static one without any.
+/// Killed after [`RUN_TIMEOUT`] (or `JW_RUN_TIMEOUT_SECS`, if longer).
 pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
     run_for(bin, args, link, RUN_TIMEOUT)
 }
 
 /// [`run`] for programs that may take longer than [`RUN_TIMEOUT`].
 pub fn run_for(bin: &Path, args: &[&str], link: Link, limit: Duration) -> Run {
-    let mut cmd = Command::new(bin);
+    let wrapper = flags_from("JW_C_WRAPPER");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(wrapper_args).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    };
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -296,6 +332,7 @@ pub fn run_for(bin: &Path, args: &[&str], link: Link, limit: Duration) -> Run {
             .take()
             .map(|r| Box::new(r) as Box<dyn Read + Send>),
     );
+    let limit = least_run_time().map_or(limit, |least| least.max(limit));
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the program") {
