@@ -56,14 +56,14 @@ for mode in "${modes[@]}"; do
       # exitcode: a report must not pass for a program's own exit code 1.
       JW_LIB_DIR="$PWD/target/asan/$host/debug" CFLAGS="$flags" CXXFLAGS="$flags" \
         ASAN_OPTIONS="exitcode=86:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1" \
-        LSAN_OPTIONS="exitcode=87" \
+        LSAN_OPTIONS="exitcode=87" JW_TIMING_SLACK_MS=500 \
         run_c_tests
       ;;
     valgrind)
       command -v valgrind >/dev/null || { echo "sanitize: valgrind is missing: run scripts/setup.sh" >&2; exit 1; }
       echo "== valgrind: the C tests and examples"
-      JW_C_WRAPPER="valgrind -q --error-exitcode=99 --num-callers=50 --leak-check=full --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible --suppressions=$PWD/scripts/valgrind.supp" \
-        JW_RUN_TIMEOUT_SECS=600 \
+      JW_C_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --num-callers=50 --leak-check=full --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible --suppressions=$PWD/scripts/valgrind.supp" \
+        JW_RUN_TIMEOUT_SECS=600 JW_TIMING_SLACK_MS=2000 \
         run_c_tests
       ;;
     *) echo "usage: scripts/sanitize.sh [asan] [valgrind]" >&2; exit 2 ;;

@@ -188,6 +188,34 @@ fn survivor_ends(scheme: &str, raw_first: bool, goes: Goes) {
     good_pair(&url, &id);
 }
 
+/// A caller that ends its request stream without a GOAWAY (or with a message
+/// cut after its header, which the gRPC layer takes for the same) and stays:
+/// its peer sees the end of that direction within about a second, instead
+/// of waiting forever (found by the router_frames fuzz target).
+#[test]
+fn a_request_stream_that_ends_without_goaway_is_an_end_for_the_peer() {
+    let _one = serial();
+    let dir = TempDir::new("abuse-no-goaway");
+    let r = router("grpc", Duration::from_secs(5), 256);
+    let url = client_url(&r, &dir);
+    for (i, tail) in [&b""[..], &[0u8, 0, 0, 0, 9][..]].into_iter().enumerate() {
+        let t = tok(&format!("no-goaway-{i}"));
+        let mut raw = raw_call(&r, &t);
+        let s = router::connect(&url, &t, LONG).unwrap();
+        raw.paired();
+        raw.send_raw(grpc_data(b"hi"));
+        raw.send
+            .send_data(bytes::Bytes::copy_from_slice(tail), true)
+            .unwrap();
+        assert_eq!(recv_exact(&s, 2, 16, Duration::from_secs(10)), b"hi");
+        let (end, took) = end_of(&s);
+        assert!(matches!(end, Ok(None)), "tail {tail:?}: {end:?}");
+        assert!(took < Duration::from_secs(2), "tail {tail:?}: {took:?}");
+        s.close();
+        drop(raw);
+    }
+}
+
 #[test]
 fn a_caller_that_cancels_or_is_cut_ends_its_peer_at_once() {
     let _one = serial();

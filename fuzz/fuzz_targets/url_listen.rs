@@ -61,10 +61,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let redacted = redact(url);
     let plain = format!("{redacted} {}", decoded(&redacted));
-    // Known, reported: a key typed after '&' instead of '?'
-    // (`grpc://127.0.0.1:0&key=SECRET`) is part of the port or host, and the
-    // message quotes that part whole. Keys whose text also appears before
-    // the query are not checked until the messages redact quoted parts.
+    // Text that also appears before the query (as the host or port) is not
+    // checked: messages may quote the host or port, which is no key. (A key
+    // typed after '&' instead of '?', `grpc://h:0&key=SECRET`, lands in the
+    // quoted port: messages redact `key=` in quoted parts, see url.rs.)
     let before_query = url.split('?').next().unwrap_or("");
     let hidden: Vec<&str> = secrets(url)
         .into_iter()

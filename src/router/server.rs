@@ -149,6 +149,14 @@ async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<bool, 
     Ok(goaway)
 }
 
+/// The GOAWAY frame that tells a caller its peer will send nothing more.
+fn goaway() -> StreamResponse {
+    StreamResponse {
+        payload: Default::default(),
+        frame_type: FrameType::Goaway as i32,
+    }
+}
+
 /// How long the frames a caller sent before its call went may take to be
 /// relayed before its peer's call ends.
 const GONE_DRAIN: Duration = Duration::from_millis(500);
@@ -187,6 +195,12 @@ async fn relay(sub: String, a: Caller, b: Caller, stop: watch::Receiver<bool>) {
     let mut stop = std::pin::pin!(stopped(stop));
     let (mut sa, mut sb) = (Side::default(), Side::default());
     let mut drain = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    // A request stream that ended without a GOAWAY: once the caller is seen
+    // to stay (GONE_DRAIN later), its peer is sent one, so that it sees the
+    // end of that direction instead of waiting forever.
+    let mut eof_a = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let mut eof_b = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let (mut told_b, mut told_a) = (false, false);
     let mut failure = None;
     let gone = || Status::cancelled("the caller went away");
     loop {
@@ -201,8 +215,24 @@ async fn relay(sub: String, a: Caller, b: Caller, stop: watch::Receiver<bool>) {
             Err((gone(), &b.addr))
         } else {
             tokio::select! {
-                r = &mut ab, if !ad => r.map(|g| sa.done = Some(g)).map_err(|e| (e, &a.addr)),
-                r = &mut ba, if !bd => r.map(|g| sb.done = Some(g)).map_err(|e| (e, &b.addr)),
+                r = &mut ab, if !ad => r.map(|g| {
+                    sa.done = Some(g);
+                    eof_a.as_mut().reset(tokio::time::Instant::now() + GONE_DRAIN);
+                }).map_err(|e| (e, &a.addr)),
+                r = &mut ba, if !bd => r.map(|g| {
+                    sb.done = Some(g);
+                    eof_b.as_mut().reset(tokio::time::Instant::now() + GONE_DRAIN);
+                }).map_err(|e| (e, &b.addr)),
+                () = &mut eof_a, if sa.done == Some(false) && !sa.gone && !told_b => {
+                    told_b = true;
+                    let _ = b_out.send(goaway()).await;
+                    Ok(())
+                }
+                () = &mut eof_b, if sb.done == Some(false) && !sb.gone && !told_a => {
+                    told_a = true;
+                    let _ = a_out.send(goaway()).await;
+                    Ok(())
+                }
                 () = a_out.closed(), if !sa.gone => {
                     sa.gone = true;
                     drain.as_mut().reset(tokio::time::Instant::now() + GONE_DRAIN);

@@ -256,23 +256,36 @@ static void the_flusher_into_a_reset_peer(void)
     close(lfd);
 }
 
-/* 4. A sender thread when another thread closes the stream. */
+/* 4. A sender thread blocked in a send when another thread closes the
+ *    stream, or when the peer resets under it. The send is larger than any
+ *    socket buffer and the peer reads nothing, so once bytes have reached the
+ *    peer the sender is inside jw_stream_send until something ends it (no
+ *    call starts after the close: that would use a freed handle). */
 struct sender {
     jw_stream *s;
-    atomic_int started;
+    char *data;
+    size_t len;
     jw_status last;
 };
 
 static void *sender_main(void *arg)
 {
     struct sender *x = arg;
-    jw_status st = JW_OK;
-    for (int i = 0; i < 100000 && st == JW_OK; i++) {
-        st = jw_stream_send(x->s, chunk, 1024, TIMEOUT_MS);
-        atomic_store(&x->started, 1);
-    }
-    x->last = st;
+    x->last = jw_stream_send(x->s, x->data, x->len, -1);
     return NULL;
+}
+
+/* Waits until bytes are queued at fd (at most ms). */
+static int wait_readable(int fd, long ms)
+{
+    for (long waited = 0; waited < ms; waited += 5) {
+        char b;
+        if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+            return 1;
+        }
+        sleep_ms(5);
+    }
+    return 0;
 }
 
 static void a_sender_while_another_thread_closes(void)
@@ -280,24 +293,30 @@ static void a_sender_while_another_thread_closes(void)
     int port, lfd = tcp_listen(&port);
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
-    for (int round = 0; round < 20; round++) {
-        struct sender x = {NULL, 0, JW_OK};
+    size_t len = 64u << 20;
+    char *data = calloc(1, len);
+    for (int round = 0; round < 10; round++) {
+        struct sender x = {NULL, data, len, JW_OK};
         CHECK(jw_connect(url, TIMEOUT_MS, &x.s) == JW_OK);
         int peer = accept(lfd, NULL, NULL);
         pthread_t t;
         pthread_create(&t, NULL, sender_main, &x);
-        CHECK(wait_count(&x.started, 1, TIMEOUT_MS));
+        CHECK(wait_readable(peer, TIMEOUT_MS));
         if (round % 2) {
+            /* The peer resets under the blocked send. */
             reset(peer);
-            peer = -1;
-        }
-        jw_stream_close(x.s);
-        pthread_join(t, NULL);
-        CHECK(x.last == JW_ERR_CLOSED || peer_gone(x.last));
-        if (peer >= 0) {
+            pthread_join(t, NULL);
+            CHECK(peer_gone(x.last));
+            jw_stream_close(x.s);
+        } else {
+            /* Another thread closes the stream under the blocked send. */
+            jw_stream_close(x.s);
+            pthread_join(t, NULL);
+            CHECK(x.last == JW_ERR_CLOSED || peer_gone(x.last));
             close(peer);
         }
     }
+    free(data);
     close(lfd);
 }
 
