@@ -110,7 +110,9 @@ fn every_c_program_has_a_test() {
         "tests/c/log_callback.c",
         "tests/c/misuse.c",
         "tests/c/router_faults.c",
+        "tests/c/router_idle_limit.c",
         "tests/c/sigpipe.c",
+        "tests/c/stats.c",
         "tests/c/ws_faults.c",
     ];
     assert_eq!(
@@ -294,6 +296,18 @@ fn stream_stats_count_sends_receives_and_forwards_with_both_libraries() {
         run(&bin, &[], link)
             .assert_success()
             .assert_stdout_has("jw_forward moved 1000 bytes out of a and 1000 into it")
+            .assert_stdout_has(" checks, 0 failed");
+    }
+}
+
+#[test]
+fn a_router_short_of_descriptors_is_not_locked_out_by_idle_connections_with_both_libraries() {
+    let dir = WorkDir::new("router_idle_limit");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/router_idle_limit.c", link);
+        run(&bin, &[], link)
+            .assert_success()
+            .assert_stdout_has("150 idle connections, a good pair served in")
             .assert_stdout_has(" checks, 0 failed");
     }
 }
