@@ -12,6 +12,9 @@
 #   (CFLAGS; the compiler's libasan serves both). Leak checking (LSan) is on.
 # - valgrind: the library `cargo test` builds, each program run under
 #   valgrind (JW_C_WRAPPER) with the suppressions of scripts/valgrind.supp.
+#   All but tests/c/router_idle_limit.c: its child process lowers
+#   RLIMIT_NOFILE, which valgrind (it keeps descriptors of its own at the top
+#   of the limit) refuses; it runs in the plain suite and under ASan.
 # The test executables are built by cargo and then run directly, so that
 # CFLAGS reaches the C programs and not the crates cargo builds with cc.
 set -euo pipefail
@@ -38,7 +41,7 @@ dbus=$(test_exe dbus)
 
 # Runs the C-program tests: every test of c_examples, the C example of dbus.
 run_c_tests() {
-  "$c_examples" --test-threads=2
+  "$c_examples" --test-threads=2 "$@"
   "$dbus" --test-threads=1 c_example_
 }
 
@@ -64,7 +67,7 @@ for mode in "${modes[@]}"; do
       echo "== valgrind: the C tests and examples"
       JW_C_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --num-callers=50 --leak-check=full --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible --suppressions=$PWD/scripts/valgrind.supp" \
         JW_RUN_TIMEOUT_SECS=600 JW_TIMING_SLACK_MS=2000 \
-        run_c_tests
+        run_c_tests --skip a_router_short_of_descriptors
       ;;
     *) echo "usage: scripts/sanitize.sh [asan] [valgrind]" >&2; exit 2 ;;
   esac

@@ -57,6 +57,7 @@ static int child(int out, int in)
 {
     struct rlimit rl = {64, 64};
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        perror("router_idle_limit: child: setrlimit(RLIMIT_NOFILE, 64)");
         return 2;
     }
     jw_router *r = NULL;
