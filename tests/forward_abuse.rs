@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::routing::{counts, counts_back_to};
+use common::routing::counts_back_to;
 use common::*;
 use jumpwire::Network;
 use jumpwire::forward::Listener;
@@ -207,22 +207,7 @@ fn setup(query: &str) -> (Target, Listener, (usize, usize)) {
     let l = Listener::bind(&format!("tcp://127.0.0.1:0{query}"), &target.network()).unwrap();
     good_client(listener_addr(&l));
     wait_for("the warm-up to end", SLACK, || l.connections() == 0);
-    (target, l, steady())
-}
-
-/// The counts once they have not changed for 200 ms (threads of earlier
-/// tests may still be ending), or after 5 s.
-fn steady() -> (usize, usize) {
-    let t0 = Instant::now();
-    let (mut last, mut since) = (counts(), Instant::now());
-    while t0.elapsed() < Duration::from_secs(5) && since.elapsed() < Duration::from_millis(200) {
-        std::thread::sleep(Duration::from_millis(10));
-        let now = counts();
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
-    last
+    (target, l, steady(Duration::from_secs(5)))
 }
 
 /// The end of every abuse: no connection left, a good client served at once,
@@ -288,7 +273,7 @@ fn a_target_that_resets_resets_each_client_and_leaks_nothing() {
     let target = Target::serving(reset_after_hello);
     let l = Listener::bind("tcp://127.0.0.1:0", &target.network()).unwrap();
     let addr = listener_addr(&l);
-    let base = steady();
+    let base = steady(Duration::from_secs(5));
     std::thread::scope(|s| {
         for _ in 0..50 {
             s.spawn(|| {
@@ -525,7 +510,7 @@ fn out_of_descriptors_child() {
         match line.unwrap().as_str() {
             "fill" => {
                 wait_for("the warm-up to end", SLACK, || l.connections() == 0);
-                base = steady();
+                base = steady(Duration::from_secs(5));
                 loop {
                     match std::fs::File::open("/dev/null") {
                         Ok(f) => hog.push(f),

@@ -4,6 +4,9 @@
 //! open — the process has exactly as many threads and file descriptors as
 //! before. One test, so that nothing else in this process changes the counts.
 
+mod common;
+
+use common::{counts, steady};
 use jumpwire::ffi::{jw_status, jw_stream, jw_stream_close, jw_stream_receive, jw_ws_accept};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::{Server, ServerConfig};
@@ -15,28 +18,6 @@ use std::time::{Duration, Instant};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(10));
 const SETTLE: Duration = Duration::from_secs(3);
-
-fn counts() -> (usize, usize) {
-    let n = |d: &str| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
-    (n("/proc/self/task"), n("/proc/self/fd"))
-}
-
-fn steady() -> (usize, usize) {
-    let t0 = Instant::now();
-    let mut last = counts();
-    let mut since = Instant::now();
-    while t0.elapsed() < SETTLE {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = counts();
-        if now != last {
-            since = Instant::now();
-        } else if since.elapsed() >= Duration::from_millis(200) {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
 
 fn assert_settles(what: &str, base: (usize, usize)) {
     let t0 = Instant::now();
@@ -208,7 +189,7 @@ fn everything() {
 #[test]
 fn websockets_leave_no_threads_or_fds_behind() {
     everything();
-    let base = steady();
+    let base = steady(SETTLE);
     for _ in 0..2 {
         everything();
         assert_settles("websocket round", base);

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{LONG, pattern};
+use common::{LONG, counts, pattern, steady};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::{RefusalStats, Server};
 use jumpwire::{Error, Network};
@@ -27,29 +27,6 @@ const AT_ONCE: Duration = Duration::from_secs(1);
 /// The servers' listen options: a short handshake timeout keeps the slow
 /// peer's case short.
 const OPTIONS: &str = "?handshake_timeout_ms=500";
-
-fn counts() -> (usize, usize) {
-    let n = |d: &str| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
-    (n("/proc/self/task"), n("/proc/self/fd"))
-}
-
-/// The counts once they stop moving (threads of earlier connections end).
-fn steady() -> (usize, usize) {
-    let t0 = Instant::now();
-    let mut last = counts();
-    let mut since = Instant::now();
-    while t0.elapsed() < SETTLE {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = counts();
-        if now != last {
-            since = Instant::now();
-        } else if since.elapsed() >= Duration::from_millis(200) {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
 
 /// Waits (at most [`SETTLE`]) for the counts to come back to `base`.
 fn settles(base: (usize, usize)) -> Result<(usize, usize), (usize, usize)> {
@@ -255,7 +232,7 @@ fn attack(
     f: fn(&str) -> String,
     counted: fn(&RefusalStats) -> u64,
 ) -> String {
-    let before = steady();
+    let before = steady(SETTLE);
     let stats = t.stats();
     let outcome = f(t.address());
     good_client(t.address());
@@ -522,7 +499,7 @@ fn abuse_and_faults() {
         t.close();
     }
     drop(targets);
-    let before = steady();
+    let before = steady(SETTLE);
     let mut row = |name: &str, kind: &str, outcome: String| {
         let after = settles(before).unwrap_or_else(|now| panic!("{name}: {now:?} vs {before:?}"));
         table.push(format!(

@@ -25,20 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 static int checks;
 static int failures;
 
-static void check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL close_race.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-}
-#define CHECK(cond) check(__LINE__, (cond), #cond)
 
 enum kind { WS_SERVER, LISTENER, ROUTER };
 
@@ -150,7 +141,7 @@ static void race(enum kind kind, const char *name, int rounds, jw_network *echo)
         }
         close_one(kind, r.handle);
         pthread_join(t, NULL);
-        check(__LINE__, r.last == JW_ERR_CLOSED, name);
+        check_at(__FILE__, __LINE__, r.last == JW_ERR_CLOSED, name);
         if (r.last != JW_ERR_CLOSED) {
             fprintf(stderr, "  round %d: %s after close returned %s\n", round, name, jw_status_str(r.last));
         }
@@ -182,6 +173,5 @@ int main(int argc, char **argv)
     jw_router_close((jw_router *)(uintptr_t)0x10);
 
     jw_network_free(echo);
-    printf("close_race: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return summary("close_race");
 }

@@ -30,24 +30,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 #define TIMEOUT_MS 5000
 #define MIB (1024 * 1024)
 
-static int checks;
-static int failures;
 
-static int check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL forward_faults.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-    return cond;
-}
-#define CHECK(cond) check(__LINE__, (cond), #cond)
 
 static void die(const char *what)
 {
@@ -89,16 +77,6 @@ static int accept_one(int l)
     }
     bound_reads(c);
     return c;
-}
-
-/* Closes `fd` with a reset (RST) instead of a clean end (FIN). */
-static void reset_close(int fd)
-{
-    struct linger lg = {1, 0};
-    if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) != 0) {
-        die("SO_LINGER");
-    }
-    close(fd);
 }
 
 /* Reads exactly `len` bytes; 0 on success. */

@@ -17,20 +17,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 static int checks;
 static int failures;
 
-static void check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL log_callback.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-}
-#define CHECK(cond) check(__LINE__, (cond), #cond)
 
 struct seen {
     pthread_mutex_t lock;
@@ -112,6 +103,6 @@ int main(void)
     CHECK(seen.bad_target == 0);
     CHECK(seen.nested_status == JW_ERR_INVALID_ARGUMENT);
     printf("log_callback: first listening line: %s\n", seen.sample);
-    printf("log_callback: %d lines; %d checks, %d failed\n", lines, checks, failures);
-    return failures ? 1 : 0;
+    printf("log_callback: %d lines\n", lines);
+    return summary("log_callback");
 }

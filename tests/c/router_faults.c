@@ -32,36 +32,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 #define KEY "faults-key"
 
-/* Extra time for the timing bounds under valgrind (scripts/sanitize.sh). */
-static double slack_ms(void)
-{
-    const char *v = getenv("JW_TIMING_SLACK_MS");
-    return v ? atof(v) : 0;
-}
 
-static int checks;
-static int failures;
-
-static void check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL router_faults.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-}
-#define CHECK(cond, what) check(__LINE__, (cond), (what))
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
+/* CHECK(cond, what): a check with its own wording. */
+#undef CHECK
+#define CHECK(cond, what) check_at(__FILE__, __LINE__, (cond), (what))
 
 /* A TCP listener on 127.0.0.1 with a free port; its port in *port. */
 static int listener(int *port)
@@ -97,13 +75,6 @@ static int dial(int port)
 }
 
 /* Closes `fd` with RST (SO_LINGER 0). */
-static void reset_close(int fd)
-{
-    struct linger l = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close(fd);
-}
-
 static void token(const char *id, char *buf, size_t cap)
 {
     if (jw_router_token(KEY, id, 60, buf, cap) != JW_OK) {

@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 #define KEY "idle-key"
 #define IDLE 150
@@ -34,22 +34,6 @@
 static int checks;
 static int failures;
 
-static void check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL router_idle_limit.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-}
-#define CHECK(cond) check(__LINE__, (cond), #cond)
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000.0 + t.tv_nsec / 1e6;
-}
 
 /* The child: a router with 64 descriptors; writes its port to `out`, runs
  * until `in` closes, then writes its refusal count. */
@@ -147,6 +131,5 @@ int main(void)
     CHECK(refused > 0);
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    printf("router_idle_limit: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return summary("router_idle_limit");
 }

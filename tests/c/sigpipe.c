@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 #define TIMEOUT_MS 5000
 #define CHUNK (64 * 1024)
@@ -40,26 +40,11 @@ static int checks;
 static int failures;
 static char chunk[CHUNK];
 
-static void check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL sigpipe.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-}
-#define CHECK(cond) check(__LINE__, (cond), #cond)
 
 /* A failure that says the peer is gone. */
 static int peer_gone(jw_status st)
 {
     return st == JW_ERR_CONNECTION || st == JW_ERR_IO;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
 }
 
 /* Waits until *counter reaches want, at most ms; returns whether it did. */
@@ -72,48 +57,6 @@ static int wait_count(atomic_int *counter, int want, long ms)
         sleep_ms(5);
     }
     return atomic_load(counter) >= want;
-}
-
-/* A TCP listening socket on 127.0.0.1 with a free port; the port goes to *port. */
-static int tcp_listen(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        perror("sigpipe: tcp_listen");
-        exit(2);
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-/* A TCP connection to 127.0.0.1:port. */
-static int tcp_dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((unsigned short)port);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        perror("sigpipe: tcp_dial");
-        exit(2);
-    }
-    return fd;
-}
-
-/* Closes fd with a reset (RST) instead of a FIN. */
-static void reset(int fd)
-{
-    struct linger l = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close(fd);
 }
 
 /* The port in "scheme://127.0.0.1:PORT[/]". */
@@ -157,7 +100,7 @@ static void *resetter_main(void *arg)
         }
         got += (size_t)n;
     }
-    reset(c);
+    reset_close(c);
     return NULL;
 }
 
@@ -185,7 +128,7 @@ static void tcp_stream_into_a_reset_peer(void)
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     jw_stream *s = NULL;
     CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
-    reset(accept(lfd, NULL, NULL));
+    reset_close(accept(lfd, NULL, NULL));
     sleep_ms(20);
     jw_status st = send_until_error(s);
     CHECK(peer_gone(st));
@@ -238,7 +181,7 @@ static void the_flusher_into_a_reset_peer(void)
     size_t big = 8u << 20;
     char *data = calloc(1, big);
     CHECK(jw_stream_send(s, data, big, 200) == JW_OK);
-    reset(peer);
+    reset_close(peer);
     sleep_ms(50);
     /* The flusher's failure comes back at the next send. */
     CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
@@ -250,7 +193,7 @@ static void the_flusher_into_a_reset_peer(void)
     peer = accept(lfd, NULL, NULL);
     data = calloc(1, big);
     CHECK(jw_stream_send(s, data, big, 200) == JW_OK);
-    reset(peer);
+    reset_close(peer);
     jw_stream_close(s);
     free(data);
     close(lfd);
@@ -304,7 +247,7 @@ static void a_sender_while_another_thread_closes(void)
         CHECK(wait_readable(peer, TIMEOUT_MS));
         if (round % 2) {
             /* The peer resets under the blocked send. */
-            reset(peer);
+            reset_close(peer);
             pthread_join(t, NULL);
             CHECK(peer_gone(x.last));
             jw_stream_close(x.s);
@@ -394,7 +337,7 @@ static void ws_clients_that_leave_without_reading(void)
             CHECK(0);
         }
         if (i % 3 == 0) {
-            reset(fd);
+            reset_close(fd);
         } else {
             close(fd);
         }
@@ -430,7 +373,7 @@ static void broadcast_to_clients_that_left(void)
     CHECK(wait_count(&counts.joined, 8, TIMEOUT_MS));
     for (int i = 0; i < 8; i++) {
         if (i % 2) {
-            reset(fds[i]);
+            reset_close(fds[i]);
         } else {
             close(fds[i]);
         }
@@ -619,6 +562,5 @@ int main(void)
     struct sigaction now;
     sigaction(SIGPIPE, NULL, &now);
     CHECK(now.sa_handler == SIG_DFL);
-    printf("sigpipe: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return summary("sigpipe");
 }

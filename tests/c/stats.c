@@ -18,20 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 static int checks;
 static int failures;
 
-static void check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL stats.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-}
-#define CHECK(cond) check(__LINE__, (cond), #cond)
 
 /* A one-connection TCP server: sends 1000 bytes, ends its side, then counts
  * what comes back until the end. */
@@ -200,6 +191,5 @@ int main(void)
     CHECK(count == 1);
     jw_router_close(r);
 
-    printf("stats: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return summary("stats");
 }

@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jumpwire.h"
+#include "common.h"
 
 #define TIMEOUT_MS 5000
 /* The promise (100 ms) plus scheduling slack for a loaded machine, plus
@@ -41,37 +41,10 @@
  * instruction many times slower). */
 #define CLOSE_BOUND_MS (200 + slack_ms())
 
-static double slack_ms(void)
-{
-    const char *v = getenv("JW_TIMING_SLACK_MS");
-    return v ? atof(v) : 0;
-}
 
-static int checks;
-static int failures;
-
-static void check(int line, int cond, const char *what)
-{
-    checks++;
-    if (!cond) {
-        failures++;
-        fprintf(stderr, "FAIL ws_faults.c:%d: %s (last error: %s)\n", line, what, jw_last_error());
-    }
-}
-#define CHECK(cond, what) check(__LINE__, (cond), (what))
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+/* CHECK(cond, what): a check with its own wording. */
+#undef CHECK
+#define CHECK(cond, what) check_at(__FILE__, __LINE__, (cond), (what))
 
 /* A listening TCP socket on 127.0.0.1 (a free port); its port in *port. */
 static int listen_local(int *port)

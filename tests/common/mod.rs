@@ -15,6 +15,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// This process's (threads, open fds), for leak checks.
+pub fn counts() -> (usize, usize) {
+    let n = |p: &str| std::fs::read_dir(p).map_or(0, |d| d.count());
+    (n("/proc/self/task"), n("/proc/self/fd"))
+}
+
+/// [`counts`] once they have not changed for 200 ms (threads of earlier
+/// connections may still be ending), or after `within`.
+pub fn steady(within: Duration) -> (usize, usize) {
+    let t0 = Instant::now();
+    let (mut last, mut since) = (counts(), Instant::now());
+    while t0.elapsed() < within && since.elapsed() < Duration::from_millis(200) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = counts();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
 /// Generous upper bound for anything that should happen "at once".
 pub const SLACK: Duration = Duration::from_secs(3);
 /// The timeout every blocking call of a test uses unless it tests timeouts.

@@ -17,11 +17,7 @@ use std::time::Duration;
 // The raw call's dependencies (the lib's own: tonic, tokio, rustls,
 // tokio-rustls, bytes, prost; h2 as a dev-dependency).
 
-/// This process's (threads, open fds).
-pub fn counts() -> (usize, usize) {
-    let n = |p: &str| std::fs::read_dir(p).map_or(0, |d| d.count());
-    (n("/proc/self/task"), n("/proc/self/fd"))
-}
+pub use super::counts;
 
 /// [`counts`] once they are back at `before`, or after 5 s: threads and fds
 /// a close hands to the runtime can take a moment to go.
