@@ -256,9 +256,12 @@ fn attack(
 }
 
 /// A Python target that reads `n` bytes (mode `read`) or writes `n` bytes of
-/// `i % 251` (mode `write`), then kills itself with SIGKILL.
+/// `i % 251` (mode `write`), then kills itself with SIGKILL. In mode `read`
+/// it first sets a zero linger, so its death is a reset even when its
+/// receive buffer happens to be empty at that instant (a FIN would be a
+/// clean end, and the test would race the bridge's next write).
 const PY_TARGET: &str = r#"
-import os, signal, socket, sys
+import os, signal, socket, struct, sys
 mode, n = sys.argv[1], int(sys.argv[2])
 l = socket.socket()
 l.bind(("127.0.0.1", 0))
@@ -272,6 +275,7 @@ if mode == "read":
         if not b:
             break
         got += len(b)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 else:
     c.sendall((bytes(range(251)) * (n // 251 + 1))[:n])
 os.kill(os.getpid(), signal.SIGKILL)
