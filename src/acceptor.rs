@@ -5,8 +5,8 @@
 //! admit a connection, and how to serve it.
 
 use crate::error::{Error, Result};
-use crate::stream::lock;
 use crate::sys;
+use crate::util::lock;
 use socket2::Socket;
 use std::collections::HashMap;
 use std::io;

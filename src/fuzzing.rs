@@ -9,8 +9,9 @@
 //! [`websocket::accept`]: crate::websocket::accept
 
 use crate::error::{Error, Result};
-use crate::network::{Kind, dbus, fd};
+use crate::network::dbus;
 use crate::router::token;
+use crate::socket::{Family, Kind, fd};
 use crate::stream::Stream;
 use crate::url::UnixPath;
 use crate::websocket::{self, Limits, Role};
@@ -42,9 +43,9 @@ pub fn dbus_address(s: &str) -> Result<Vec<String>> {
             }
             dbus::Transport::Tcp { host, port, family } => {
                 let family = match family {
-                    None => "",
-                    Some(dbus::Family::Ipv4) => ",family=ipv4",
-                    Some(dbus::Family::Ipv6) => ",family=ipv6",
+                    Family::Any => "",
+                    Family::Ipv4 => ",family=ipv4",
+                    Family::Ipv6 => ",family=ipv6",
                 };
                 format!(
                     "tcp:host={},port={port}{family}",

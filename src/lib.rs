@@ -36,11 +36,14 @@ pub mod forward;
 pub mod fuzzing;
 mod logging;
 pub mod network;
+mod relay;
 pub mod router;
+mod socket;
 pub mod stream;
 mod sys;
 mod tls;
 pub mod url;
+mod util;
 pub mod websocket;
 
 pub use error::{Error, Result};

@@ -20,10 +20,12 @@
 //!   (it returns [`Error::Closed`]), and joins the stream's threads.
 
 use crate::error::{Error, Result};
+use crate::util::{deadline, lock};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::any::Any;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,15 +49,6 @@ pub(crate) enum Event {
     /// Receiving failed. A terminal error ends the receiving direction (every
     /// later receive returns it again); a non-terminal one is reported once.
     Error(Error, bool),
-}
-
-/// Converts a relative timeout into an absolute deadline (`None` = forever).
-pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future))
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// The producing end of an [`Inbox`]'s queue.
@@ -213,9 +206,11 @@ pub(crate) trait Transport: Send + Sync + 'static {
         let _ = deadline;
         Ok(())
     }
-    /// The request path (with query) of a websocket server connection.
-    fn websocket_path(&self) -> Option<&str> {
-        None
+    /// The transport as [`Any`], for the layer that made it to find its own
+    /// state again through [`Stream::transport`] (a websocket's request
+    /// path). A transport nobody looks for need not say what it is.
+    fn as_any(&self) -> &dyn Any {
+        &()
     }
 }
 
@@ -280,10 +275,13 @@ impl Drop for GateGuard<'_> {
     }
 }
 
-/// Locks a mutex, ignoring poisoning (a panicking holder cannot leave our
-/// simple states inconsistent).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// What opens streams to one place: the target of an exporter or of a
+/// forward. [`Network`](crate::network::Network) is the one every caller
+/// uses; the layers under it (the router's exporter) take this instead of a
+/// network, so that they do not depend on the dispatcher above them.
+pub trait Connect: Send + Sync {
+    /// Opens a new stream, waiting at most `timeout` (`None` = forever).
+    fn connect(&self, timeout: Option<Duration>) -> Result<Stream>;
 }
 
 /// A bidirectional stream to a peer. See the [module docs](self).
@@ -486,10 +484,9 @@ impl Stream {
         self.transport.socket()
     }
 
-    /// The request path (and query) a websocket client asked for, on a stream
-    /// made by [`crate::websocket::accept`] (`None` on every other stream).
-    pub fn websocket_path(&self) -> Option<&str> {
-        self.transport.websocket_path()
+    /// The transport, if it is a `T` (see [`Transport::as_any`]).
+    pub(crate) fn transport<T: 'static>(&self) -> Option<&T> {
+        self.transport.as_any().downcast_ref()
     }
 
     /// See [`Transport::flush`].

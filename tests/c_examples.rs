@@ -465,7 +465,9 @@ fn ws_client_gets_the_reply_from_a_websocket_server() {
     let dir = WorkDir::new("ws_client");
     let server = jumpwire::websocket::Server::serve("ws://127.0.0.1:0", |s| {
         let mut buf = vec![0u8; 4096];
-        let path = s.websocket_path().unwrap_or("").to_string();
+        let path = jumpwire::websocket::request_path(s)
+            .unwrap_or("")
+            .to_string();
         while let Ok(Some(n)) = s.receive(&mut buf, None) {
             let mut reply = format!("{path}: ").into_bytes();
             reply.extend_from_slice(&buf[..n]);

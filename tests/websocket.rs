@@ -150,7 +150,9 @@ fn the_handler_sees_the_request_path_and_eof_on_close() {
     let server = {
         let seen = seen.clone();
         Server::serve("ws://127.0.0.1:0", move |s| {
-            let path = s.websocket_path().unwrap_or("?").to_string();
+            let path = jumpwire::websocket::request_path(s)
+                .unwrap_or("?")
+                .to_string();
             s.send(path.as_bytes(), LONG).unwrap();
             let r = s.receive(&mut [0u8; 8], LONG);
             lock(&seen).push((path, r));
@@ -172,7 +174,10 @@ fn the_handler_sees_the_request_path_and_eof_on_close() {
         "the client's close frame is EOF for the handler"
     );
     // A client stream has no request path.
-    assert_eq!(connect(&server, "/").websocket_path(), None);
+    assert_eq!(
+        jumpwire::websocket::request_path(&connect(&server, "/")),
+        None
+    );
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

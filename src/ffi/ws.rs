@@ -7,7 +7,8 @@ use super::boundary::{
 use super::error::jw_status;
 use super::stream::jw_stream;
 use crate::error::Error;
-use crate::stream::{Stream, deadline};
+use crate::stream::Stream;
+use crate::util::deadline;
 use crate::websocket::{Limits, Server, accept_shared};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub extern "C" fn jw_ws_accept(
 pub extern "C" fn jw_ws_path(s: *mut jw_stream, buf: *mut c_char, cap: usize) -> jw_status {
     boundary(|| {
         let s = arc_clone(s)?;
-        let Some(path) = s.websocket_path() else {
+        let Some(path) = crate::websocket::request_path(&s) else {
             return Err(Error::Unsupported(format!(
                 "{}: not a websocket server connection",
                 s.name()

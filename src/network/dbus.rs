@@ -21,12 +21,12 @@
 //! over the bus (`SCM_RIGHTS`) do not cross a stream.
 
 use crate::error::{Error, Result};
-use crate::network::{self, Kind, fd};
+use crate::socket::{self, Family, Kind, fd};
 use crate::stream::Stream;
 use crate::url::{DbusBus, Endpoint, UNIX_PATH_MAX, UnixPath};
-use socket2::{Domain, SockAddr, Socket};
+use socket2::{SockAddr, Socket};
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -56,15 +56,8 @@ pub(crate) enum Transport {
     Tcp {
         host: String,
         port: u16,
-        family: Option<Family>,
+        family: Family,
     },
-}
-
-/// `family=` of a `tcp:` address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Family {
-    Ipv4,
-    Ipv6,
 }
 
 /// Parses a D-Bus address (list). Every failure is an
@@ -126,46 +119,12 @@ pub(crate) fn connect(bus: &DbusBus, name: &str, deadline: Option<Instant>) -> R
 
 fn connect_one(t: &Transport, deadline: Option<Instant>, context: &str) -> Result<Socket> {
     match t {
-        Transport::Unix(path) => network::connect_socket(
-            Domain::UNIX,
-            &network::unix_addr(path, context)?,
-            deadline,
-            context,
-        ),
+        Transport::Unix(path) => socket::connect_unix(path, deadline, context),
         Transport::Tcp { host, port, family } => {
-            let addrs: Vec<SocketAddr> = network::resolve(host, *port, deadline, context)?
-                .into_iter()
-                .filter(|a| match family {
-                    None => true,
-                    Some(Family::Ipv4) => a.is_ipv4(),
-                    Some(Family::Ipv6) => a.is_ipv6(),
-                })
-                .collect();
-            let mut last = None;
-            for addr in addrs {
-                match network::connect_socket(
-                    Domain::for_address(addr),
-                    &addr.into(),
-                    deadline,
-                    context,
-                ) {
-                    Ok(s) => {
-                        s.set_tcp_nodelay(true)
-                            .map_err(|e| Error::io(context, &e))?;
-                        return Ok(s);
-                    }
-                    Err(Error::Timeout) => return Err(Error::Timeout),
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| {
-                let fam = if *family == Some(Family::Ipv6) {
-                    "IPv6"
-                } else {
-                    "IPv4"
-                };
-                Error::Connection(format!("{context}: {host} has no {fam} address"))
-            }))
+            let s = socket::connect_host(host, *port, Kind::Bytes, *family, deadline, context)?;
+            s.set_tcp_nodelay(true)
+                .map_err(|e| Error::io(context, &e))?;
+            Ok(s)
         }
     }
 }
@@ -356,9 +315,9 @@ fn parse_tcp(args: &[(&str, Vec<u8>)]) -> Result<Transport, String> {
             })?,
     };
     let family = match get(args, "family") {
-        None => None,
-        Some(b"ipv4") => Some(Family::Ipv4),
-        Some(b"ipv6") => Some(Family::Ipv6),
+        None => Family::Any,
+        Some(b"ipv4") => Family::Ipv4,
+        Some(b"ipv6") => Family::Ipv6,
         Some(f) => {
             return Err(format!(
                 "invalid family argument {:?} (expected ipv4 or ipv6)",
@@ -472,12 +431,13 @@ pub(crate) fn listener_address(listen: &str, local: &SockAddr) -> Result<String>
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::net::SocketAddr;
 
     fn unix(p: &str) -> Transport {
         Transport::Unix(UnixPath::Path(p.into()))
     }
 
-    fn tcp(host: &str, port: u16, family: Option<Family>) -> Transport {
+    fn tcp(host: &str, port: u16, family: Family) -> Transport {
         Transport::Tcp {
             host: host.into(),
             port,
@@ -510,22 +470,22 @@ mod tests {
             ("unix:path=/x-_.\\*", vec![unix("/x-_.\\*")]),
             (
                 "tcp:host=127.0.0.1,port=1234",
-                vec![tcp("127.0.0.1", 1234, None)],
+                vec![tcp("127.0.0.1", 1234, Family::Any)],
             ),
-            ("tcp:port=65535,host=h", vec![tcp("h", 65535, None)]),
+            ("tcp:port=65535,host=h", vec![tcp("h", 65535, Family::Any)]),
             (
                 "tcp:host=%3a%3a1,port=9,family=ipv6",
-                vec![tcp("::1", 9, Some(Family::Ipv6))],
+                vec![tcp("::1", 9, Family::Ipv6)],
             ),
             (
                 "tcp:host=localhost,port=9,family=ipv4,guid=x",
-                vec![tcp("localhost", 9, Some(Family::Ipv4))],
+                vec![tcp("localhost", 9, Family::Ipv4)],
             ),
             (
                 "unix:path=/a;tcp:host=h,port=1;unix:abstract=b",
                 vec![
                     unix("/a"),
-                    tcp("h", 1, None),
+                    tcp("h", 1, Family::Any),
                     Transport::Unix(UnixPath::Abstract("b".into())),
                 ],
             ),
@@ -820,7 +780,7 @@ mod tests {
             listener_address("unix:/tmp/a b/bus", &path).unwrap(),
             "unix:path=/tmp/a%20b/bus"
         );
-        let abs = network::unix_addr(&UnixPath::Abstract("jw x".into()), "t").unwrap();
+        let abs = socket::unix_addr(&UnixPath::Abstract("jw x".into()), "t").unwrap();
         assert_eq!(
             listener_address("unix:@jw x", &abs).unwrap(),
             "unix:abstract=jw%20x"
@@ -829,7 +789,7 @@ mod tests {
         for (a, want) in [
             (
                 "tcp:host=%3a%3a1,port=4242,family=ipv6",
-                tcp("::1", 4242, Some(Family::Ipv6)),
+                tcp("::1", 4242, Family::Ipv6),
             ),
             ("unix:path=/tmp/a%20b/bus", unix("/tmp/a b/bus")),
             (

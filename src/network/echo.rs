@@ -3,7 +3,8 @@
 //! a bounded number of messages; a send into a full echo waits for room.
 
 use crate::error::{Error, Result};
-use crate::stream::{Event, Feeder, Inbox, Stream, Transport, lock, queue};
+use crate::stream::{Event, Feeder, Inbox, Stream, Transport, queue};
+use crate::util::lock;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 

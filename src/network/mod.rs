@@ -17,20 +17,14 @@
 
 pub(crate) mod dbus;
 mod echo;
-pub(crate) mod fd;
 
 use crate::error::{Error, Result};
-use crate::stream::{Stream, deadline};
-use crate::sys;
-use crate::url::{Endpoint, UnixPath};
-use socket2::{Domain, SockAddr, Socket, Type};
-use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, Instant};
-
-pub(crate) use fd::Kind;
+use crate::socket::{self, Family, Kind, fd};
+use crate::stream::{Connect, Stream};
+use crate::url::Endpoint;
+use crate::util::{deadline, remaining};
+use socket2::{Domain, SockAddr};
+use std::time::Duration;
 
 /// A configured endpoint that streams can be opened to. Creating one does no
 /// I/O; each [`Network::connect`] opens a new stream.
@@ -111,17 +105,26 @@ impl Network {
         let deadline = deadline(timeout);
         let name = self.endpoint.to_string();
         let r = match &self.endpoint {
-            Endpoint::Tcp(c) => connect_inet(&c.host, c.port, Kind::Bytes, deadline, &name)
-                .and_then(|s| {
-                    s.set_tcp_nodelay(c.nodelay)
-                        .map_err(|e| Error::io(&name, &e))?;
-                    fd::stream(s, name.clone(), Kind::Bytes)
-                }),
-            Endpoint::Udp(c) => connect_inet(&c.host, c.port, Kind::Datagrams, deadline, &name)
-                .and_then(|s| fd::stream(s, name.clone(), Kind::Datagrams)),
-            Endpoint::Unix(path) => connect_unix(path, deadline, &name)
+            Endpoint::Tcp(c) => {
+                socket::connect_host(&c.host, c.port, Kind::Bytes, Family::Any, deadline, &name)
+                    .and_then(|s| {
+                        s.set_tcp_nodelay(c.nodelay)
+                            .map_err(|e| Error::io(&name, &e))?;
+                        fd::stream(s, name.clone(), Kind::Bytes)
+                    })
+            }
+            Endpoint::Udp(c) => socket::connect_host(
+                &c.host,
+                c.port,
+                Kind::Datagrams,
+                Family::Any,
+                deadline,
+                &name,
+            )
+            .and_then(|s| fd::stream(s, name.clone(), Kind::Datagrams)),
+            Endpoint::Unix(path) => socket::connect_unix(path, deadline, &name)
                 .and_then(|s| fd::stream(s, name.clone(), Kind::Bytes)),
-            Endpoint::Vsock(c) => connect_socket(
+            Endpoint::Vsock(c) => socket::connect(
                 Domain::VSOCK,
                 &SockAddr::vsock(c.cid, c.port),
                 deadline,
@@ -132,11 +135,7 @@ impl Network {
             Endpoint::Dbus(bus) => dbus::connect(bus, &name, deadline),
             Endpoint::Websocket(c) => crate::websocket::connect(c, &name, deadline),
             Endpoint::Router(_) => match &self.token {
-                Some(Token(t)) => crate::router::connect(
-                    &name,
-                    t,
-                    deadline.map(|d| d.saturating_duration_since(Instant::now())),
-                ),
+                Some(Token(t)) => crate::router::connect(&name, t, remaining(deadline)),
                 None => Err(Error::Unsupported(format!(
                     "{name}: a router stream needs a stream token: use jw_network_router or jw_router_connect (Network::router, router::connect)"
                 ))),
@@ -162,8 +161,8 @@ impl Network {
         match &self.endpoint {
             Endpoint::Tcp(c) if !c.enable_address => Err(disabled()),
             Endpoint::Udp(c) if !c.enable_address => Err(disabled()),
-            Endpoint::Tcp(c) => Ok(format!("tcp://{}", format_address(&c.host, c.port))),
-            Endpoint::Udp(c) => Ok(format!("udp://{}", format_address(&c.host, c.port))),
+            Endpoint::Tcp(c) => Ok(format!("tcp://{}", socket::format_address(&c.host, c.port))),
+            Endpoint::Udp(c) => Ok(format!("udp://{}", socket::format_address(&c.host, c.port))),
             Endpoint::Unix(_) | Endpoint::Vsock(_) => Ok(self.endpoint.to_string()),
             Endpoint::Websocket(c) => Ok(c.url.clone()),
             Endpoint::Dbus(bus) => dbus::address(bus, &self.endpoint.to_string()),
@@ -172,6 +171,12 @@ impl Network {
                 self.endpoint
             ))),
         }
+    }
+}
+
+impl Connect for Network {
+    fn connect(&self, timeout: Option<Duration>) -> Result<Stream> {
+        Network::connect(self, timeout)
     }
 }
 
@@ -192,151 +197,6 @@ pub(crate) fn check_token(token: &str) -> Result<()> {
 /// [`Network::connect`].
 pub fn connect(url: &str, timeout: Option<Duration>) -> Result<Stream> {
     Network::new(url)?.connect(timeout)
-}
-
-/// `HOST:PORT` with the host resolved to an IP address where possible and IPv6
-/// in brackets, as upstream `_format_address` does.
-fn format_address(host: &str, port: u16) -> String {
-    let ip = host.parse::<IpAddr>().ok().or_else(|| {
-        (host, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .map(|a| a.ip())
-    });
-    match ip {
-        Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-        Some(IpAddr::V4(ip)) => format!("{ip}:{port}"),
-        None if host.contains(':') => format!("[{host}]:{port}"),
-        None => format!("{host}:{port}"),
-    }
-}
-
-/// Resolves `host:port`, bounded by `deadline`: IP literals directly, names on
-/// a helper thread (the system resolver cannot be interrupted; a resolver that
-/// outlives the deadline finishes on its own and is ignored).
-pub(crate) fn resolve(
-    host: &str,
-    port: u16,
-    deadline: Option<Instant>,
-    name: &str,
-) -> Result<Vec<SocketAddr>> {
-    resolve_with(host, port, deadline, name, |host, port| {
-        (host, port).to_socket_addrs().map(Iterator::collect)
-    })
-}
-
-/// What resolves a name: the system resolver, or a stand-in in tests.
-type Lookup = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
-
-/// [`resolve`] with `lookup` for names.
-fn resolve_with(
-    host: &str,
-    port: u16,
-    deadline: Option<Instant>,
-    name: &str,
-    lookup: Lookup,
-) -> Result<Vec<SocketAddr>> {
-    let host = host.split('%').next().unwrap_or(host);
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let owned = host.to_string();
-    crate::sys::spawn("jw-resolve", move || {
-        let _ = tx.send(lookup(&owned, port));
-    })
-    .map_err(|e| Error::io("spawning the resolver thread", &e))?;
-    let r = match deadline {
-        None => rx
-            .recv()
-            .map_err(|_| Error::Internal("resolver thread vanished".into()))?,
-        Some(d) => rx.recv_deadline(d).map_err(|_| Error::Timeout)?,
-    };
-    match r {
-        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
-        Ok(_) => Err(Error::Connection(format!("{name}: {host} has no address"))),
-        Err(e) => Err(Error::Connection(format!(
-            "{name}: cannot resolve {host}: {e}"
-        ))),
-    }
-}
-
-fn connect_inet(
-    host: &str,
-    port: u16,
-    kind: Kind,
-    deadline: Option<Instant>,
-    name: &str,
-) -> Result<Socket> {
-    let mut last = None;
-    for addr in resolve(host, port, deadline, name)? {
-        let r = match kind {
-            Kind::Bytes => connect_socket(Domain::for_address(addr), &addr.into(), deadline, name),
-            Kind::Datagrams => Socket::new(Domain::for_address(addr), Type::DGRAM, None)
-                .and_then(|s| s.connect(&addr.into()).map(|()| s))
-                .map_err(|e| Error::io(name, &e)),
-        };
-        match r {
-            Ok(s) => return Ok(s),
-            Err(Error::Timeout) => return Err(Error::Timeout),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Connection(format!("{name}: no address to connect to"))))
-}
-
-fn connect_unix(path: &UnixPath, deadline: Option<Instant>, name: &str) -> Result<Socket> {
-    connect_socket(Domain::UNIX, &unix_addr(path, name)?, deadline, name)
-}
-
-/// The socket address of a Unix path or abstract name.
-pub(crate) fn unix_addr(path: &UnixPath, name: &str) -> Result<SockAddr> {
-    let r = match path {
-        UnixPath::Path(p) => SockAddr::unix(p),
-        UnixPath::Abstract(n) => {
-            let mut bytes = vec![0u8];
-            bytes.extend_from_slice(n.as_bytes());
-            SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes))
-        }
-    };
-    r.map_err(|e| Error::invalid(format!("{name}: {e}")))
-}
-
-/// A non-blocking stream connect bounded by `deadline`.
-pub(crate) fn connect_socket(
-    domain: Domain,
-    addr: &SockAddr,
-    deadline: Option<Instant>,
-    name: &str,
-) -> Result<Socket> {
-    let sock = Socket::new(domain, Type::STREAM, None).map_err(|e| Error::io(name, &e))?;
-    sock.set_nonblocking(true)
-        .map_err(|e| Error::io(name, &e))?;
-    loop {
-        match sock.connect(addr) {
-            Ok(()) => return Ok(sock),
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // A Unix listener with a full backlog: try again shortly.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Error::Timeout);
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(Error::io(name, &e)),
-        }
-    }
-    let ready =
-        sys::wait(sock.as_fd(), libc::POLLOUT, deadline).map_err(|e| Error::io(name, &e))?;
-    if ready == 0 {
-        return Err(Error::Timeout);
-    }
-    match sock.take_error() {
-        Ok(None) => Ok(sock),
-        Ok(Some(e)) | Err(e) => Err(Error::io(name, &e)),
-    }
 }
 
 #[cfg(test)]
@@ -377,32 +237,6 @@ mod tests {
             Network::new("echo:").unwrap().address(),
             Err(Error::Unsupported(_))
         ));
-    }
-
-    #[test]
-    fn a_slow_resolver_is_bounded_by_the_deadline() {
-        fn slow(_: &str, _: u16) -> io::Result<Vec<SocketAddr>> {
-            std::thread::sleep(Duration::from_millis(800));
-            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 1))])
-        }
-        let t0 = Instant::now();
-        let deadline = t0 + Duration::from_millis(300);
-        let r = resolve_with(
-            "slow.invalid",
-            1,
-            Some(deadline),
-            "tcp://slow.invalid:1",
-            slow,
-        );
-        let took = t0.elapsed();
-        assert_eq!(r, Err(Error::Timeout));
-        assert!(
-            took >= Duration::from_millis(295) && took < Duration::from_millis(400),
-            "a 300 ms deadline took {took:?}"
-        );
-        // Without a deadline it waits for the answer.
-        let r = resolve_with("slow.invalid", 1, None, "tcp://slow.invalid:1", slow);
-        assert_eq!(r.map(|a| a.len()), Ok(1));
     }
 
     #[test]

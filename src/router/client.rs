@@ -12,9 +12,9 @@ use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
 use super::{CLOSE_GRACE, MAX_FRAME, MAX_MESSAGE};
 use crate::error::{Error, Result};
-use crate::network::Network;
-use crate::stream::{Stream, Transport, deadline, lock};
+use crate::stream::{Connect, Stream, Transport};
 use crate::url::{Endpoint, RouterConfig};
+use crate::util::{deadline, lock, remaining};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -765,7 +765,7 @@ impl Transport for Routed {
 ///
 /// A TCP or Unix target is forwarded on the calling thread, on the call's
 /// own runtime (no other thread); other targets through
-/// [`forward`](crate::forward::forward).
+/// [`forward`](crate::relay::forward).
 ///
 /// # Errors
 ///
@@ -774,12 +774,12 @@ impl Transport for Routed {
 pub fn export(
     router_url: &str,
     token: &str,
-    target: &Network,
+    target: &dyn Connect,
     timeout: Option<Duration>,
 ) -> Result<()> {
     let until = deadline(timeout);
     let call = start(router_url, token, timeout)?;
-    let left = until.map(|d| d.saturating_duration_since(Instant::now()));
+    let left = remaining(until);
     let device = match target.connect(left) {
         Ok(d) => d,
         Err(e) => {
@@ -802,7 +802,7 @@ pub fn export(
             let routed = Stream::new(name.clone(), Routed(transport.clone()), Vec::new());
             let r = transport
                 .paired(until)
-                .and_then(|()| crate::forward::forward(&routed, &device));
+                .and_then(|()| crate::relay::forward(&routed, &device));
             if let Err(e) = &r {
                 // Never a clean end for the client when the target failed.
                 transport.fail(&format!("the exporter's forward failed: {e}"));

@@ -30,7 +30,7 @@
 
 use super::CLOSE_GRACE;
 use crate::error::{Error, Result};
-use crate::stream::lock;
+use crate::util::lock;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll as MioPoll, Registry, Token};
 use std::collections::HashMap;

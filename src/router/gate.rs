@@ -20,7 +20,7 @@ use tokio::time::Sleep;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::stream::lock;
+use crate::util::lock;
 
 /// How long a connection has, from accept (or the end of its TLS
 /// handshake), to open a call the router admits. Real clients open their

@@ -101,7 +101,7 @@ impl Counters {
 /// for it. A request that is not a websocket upgrade is answered with HTTP 400
 /// and the stream is closed. The `binary` subprotocol is answered when the
 /// client offers it. The request path (with its query) is kept:
-/// [`Stream::websocket_path`].
+/// [`request_path`](super::request_path).
 pub fn accept(raw: Stream, deadline: Option<Instant>, limits: Limits) -> Result<Stream> {
     accept_shared(Arc::new(raw), deadline, limits).map(|(s, _)| s)
 }

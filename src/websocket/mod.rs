@@ -19,6 +19,7 @@
 //! every blocking websocket library); a stream nobody reads from does not
 //! answer pings.
 
+pub(crate) mod bridge;
 mod handshake;
 mod server;
 mod tls;
@@ -29,8 +30,10 @@ pub(crate) use server::bind as bind_listener;
 pub use server::{Handler, Server, ServerConfig};
 
 use crate::error::{Error, Result};
-use crate::stream::{Stream, Transport, lock};
+use crate::socket::{self, Family, Kind, fd};
+use crate::stream::{Stream, Transport};
 use crate::url::WebsocketConfig;
+use crate::util::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -824,9 +827,16 @@ impl Transport for WsTransport {
         ws.inner.close();
     }
 
-    fn websocket_path(&self) -> Option<&str> {
-        self.0.path.as_deref()
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
+}
+
+/// The request path (and query) a websocket client asked for, on a stream
+/// made by [`accept`] or given to a [`Server`]'s handler (`None` on every
+/// other stream).
+pub fn request_path(s: &Stream) -> Option<&str> {
+    s.transport::<WsTransport>()?.0.path.as_deref()
 }
 
 pub(crate) fn wrap(
@@ -912,7 +922,7 @@ pub(crate) fn connect(
         return client_handshake(Arc::new(raw), cfg, name, deadline);
     }
     let sock = connect_tcp(&cfg.host, cfg.port, deadline, name)?;
-    let raw = crate::network::fd::stream(sock, name.to_string(), crate::network::Kind::Bytes)?;
+    let raw = fd::stream(sock, name.to_string(), Kind::Bytes)?;
     client_handshake(Arc::new(raw), cfg, name, deadline)
 }
 
@@ -924,23 +934,9 @@ fn connect_tcp(
     deadline: Option<Instant>,
     name: &str,
 ) -> Result<socket2::Socket> {
-    let mut last = None;
-    for addr in crate::network::resolve(host, port, deadline, name)? {
-        match crate::network::connect_socket(
-            socket2::Domain::for_address(addr),
-            &addr.into(),
-            deadline,
-            name,
-        ) {
-            Ok(s) => {
-                let _ = s.set_tcp_nodelay(true);
-                return Ok(s);
-            }
-            Err(Error::Timeout) => return Err(Error::Timeout),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Connection(format!("{name}: no address to connect to"))))
+    let s = socket::connect_host(host, port, Kind::Bytes, Family::Any, deadline, name)?;
+    let _ = s.set_tcp_nodelay(true);
+    Ok(s)
 }
 
 /// The client handshake over an open byte stream.

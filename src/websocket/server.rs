@@ -7,11 +7,11 @@
 use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Counters, Limits, Policy, RefusalStats, Ws};
 use crate::acceptor::{Acceptor, Names, admit_http};
 use crate::error::{Error, Result};
-use crate::network::{self, Kind};
+use crate::socket::{self, Kind, fd};
 use crate::stream::Stream;
 use crate::url::{ListenEndpoint, WebsocketListenOptions};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use socket2::{Domain, Socket};
+use socket2::Socket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -148,13 +148,7 @@ impl std::fmt::Debug for Server {
 /// Binds a TCP listening socket for `ws://HOST:PORT`: the socket and its
 /// `ws://IP:PORT/` address.
 pub(crate) fn bind(listen_url: &str, host: &str, port: u16) -> Result<(Socket, String)> {
-    let addr = network::resolve(host, port, None, listen_url)?[0];
-    let sock = crate::forward::bind(Domain::for_address(addr), &addr.into(), listen_url)?;
-    let local = sock
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .ok_or_else(|| Error::Internal("listener has no local address".into()))?;
+    let (sock, local) = socket::listen_tcp(host, port, listen_url)?;
     Ok((sock, format!("ws://{local}/")))
 }
 
@@ -391,7 +385,7 @@ fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
 
 fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String) {
     let run = || -> Result<()> {
-        let raw = Arc::new(network::fd::stream(conn, peer.clone(), Kind::Bytes)?);
+        let raw = Arc::new(fd::stream(conn, peer.clone(), Kind::Bytes)?);
         if acc.update(id, |c| c.raw = Some(raw.clone())).is_none() {
             return Ok(());
         }

@@ -9,8 +9,9 @@
 //! thread may send while another receives, as on every [`Stream`].
 
 use crate::error::{Error, Result};
-use crate::stream::{Stream, Transport, lock};
+use crate::stream::{Stream, Transport};
 use crate::sys;
+use crate::util::lock;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use socket2::Socket;

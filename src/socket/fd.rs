@@ -13,8 +13,9 @@
 //! or sent twice.
 
 use crate::error::{Error, Result};
-use crate::stream::{Stream, Transport, lock};
+use crate::stream::{Stream, Transport};
 use crate::sys;
+use crate::util::lock;
 use socket2::Socket;
 use std::io::{self, Read};
 use std::net::Shutdown;
