@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     // Text that also appears before the query (as the host or port) is not
     // checked: messages may quote the host or port, which is no key. (A key
     // typed after '&' instead of '?', `grpc://h:0&key=SECRET`, lands in the
-    // quoted port: messages redact `key=` in quoted parts, see url.rs.)
+    // quoted port: messages redact `key=` in quoted parts, see src/url/mod.rs.)
     let before_query = url.split('?').next().unwrap_or("");
     let hidden: Vec<&str> = secrets(url)
         .into_iter()

@@ -23,6 +23,7 @@
 use crate::error::{Error, Result};
 use crate::socket::{self, Family, Kind, fd};
 use crate::stream::Stream;
+use crate::url::percent::{self, PercentError};
 use crate::url::{DbusBus, Endpoint, UNIX_PATH_MAX, UnixPath};
 use socket2::{SockAddr, Socket};
 use std::ffi::OsString;
@@ -336,39 +337,21 @@ fn plain(b: u8) -> bool {
 
 /// Decodes `%XX` escapes; any byte outside [`plain`] must be escaped.
 fn unescape(v: &str) -> Result<Vec<u8>, String> {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if plain(b) {
-            out.push(b);
-            i += 1;
-        } else if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match hex {
-                Some(x) => out.push(x),
-                None => {
-                    return Err(format!("'%' at byte {i} is not followed by two hex digits"));
-                }
-            }
-            i += 3;
-        } else {
-            // `i` is at a char boundary: every byte before it was ASCII or
-            // part of an escape.
-            let c = v[i..].chars().next().unwrap_or('?');
+    percent::decode(v, plain).map_err(|e| match e {
+        PercentError::BadEscape(i) => {
+            format!("'%' at byte {i} is not followed by two hex digits")
+        }
+        PercentError::Unescaped(i) => {
+            // `plain` bytes are ASCII, so `i` is at a char boundary: every
+            // byte before it was ASCII or part of an escape.
+            let c = v.get(i..).and_then(|s| s.chars().next()).unwrap_or('?');
             let mut utf8 = [0u8; 4];
-            return Err(format!(
+            format!(
                 "{c:?} must be written as {}",
                 escape(c.encode_utf8(&mut utf8).as_bytes())
-            ));
+            )
         }
-    }
-    Ok(out)
+    })
 }
 
 /// Escapes `value` for a D-Bus address: bytes outside `[-0-9A-Za-z_/.\*]`
