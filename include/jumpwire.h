@@ -23,21 +23,6 @@
 #define JW_AT_LEAST_VERSION(x, y, z) (JW_VERSION_NUM >= (((x) << 16) | ((y) << 8) | (z)))
 
 /**
- * Largest message the router and the client accept (as upstream: 64 MiB).
- */
-#define MAX_MESSAGE (64 << 20)
-
-/**
- * Largest DATA frame a router client sends; larger sends are split.
- */
-#define MAX_FRAME (64 << 10)
-
-/**
- * Default largest message (and frame) accepted from a peer: 16 MiB.
- */
-#define DEFAULT_MAX_MESSAGE (16 << 20)
-
-/**
  * What every jumpwire C function returns. Zero and positive values are
  * outcomes (`JW_OK`, end of stream, timeout); negative values are failures,
  * whose text `jw_last_error()` gives on the same thread. New codes are added at
