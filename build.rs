@@ -1,6 +1,9 @@
 //! Generates the C header from `src/ffi/` with cbindgen into `OUT_DIR`.
-//! `tests/header.rs` compares it with the committed `include/jumpwire.h`
-//! (set `JW_UPDATE_HEADER=1` to rewrite that file).
+//! cbindgen parses `src/ffi/mod.rs` and its submodules only, so the rest of
+//! the crate (its `pub const`s, its types) never reaches a C program's
+//! namespace. `tests/header.rs` compares the result with the committed
+//! `include/jumpwire.h` (set `JW_UPDATE_HEADER=1` to rewrite that file) and
+//! checks that it declares only `jw_`/`JW_` names.
 //!
 //! Also generates the router's protobuf types and gRPC client/server from
 //! `proto/jumpstarter/v1/router.proto`, with the pure-Rust `protox` compiler
@@ -33,7 +36,7 @@ fn main() {
         (major << 16) | (minor << 8) | patch
     ));
     let bindings = cbindgen::Builder::new()
-        .with_crate(&dir)
+        .with_src(dir.join("src/ffi/mod.rs"))
         .with_config(config)
         .generate()
         .expect("generating the C header");

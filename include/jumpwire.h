@@ -23,21 +23,6 @@
 #define JW_AT_LEAST_VERSION(x, y, z) (JW_VERSION_NUM >= (((x) << 16) | ((y) << 8) | (z)))
 
 /**
- * Largest message the router and the client accept (as upstream: 64 MiB).
- */
-#define MAX_MESSAGE (64 << 20)
-
-/**
- * Largest DATA frame a router client sends; larger sends are split.
- */
-#define MAX_FRAME (64 << 10)
-
-/**
- * Default largest message (and frame) accepted from a peer: 16 MiB.
- */
-#define DEFAULT_MAX_MESSAGE (16 << 20)
-
-/**
  * What every jumpwire C function returns. Zero and positive values are
  * outcomes (`JW_OK`, end of stream, timeout); negative values are failures,
  * whose text `jw_last_error()` gives on the same thread. New codes are added at
@@ -132,20 +117,31 @@ typedef enum {
 
 /**
  * A listener that forwards each accepted connection to a new stream of its
- * target network, each on its own thread. Release with `jw_listener_close`.
+ * target network, each on its own thread. Made by `jw_listen`, released
+ * with `jw_listener_close`.
  *
- * Threads: every call may run on any thread, at the same time as the others
- * and as `jw_listener_close`; a call that overlaps the close finishes
- * safely. The handle names the listener rather than pointing at its memory:
- * once `jw_listener_close` has begun, every call with it returns
- * `JW_ERR_CLOSED` and a second close is a no-op.
+ * Threads: every call (`jw_listener_address`, `jw_listener_dbus_address`,
+ * `jw_listener_connections`, `jw_listener_refused`) may run on any thread,
+ * at the same time as the others and as `jw_listener_close`; a call that
+ * overlaps the close finishes safely. The handle names the listener rather
+ * than pointing at its memory: once `jw_listener_close` has begun, every
+ * call with it returns `JW_ERR_CLOSED` and a second close is a no-op; a
+ * value that was never a listener handle is `JW_ERR_INVALID_ARGUMENT`.
  */
 typedef struct jw_listener jw_listener;
 
 /**
- * A configured endpoint (parsed from a URL; no I/O until connect). Immutable:
- * it may be used from several threads at once. Release with
- * `jw_network_free`.
+ * A configured endpoint (parsed from a URL; no I/O until connect). Made by
+ * `jw_network_new` or `jw_network_router`, released with `jw_network_free`.
+ *
+ * Threads: a network is immutable, so every call with it
+ * (`jw_network_connect`, `jw_network_address`, and `jw_listen` or
+ * `jw_router_export` with it as the target) may run on any thread, several
+ * at once. `jw_network_free` must not overlap any of them: a
+ * `jw_network *` points at the network's memory, so a call that runs during
+ * or after the free is a use-after-free. What was made from it does not
+ * need it: streams, and listeners (which keep a copy of their target), may
+ * outlive it.
  */
 typedef struct jw_network jw_network;
 
@@ -154,21 +150,41 @@ typedef struct jw_network jw_network;
  * and relays their frames. Made by `jw_router_serve`, released with
  * `jw_router_close`.
  *
- * Threads: every call may run on any thread, at the same time as the others
+ * Threads: every call (`jw_router_address`, `jw_router_certificate`,
+ * `jw_router_refused`) may run on any thread, at the same time as the others
  * and as `jw_router_close`; a call that overlaps the close finishes safely.
  * The handle names the router rather than pointing at its memory: once
  * `jw_router_close` has begun, every call with it returns `JW_ERR_CLOSED`
- * (`jw_router_certificate` NULL) and a second close is a no-op.
+ * (`jw_router_certificate` NULL) and a second close is a no-op; a value that
+ * was never a router handle is `JW_ERR_INVALID_ARGUMENT`. The one thing
+ * that does not outlive the close is the string `jw_router_certificate`
+ * returned: stop reading it before `jw_router_close` is called.
  */
 typedef struct jw_router jw_router;
 
 /**
  * A bidirectional byte or message stream, made by `jw_connect`,
- * `jw_network_connect` (and, later, the websocket and router calls).
+ * `jw_network_connect`, `jw_router_connect` or `jw_ws_accept`; a
+ * `jw_ws_serve` handler is lent one that belongs to the server. Release it
+ * with `jw_stream_close` exactly once.
  *
- * Thread safety: one thread may send while another receives; calls of the
- * same kind from several threads are serialised. Release it with
- * `jw_stream_close` exactly once.
+ * Threads: a stream may be used from any thread, and from several at once.
+ * One thread may send (`jw_stream_send`, `jw_stream_send_eof`) while another
+ * receives; sends from several threads are serialised, each waiting at most
+ * its own timeout, and so are receives; `jw_stream_stats` and `jw_ws_path`
+ * may run beside any call. While `jw_forward` moves a stream's bytes, other
+ * sends and receives on it are safe but mix their bytes with the forward's
+ * unpredictably; `jw_stream_close` ends the forward (`JW_ERR_CLOSED`).
+ *
+ * `jw_stream_close` may run while other threads are inside calls on the
+ * stream: those calls wake and return `JW_ERR_CLOSED`, and the stream's
+ * memory lasts until they have returned. But unlike the `jw_ws_server`,
+ * `jw_listener` and `jw_router` handles, a `jw_stream *` points at the
+ * stream's memory: a call with it that starts once `jw_stream_close` has
+ * been called, or a second close, is a use-after-free. A host that closes a
+ * stream under another thread's call must make sure that call is already
+ * under way and that the thread makes no further call with the stream (it
+ * can stop at `JW_ERR_CLOSED`).
  */
 typedef struct jw_stream jw_stream;
 
@@ -176,13 +192,16 @@ typedef struct jw_stream jw_stream;
  * A websocket server made by `jw_ws_serve`. Release with
  * `jw_ws_server_close`.
  *
- * Threads: every call may run on any thread, at the same time as the others
- * and as `jw_ws_server_close`. A call that overlaps the close finishes
+ * Threads: every call (`jw_ws_broadcast`, `jw_ws_server_address`,
+ * `jw_ws_server_dropped`, `jw_ws_server_refused`) may run on any thread,
+ * handlers included, at the same time as the others and as
+ * `jw_ws_server_close`. A call that overlaps the close finishes
  * safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
  * handle names the server rather than pointing at its memory: once
  * `jw_ws_server_close` has begun, every call with it returns `JW_ERR_CLOSED`
  * and a second close is a no-op; a value that was never a server handle is
- * `JW_ERR_INVALID_ARGUMENT`.
+ * `JW_ERR_INVALID_ARGUMENT`. Only `jw_ws_server_close` itself must not run
+ * on a handler's thread (it waits for every handler to return).
  */
 typedef struct jw_ws_server jw_ws_server;
 
@@ -191,6 +210,13 @@ typedef struct jw_ws_server jw_ws_server;
  * `target` the module that logged (e.g. `jumpwire::router::server`),
  * `message` the line; both strings are valid only during the call. `user`
  * is the pointer given to `jw_set_log_callback`.
+ *
+ * Threads: the callback runs on whichever thread logs, several at once, so
+ * it and `user` must be safe to use from any thread. There is one
+ * registration per process: `jw_set_log_callback` may be called from any
+ * thread, at any time (except from inside the callback), and returns once
+ * the calls of the callback it replaces have returned on every thread; the
+ * previous `user` may be freed then.
  */
 typedef void (*jw_log_fn)(int level, const char *target, const char *message, void *user);
 
@@ -226,6 +252,12 @@ typedef struct {
  * returns, and do not pass it to `jw_stream_close` (the server closes the
  * connection, with a close frame, when the handler returns). The handler must
  * return once `conn` is closed (its calls then return `JW_ERR_CLOSED`).
+ *
+ * Threads: handlers of different connections run at the same time, each on
+ * its connection's thread. `conn` follows `jw_stream`'s rules and may be
+ * handed to other threads (one receives while another sends, say), but
+ * every call with it must have returned before the handler does: after
+ * that, `conn` is dangling.
  */
 typedef void (*jw_ws_handler)(jw_stream *conn, void *user);
 
@@ -273,7 +305,8 @@ jw_status jw_listen(const char *listen_url, const jw_network *target, jw_listene
 
 /**
  * Writes the bound address with the real port (`tcp://127.0.0.1:PORT`,
- * `tcp://[::1]:PORT`, `unix:/PATH`) into `buf` (`cap` bytes, NUL included).
+ * `tcp://[::1]:PORT`, `unix:/PATH`, `unix:@NAME`, `ws://127.0.0.1:PORT/`
+ * for a bridge) into `buf` (`cap` bytes, NUL included). Thread-safe.
  */
 jw_status jw_listener_address(const jw_listener *l, char *buf, size_t cap);
 
@@ -283,7 +316,7 @@ jw_status jw_listener_address(const jw_listener *l, char *buf, size_t cap);
  * passes to `dbus-send --bus=`) to reach a bus forwarded by this listener:
  * `unix:path=/PATH`, `unix:abstract=NAME`, `tcp:host=127.0.0.1,port=PORT`
  * or `tcp:host=%3a%3a1,port=PORT,family=ipv6`. Values are escaped as D-Bus
- * addresses require (`/tmp/a b` is written `/tmp/a%20b`).
+ * addresses require (`/tmp/a b` is written `/tmp/a%20b`). Thread-safe.
  */
 jw_status jw_listener_dbus_address(const jw_listener *l, char *buf, size_t cap);
 
@@ -306,6 +339,8 @@ jw_status jw_listener_refused(const jw_listener *l, uint64_t *out);
  * frees the listener (a Unix socket file it created is removed). May run
  * while other threads are inside calls on the same listener; later calls
  * with `l` return `JW_ERR_CLOSED`. NULL or an already closed `l` is a no-op.
+ * The target network given to `jw_listen` is not touched (the listener
+ * kept a copy).
  */
 void jw_listener_close(jw_listener *l);
 
@@ -332,9 +367,13 @@ jw_status jw_set_log_callback(jw_log_fn callback, void *user, int level);
 
 /**
  * Parses `url` (`tcp://HOST:PORT`, `udp://HOST:PORT`, `unix:/PATH`,
- * `unix:@NAME`, `vsock://CID:PORT`, `echo:`, ...) into a new network written
- * to `*out`. Does no I/O. `JW_ERR_INVALID_ARGUMENT` with a message naming the
- * wrong part for a malformed URL or an unknown scheme or option.
+ * `unix:@NAME`, `vsock://CID:PORT`, `echo:`, `dbus:system`, `dbus:session`,
+ * `dbus:ADDRESS`, `ws://HOST[:PORT]/PATH`, `wss://…`; README.md, "Endpoints
+ * are URLs", lists each one's options) into a new network written to
+ * `*out`. Does no I/O. `JW_ERR_INVALID_ARGUMENT` with a message naming the
+ * wrong part for a malformed URL or an unknown scheme or option. A
+ * `grpc://` or `grpcs://` network made here has no stream token, so its
+ * connects fail with `JW_ERR_UNSUPPORTED`: use `jw_network_router`.
  */
 jw_status jw_network_new(const char *url, jw_network **out);
 
@@ -362,17 +401,19 @@ jw_status jw_network_connect(const jw_network *n, int timeout_ms, jw_stream **ou
 
 /**
  * Writes the network's address, as upstream `address()` reports it
- * (`tcp://127.0.0.1:5201`, `tcp://[::1]:8080`, `udp://…`, `unix:/PATH`), into
- * `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL said
- * `enable_address=false`, `JW_ERR_UNSUPPORTED` for endpoints without an
- * address (echo), `JW_ERR_TOO_LARGE` if `cap` is too small (nothing is
- * written past `cap`).
+ * (`tcp://127.0.0.1:5201`, `tcp://[::1]:8080`, `udp://…`, `unix:/PATH`,
+ * `vsock://CID:PORT`, the websocket URL, a `dbus:` network's bus address),
+ * into `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL said
+ * `enable_address=false`, `JW_ERR_UNSUPPORTED` for networks without an
+ * address (echo, a router), `JW_ERR_TOO_LARGE` if `cap` is too small
+ * (nothing is written past `cap`).
  */
 jw_status jw_network_address(const jw_network *n, char *buf, size_t cap);
 
 /**
- * Frees a network. Streams and listeners made from it are not affected. NULL
- * is a no-op.
+ * Frees a network. Streams and listeners made from it are not affected. No
+ * other call with `n` may be running, or made afterwards (see `jw_network`).
+ * NULL is a no-op.
  */
 void jw_network_free(jw_network *n);
 
@@ -399,15 +440,17 @@ jw_status jw_router_serve(const char *listen_url, jw_router **out);
 
 /**
  * Writes the router's address with the real port (`grpc://127.0.0.1:PORT`,
- * `grpc://[::1]:PORT`; never the key) into `buf` (`cap` bytes, NUL included).
+ * `grpc://[::1]:PORT`, `grpcs://…` over TLS; never the key) into `buf`
+ * (`cap` bytes, NUL included). Thread-safe.
  */
 jw_status jw_router_address(const jw_router *r, char *buf, size_t cap);
 
 /**
  * The certificate chain a `grpcs://` router presents, as PEM text, for
  * clients to trust with `grpcs://HOST:PORT?ca=FILE`; NULL for a `grpc://`
- * router, or for a NULL `r` (then `jw_last_error` says so). The string is
- * owned by the router and stays valid until `jw_router_close`.
+ * router, or for a NULL or closed `r` (then `jw_last_error` says so). The
+ * string is owned by the router and stays valid until `jw_router_close` is
+ * called. Thread-safe.
  */
 const char *jw_router_certificate(const jw_router *r);
 
@@ -464,7 +507,9 @@ jw_status jw_router_connect(const char *router_url,
  * `JW_TIMEOUT`); forwarding has no time limit. A target that refuses or
  * resets ends the export with `JW_ERR_CONNECTION`, and the client's stream
  * fails with `JW_ERR_CONNECTION` too (never a clean end). Blocks the calling
- * thread throughout.
+ * thread throughout; `target` must not be freed before this returns.
+ * Thread-safe: several exports may run at once, with the same `target`
+ * too.
  */
 jw_status jw_router_export(const char *router_url,
                            const char *token,
@@ -495,9 +540,10 @@ jw_status jw_stream_receive(jw_stream *s, void *buf, size_t cap, size_t *out_len
 
 /**
  * Half-closes the stream: the peer sees end of stream once it has read what
- * was sent before (TCP/Unix `shutdown(SHUT_WR)`, echo EOF). Receiving goes
- * on; later sends return `JW_ERR_CLOSED`. On UDP it is a no-op, as upstream:
- * nothing is sent and sends still work.
+ * was sent before (TCP, Unix, vsock and D-Bus `shutdown(SHUT_WR)`; a router
+ * stream's GOAWAY and the end of its request stream; echo EOF). Receiving
+ * goes on; later sends return `JW_ERR_CLOSED`. On UDP and websocket streams
+ * it is a no-op, as upstream: nothing is sent and sends still work.
  */
 jw_status jw_stream_send_eof(jw_stream *s);
 
@@ -508,16 +554,21 @@ jw_status jw_stream_send_eof(jw_stream *s);
 jw_status jw_stream_stats(const jw_stream *s, jw_stream_stats_t *out);
 
 /**
- * Closes the stream gracefully and frees it. A call blocked on `s` in another
- * thread wakes and returns `JW_ERR_CLOSED`; when this returns, no thread of
- * the stream remains. `s` must not be used afterwards. NULL is a no-op.
+ * Closes the stream gracefully (a websocket close frame, a router GOAWAY, a
+ * TCP FIN) and frees it. A call blocked on `s` in another thread wakes
+ * and returns `JW_ERR_CLOSED`; when this returns, no thread of the stream
+ * remains. `s` must not be used afterwards, nor closed again (see
+ * `jw_stream` for what may overlap the close). NULL is a no-op.
  */
 void jw_stream_close(jw_stream *s);
 
 /**
  * Copies `a -> b` and `b -> a` until both directions have ended, propagating
  * half-close (when one side ends, the other's sending direction is closed).
- * Blocks the calling thread (and uses one more) meanwhile. Returns `JW_OK`
+ * Blocks the calling thread meanwhile. Between two byte-stream sockets (TCP,
+ * Unix, vsock, D-Bus) both directions run on the calling thread (one
+ * `poll(2)` loop, the bytes moved with `splice(2)`); between any other
+ * streams the second direction runs on one more thread. Returns `JW_OK`
  * when both directions ended normally, or the first error, after which the
  * other direction is stopped too and the other stream is reset: a TCP peer
  * gets a reset (RST, not a clean end) once that stream is closed, and its

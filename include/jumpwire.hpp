@@ -11,9 +11,14 @@
  *   std::error_code& last (as std::filesystem does): it never throws a
  *   jw::Error and sets the code (category jw::category(); the message of the
  *   failure is jw::last_error() on the same thread).
- * - The thread rules are the C API's (see jumpwire.h): one thread may send
- *   while another receives on a Stream; servers, listeners and routers may be
- *   used from any thread.
+ * - The thread rules are the C API's (each handle type's comment in
+ *   jumpwire.h says them): one thread may send while another receives on a
+ *   Stream; a Network, and servers, listeners and routers, may be used from
+ *   several threads at once. close(), moves and the destructor change the C++
+ *   object itself (its handle member), so they must not overlap another use of
+ *   the same object. To close a WsServer, Listener or Router under calls on
+ *   other threads, call its C _close on get(): the destructor's second close
+ *   of that handle is a no-op.
  *
  * The C++ wrapper adds no state of its own to streams: Stream::get() gives
  * the jw_stream* for C calls, Stream::release() hands it over.

@@ -26,7 +26,11 @@
 //! The C API (`include/jumpwire.h`) is a thin layer over this crate; see the
 //! `ffi` module.
 
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 mod acceptor;
 pub mod error;

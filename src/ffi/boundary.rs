@@ -1,7 +1,7 @@
 //! The panic boundary and the conversions every exported function uses: NULL
 //! checks, handles, strings, buffers, timeouts and the thread's last error.
 //! Exported functions contain no pointer casts and no `unsafe`; it all lives
-//! here.
+//! here, except the calls into the host's own callbacks (`log.rs`, `ws.rs`).
 
 use super::error::{jw_status, status_of};
 use crate::error::{Error, Result};
@@ -257,7 +257,12 @@ pub(crate) fn arc_out<C: Handle<Ownership = Shared>>(
     value: C::Rust,
 ) -> Result<()> {
     check_out(out)?;
-    write_out(out, Arc::into_raw(Arc::new(value)).cast_mut().cast::<C>())
+    write_out(out, arc_handle(Arc::new(value)))
+}
+
+/// A handle holding `value`'s reference, to be taken back with [`arc_take`].
+pub(crate) fn arc_handle<C: Handle<Ownership = Shared>>(value: Arc<C::Rust>) -> *mut C {
+    Arc::into_raw(value).cast_mut().cast::<C>()
 }
 
 /// A new reference to the value behind an `Arc` handle, kept for the length of

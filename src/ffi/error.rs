@@ -92,6 +92,8 @@ mod tests {
     #[test]
     fn every_status_has_a_fixed_text() {
         let text = |s: i32| {
+            // SAFETY: jw_status_str returns a static NUL-terminated string for
+            // any value.
             unsafe { CStr::from_ptr(jw_status_str(s)) }
                 .to_str()
                 .unwrap()

@@ -10,13 +10,16 @@ use crate::forward::Listener;
 use std::ffi::c_char;
 
 /// A listener that forwards each accepted connection to a new stream of its
-/// target network, each on its own thread. Release with `jw_listener_close`.
+/// target network, each on its own thread. Made by `jw_listen`, released
+/// with `jw_listener_close`.
 ///
-/// Threads: every call may run on any thread, at the same time as the others
-/// and as `jw_listener_close`; a call that overlaps the close finishes
-/// safely. The handle names the listener rather than pointing at its memory:
-/// once `jw_listener_close` has begun, every call with it returns
-/// `JW_ERR_CLOSED` and a second close is a no-op.
+/// Threads: every call (`jw_listener_address`, `jw_listener_dbus_address`,
+/// `jw_listener_connections`, `jw_listener_refused`) may run on any thread,
+/// at the same time as the others and as `jw_listener_close`; a call that
+/// overlaps the close finishes safely. The handle names the listener rather
+/// than pointing at its memory: once `jw_listener_close` has begun, every
+/// call with it returns `JW_ERR_CLOSED` and a second close is a no-op; a
+/// value that was never a listener handle is `JW_ERR_INVALID_ARGUMENT`.
 pub struct jw_listener {
     _private: [u8; 0],
 }
@@ -61,7 +64,8 @@ pub extern "C" fn jw_listen(
 }
 
 /// Writes the bound address with the real port (`tcp://127.0.0.1:PORT`,
-/// `tcp://[::1]:PORT`, `unix:/PATH`) into `buf` (`cap` bytes, NUL included).
+/// `tcp://[::1]:PORT`, `unix:/PATH`, `unix:@NAME`, `ws://127.0.0.1:PORT/`
+/// for a bridge) into `buf` (`cap` bytes, NUL included). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_listener_address(
     l: *const jw_listener,
@@ -76,7 +80,7 @@ pub extern "C" fn jw_listener_address(
 /// passes to `dbus-send --bus=`) to reach a bus forwarded by this listener:
 /// `unix:path=/PATH`, `unix:abstract=NAME`, `tcp:host=127.0.0.1,port=PORT`
 /// or `tcp:host=%3a%3a1,port=PORT,family=ipv6`. Values are escaped as D-Bus
-/// addresses require (`/tmp/a b` is written `/tmp/a%20b`).
+/// addresses require (`/tmp/a b` is written `/tmp/a%20b`). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_listener_dbus_address(
     l: *const jw_listener,
@@ -114,6 +118,8 @@ pub extern "C" fn jw_listener_refused(l: *const jw_listener, out: *mut u64) -> j
 /// frees the listener (a Unix socket file it created is removed). May run
 /// while other threads are inside calls on the same listener; later calls
 /// with `l` return `JW_ERR_CLOSED`. NULL or an already closed `l` is a no-op.
+/// The target network given to `jw_listen` is not touched (the listener
+/// kept a copy).
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_listener_close(l: *mut jw_listener) {
     boundary_void(|| {

@@ -29,6 +29,13 @@ pub enum jw_log_level {
 /// `target` the module that logged (e.g. `jumpwire::router::server`),
 /// `message` the line; both strings are valid only during the call. `user`
 /// is the pointer given to `jw_set_log_callback`.
+///
+/// Threads: the callback runs on whichever thread logs, several at once, so
+/// it and `user` must be safe to use from any thread. There is one
+/// registration per process: `jw_set_log_callback` may be called from any
+/// thread, at any time (except from inside the callback), and returns once
+/// the calls of the callback it replaces have returned on every thread; the
+/// previous `user` may be freed then.
 pub type jw_log_fn = Option<
     unsafe extern "C" fn(
         level: c_int,

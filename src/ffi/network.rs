@@ -9,9 +9,17 @@ use super::stream::jw_stream;
 use crate::network::Network;
 use std::ffi::{c_char, c_int};
 
-/// A configured endpoint (parsed from a URL; no I/O until connect). Immutable:
-/// it may be used from several threads at once. Release with
-/// `jw_network_free`.
+/// A configured endpoint (parsed from a URL; no I/O until connect). Made by
+/// `jw_network_new` or `jw_network_router`, released with `jw_network_free`.
+///
+/// Threads: a network is immutable, so every call with it
+/// (`jw_network_connect`, `jw_network_address`, and `jw_listen` or
+/// `jw_router_export` with it as the target) may run on any thread, several
+/// at once. `jw_network_free` must not overlap any of them: a
+/// `jw_network *` points at the network's memory, so a call that runs during
+/// or after the free is a use-after-free. What was made from it does not
+/// need it: streams, and listeners (which keep a copy of their target), may
+/// outlive it.
 pub struct jw_network {
     _private: [u8; 0],
 }
@@ -22,10 +30,20 @@ impl Handle for jw_network {
     const NAME: &'static str = "network";
 }
 
+// Several threads use one network at once (as `&Network`): it must be `Sync`.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Network>();
+};
+
 /// Parses `url` (`tcp://HOST:PORT`, `udp://HOST:PORT`, `unix:/PATH`,
-/// `unix:@NAME`, `vsock://CID:PORT`, `echo:`, ...) into a new network written
-/// to `*out`. Does no I/O. `JW_ERR_INVALID_ARGUMENT` with a message naming the
-/// wrong part for a malformed URL or an unknown scheme or option.
+/// `unix:@NAME`, `vsock://CID:PORT`, `echo:`, `dbus:system`, `dbus:session`,
+/// `dbus:ADDRESS`, `ws://HOST[:PORT]/PATH`, `wss://…`; README.md, "Endpoints
+/// are URLs", lists each one's options) into a new network written to
+/// `*out`. Does no I/O. `JW_ERR_INVALID_ARGUMENT` with a message naming the
+/// wrong part for a malformed URL or an unknown scheme or option. A
+/// `grpc://` or `grpcs://` network made here has no stream token, so its
+/// connects fail with `JW_ERR_UNSUPPORTED`: use `jw_network_router`.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_network_new(url: *const c_char, out: *mut *mut jw_network) -> jw_status {
     boundary(|| {
@@ -78,11 +96,12 @@ pub extern "C" fn jw_network_connect(
 }
 
 /// Writes the network's address, as upstream `address()` reports it
-/// (`tcp://127.0.0.1:5201`, `tcp://[::1]:8080`, `udp://…`, `unix:/PATH`), into
-/// `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL said
-/// `enable_address=false`, `JW_ERR_UNSUPPORTED` for endpoints without an
-/// address (echo), `JW_ERR_TOO_LARGE` if `cap` is too small (nothing is
-/// written past `cap`).
+/// (`tcp://127.0.0.1:5201`, `tcp://[::1]:8080`, `udp://…`, `unix:/PATH`,
+/// `vsock://CID:PORT`, the websocket URL, a `dbus:` network's bus address),
+/// into `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL said
+/// `enable_address=false`, `JW_ERR_UNSUPPORTED` for networks without an
+/// address (echo, a router), `JW_ERR_TOO_LARGE` if `cap` is too small
+/// (nothing is written past `cap`).
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_network_address(
     n: *const jw_network,
@@ -95,8 +114,9 @@ pub extern "C" fn jw_network_address(
     })
 }
 
-/// Frees a network. Streams and listeners made from it are not affected. NULL
-/// is a no-op.
+/// Frees a network. Streams and listeners made from it are not affected. No
+/// other call with `n` may be running, or made afterwards (see `jw_network`).
+/// NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_network_free(n: *mut jw_network) {
     super::boundary::boundary_void(|| drop(box_free(n)));

@@ -17,11 +17,15 @@ use std::time::Duration;
 /// and relays their frames. Made by `jw_router_serve`, released with
 /// `jw_router_close`.
 ///
-/// Threads: every call may run on any thread, at the same time as the others
+/// Threads: every call (`jw_router_address`, `jw_router_certificate`,
+/// `jw_router_refused`) may run on any thread, at the same time as the others
 /// and as `jw_router_close`; a call that overlaps the close finishes safely.
 /// The handle names the router rather than pointing at its memory: once
 /// `jw_router_close` has begun, every call with it returns `JW_ERR_CLOSED`
-/// (`jw_router_certificate` NULL) and a second close is a no-op.
+/// (`jw_router_certificate` NULL) and a second close is a no-op; a value that
+/// was never a router handle is `JW_ERR_INVALID_ARGUMENT`. The one thing
+/// that does not outlive the close is the string `jw_router_certificate`
+/// returned: stop reading it before `jw_router_close` is called.
 pub struct jw_router {
     _private: [u8; 0],
 }
@@ -63,7 +67,8 @@ pub extern "C" fn jw_router_serve(
 }
 
 /// Writes the router's address with the real port (`grpc://127.0.0.1:PORT`,
-/// `grpc://[::1]:PORT`; never the key) into `buf` (`cap` bytes, NUL included).
+/// `grpc://[::1]:PORT`, `grpcs://…` over TLS; never the key) into `buf`
+/// (`cap` bytes, NUL included). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_router_address(
     r: *const jw_router,
@@ -75,8 +80,9 @@ pub extern "C" fn jw_router_address(
 
 /// The certificate chain a `grpcs://` router presents, as PEM text, for
 /// clients to trust with `grpcs://HOST:PORT?ca=FILE`; NULL for a `grpc://`
-/// router, or for a NULL `r` (then `jw_last_error` says so). The string is
-/// owned by the router and stays valid until `jw_router_close`.
+/// router, or for a NULL or closed `r` (then `jw_last_error` says so). The
+/// string is owned by the router and stays valid until `jw_router_close` is
+/// called. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_router_certificate(r: *const jw_router) -> *const c_char {
     let mut pem = std::ptr::null();
@@ -179,7 +185,9 @@ pub extern "C" fn jw_router_connect(
 /// `JW_TIMEOUT`); forwarding has no time limit. A target that refuses or
 /// resets ends the export with `JW_ERR_CONNECTION`, and the client's stream
 /// fails with `JW_ERR_CONNECTION` too (never a clean end). Blocks the calling
-/// thread throughout.
+/// thread throughout; `target` must not be freed before this returns.
+/// Thread-safe: several exports may run at once, with the same `target`
+/// too.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_router_export(
     router_url: *const c_char,

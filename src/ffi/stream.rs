@@ -9,11 +9,27 @@ use crate::stream::Stream;
 use std::ffi::{c_int, c_void};
 
 /// A bidirectional byte or message stream, made by `jw_connect`,
-/// `jw_network_connect` (and, later, the websocket and router calls).
+/// `jw_network_connect`, `jw_router_connect` or `jw_ws_accept`; a
+/// `jw_ws_serve` handler is lent one that belongs to the server. Release it
+/// with `jw_stream_close` exactly once.
 ///
-/// Thread safety: one thread may send while another receives; calls of the
-/// same kind from several threads are serialised. Release it with
-/// `jw_stream_close` exactly once.
+/// Threads: a stream may be used from any thread, and from several at once.
+/// One thread may send (`jw_stream_send`, `jw_stream_send_eof`) while another
+/// receives; sends from several threads are serialised, each waiting at most
+/// its own timeout, and so are receives; `jw_stream_stats` and `jw_ws_path`
+/// may run beside any call. While `jw_forward` moves a stream's bytes, other
+/// sends and receives on it are safe but mix their bytes with the forward's
+/// unpredictably; `jw_stream_close` ends the forward (`JW_ERR_CLOSED`).
+///
+/// `jw_stream_close` may run while other threads are inside calls on the
+/// stream: those calls wake and return `JW_ERR_CLOSED`, and the stream's
+/// memory lasts until they have returned. But unlike the `jw_ws_server`,
+/// `jw_listener` and `jw_router` handles, a `jw_stream *` points at the
+/// stream's memory: a call with it that starts once `jw_stream_close` has
+/// been called, or a second close, is a use-after-free. A host that closes a
+/// stream under another thread's call must make sure that call is already
+/// under way and that the thread makes no further call with the stream (it
+/// can stop at `JW_ERR_CLOSED`).
 pub struct jw_stream {
     _private: [u8; 0],
 }
@@ -23,6 +39,13 @@ impl Handle for jw_stream {
     type Ownership = Shared;
     const NAME: &'static str = "stream";
 }
+
+// Several threads use one stream at once (each call holds an `Arc<Stream>`):
+// it must be `Send + Sync`.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Stream>();
+};
 
 /// Sends all `len` bytes of `data` (on UDP one datagram, on a websocket one
 /// message), waiting at most `timeout_ms`. Either everything is accepted
@@ -78,9 +101,10 @@ pub extern "C" fn jw_stream_receive(
 }
 
 /// Half-closes the stream: the peer sees end of stream once it has read what
-/// was sent before (TCP/Unix `shutdown(SHUT_WR)`, echo EOF). Receiving goes
-/// on; later sends return `JW_ERR_CLOSED`. On UDP it is a no-op, as upstream:
-/// nothing is sent and sends still work.
+/// was sent before (TCP, Unix, vsock and D-Bus `shutdown(SHUT_WR)`; a router
+/// stream's GOAWAY and the end of its request stream; echo EOF). Receiving
+/// goes on; later sends return `JW_ERR_CLOSED`. On UDP and websocket streams
+/// it is a no-op, as upstream: nothing is sent and sends still work.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_stream_send_eof(s: *mut jw_stream) -> jw_status {
     boundary(|| ok(arc_clone(s)?.send_eof()))
@@ -121,9 +145,11 @@ pub extern "C" fn jw_stream_stats(s: *const jw_stream, out: *mut jw_stream_stats
     })
 }
 
-/// Closes the stream gracefully and frees it. A call blocked on `s` in another
-/// thread wakes and returns `JW_ERR_CLOSED`; when this returns, no thread of
-/// the stream remains. `s` must not be used afterwards. NULL is a no-op.
+/// Closes the stream gracefully (a websocket close frame, a router GOAWAY, a
+/// TCP FIN) and frees it. A call blocked on `s` in another thread wakes
+/// and returns `JW_ERR_CLOSED`; when this returns, no thread of the stream
+/// remains. `s` must not be used afterwards, nor closed again (see
+/// `jw_stream` for what may overlap the close). NULL is a no-op.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_stream_close(s: *mut jw_stream) {
     boundary_void(|| {
@@ -135,7 +161,10 @@ pub extern "C" fn jw_stream_close(s: *mut jw_stream) {
 
 /// Copies `a -> b` and `b -> a` until both directions have ended, propagating
 /// half-close (when one side ends, the other's sending direction is closed).
-/// Blocks the calling thread (and uses one more) meanwhile. Returns `JW_OK`
+/// Blocks the calling thread meanwhile. Between two byte-stream sockets (TCP,
+/// Unix, vsock, D-Bus) both directions run on the calling thread (one
+/// `poll(2)` loop, the bytes moved with `splice(2)`); between any other
+/// streams the second direction runs on one more thread. Returns `JW_OK`
 /// when both directions ended normally, or the first error, after which the
 /// other direction is stopped too and the other stream is reset: a TCP peer
 /// gets a reset (RST, not a clean end) once that stream is closed, and its

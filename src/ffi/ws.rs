@@ -1,8 +1,11 @@
-//! Websocket calls on `jw_stream`: the server handshake and the request path.
+//! Websocket calls: on `jw_stream`, the server handshake and the request
+//! path; `jw_ws_server`, the websocket server with its handler and
+//! broadcasts.
 
 use super::boundary::{
-    Handle, Registry, SlotHandle, Slotted, arc_clone, arc_out, arc_take, boundary, boundary_void,
-    check_out, ok, slice_in, slot_get, slot_out, slot_take, str_in, str_out, timeout, write_out,
+    Handle, Registry, SlotHandle, Slotted, arc_clone, arc_handle, arc_out, arc_take, boundary,
+    boundary_void, check_out, ok, slice_in, slot_get, slot_out, slot_take, str_in, str_out,
+    timeout, write_out,
 };
 use super::error::jw_status;
 use super::stream::jw_stream;
@@ -71,13 +74,16 @@ pub extern "C" fn jw_ws_path(s: *mut jw_stream, buf: *mut c_char, cap: usize) ->
 /// A websocket server made by `jw_ws_serve`. Release with
 /// `jw_ws_server_close`.
 ///
-/// Threads: every call may run on any thread, at the same time as the others
-/// and as `jw_ws_server_close`. A call that overlaps the close finishes
+/// Threads: every call (`jw_ws_broadcast`, `jw_ws_server_address`,
+/// `jw_ws_server_dropped`, `jw_ws_server_refused`) may run on any thread,
+/// handlers included, at the same time as the others and as
+/// `jw_ws_server_close`. A call that overlaps the close finishes
 /// safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
 /// handle names the server rather than pointing at its memory: once
 /// `jw_ws_server_close` has begun, every call with it returns `JW_ERR_CLOSED`
 /// and a second close is a no-op; a value that was never a server handle is
-/// `JW_ERR_INVALID_ARGUMENT`.
+/// `JW_ERR_INVALID_ARGUMENT`. Only `jw_ws_server_close` itself must not run
+/// on a handler's thread (it waits for every handler to return).
 pub struct jw_ws_server {
     _private: [u8; 0],
 }
@@ -103,11 +109,17 @@ impl SlotHandle for jw_ws_server {
 /// returns, and do not pass it to `jw_stream_close` (the server closes the
 /// connection, with a close frame, when the handler returns). The handler must
 /// return once `conn` is closed (its calls then return `JW_ERR_CLOSED`).
-pub type jw_ws_handler = Option<extern "C" fn(conn: *mut jw_stream, user: *mut c_void)>;
+///
+/// Threads: handlers of different connections run at the same time, each on
+/// its connection's thread. `conn` follows `jw_stream`'s rules and may be
+/// handed to other threads (one receives while another sends, say), but
+/// every call with it must have returned before the handler does: after
+/// that, `conn` is dangling.
+pub type jw_ws_handler = Option<unsafe extern "C" fn(conn: *mut jw_stream, user: *mut c_void)>;
 
 /// The handler and its user pointer, moved to connection threads.
 struct CHandler {
-    f: extern "C" fn(*mut jw_stream, *mut c_void),
+    f: unsafe extern "C" fn(*mut jw_stream, *mut c_void),
     user: *mut c_void,
 }
 
@@ -150,8 +162,11 @@ pub extern "C" fn jw_ws_serve(
             let h = &h;
             // A handle holding one more reference to the connection, taken
             // back when the handler returns.
-            let ptr = Arc::into_raw(conn.clone()).cast_mut().cast::<jw_stream>();
-            (h.f)(ptr, h.user);
+            let ptr = arc_handle::<jw_stream>(conn.clone());
+            // SAFETY: the host gave `f` and `user` to `jw_ws_serve` to be
+            // called this way, on any connection thread (documented there);
+            // `ptr` is a live stream handle until `arc_take` below.
+            unsafe { (h.f)(ptr, h.user) };
             drop(arc_take(ptr));
         })?;
         ok(slot_out(out, server))
