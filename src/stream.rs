@@ -3,10 +3,9 @@
 //! A stream has a sending half and a receiving half that work independently: one
 //! thread may send while another receives. Socket-backed streams (TCP, UDP, Unix,
 //! vsock) do their I/O on the caller's thread, waiting with `poll` until the
-//! deadline, so that a round trip costs no thread hand-off. Transports that
-//! produce data on threads of their own (echo, and the protocol transports) hand
-//! it over as events on a bounded `crossbeam-channel` queue, which an
-//! `Inbox` turns back into receives with the same semantics.
+//! deadline, so that a round trip costs no thread hand-off. The protocol
+//! transports (websocket, router) and the in-memory echo keep their own state
+//! behind the same [`Transport`] interface.
 //!
 //! Semantics every transport keeps:
 //! - [`Stream::send`] delivers all of `data` (byte streams) or exactly one
@@ -21,7 +20,6 @@
 
 use crate::error::{Error, Result};
 use crate::util::{deadline, lock};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::any::Any;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,141 +29,6 @@ use std::time::{Duration, Instant};
 
 /// How long [`Stream::reset`] lets a send finishing in the background go on.
 const RESET_GRACE: Duration = Duration::from_secs(2);
-
-/// How many events an [`Inbox`] buffers between its producer and the receiver.
-const EVENT_QUEUE: usize = 16;
-
-/// What a producing thread hands to an [`Inbox`].
-#[derive(Debug)]
-#[allow(
-    dead_code,
-    reason = "Eof and Error come from the producer threads of the websocket and router transports"
-)]
-pub(crate) enum Event {
-    /// Bytes, or one whole message. May be empty (an empty message).
-    Data(Vec<u8>),
-    /// The peer finished sending.
-    Eof,
-    /// Receiving failed. A terminal error ends the receiving direction (every
-    /// later receive returns it again); a non-terminal one is reported once.
-    Error(Error, bool),
-}
-
-/// The producing end of an [`Inbox`]'s queue.
-pub(crate) struct Feeder {
-    tx: Sender<Event>,
-    stop: Receiver<()>,
-}
-
-/// A new event queue: the producer's end and the [`Inbox`] that receives.
-pub(crate) fn queue() -> (Feeder, Inbox) {
-    let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE);
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-    let inbox = Inbox {
-        rx,
-        stop: Mutex::new(Some(stop_tx)),
-        state: Mutex::new(RecvState::default()),
-    };
-    (Feeder { tx, stop: stop_rx }, inbox)
-}
-
-impl Feeder {
-    /// Queues `event`, waiting while the queue is full. Returns false when the
-    /// stream is closing (or gone) and the producer should stop.
-    #[allow(
-        dead_code,
-        reason = "for the producer threads of the websocket and router transports"
-    )]
-    pub(crate) fn feed(&self, event: Event) -> bool {
-        self.feed_until(event, None).is_ok()
-    }
-
-    /// Queues `event` unless `deadline` passes first (then nothing is queued
-    /// and the result is [`Error::Timeout`]) or the stream closes.
-    pub(crate) fn feed_until(&self, event: Event, deadline: Option<Instant>) -> Result<()> {
-        let closed = || Error::Closed("stream is closed".into());
-        let event = match self.tx.try_send(event) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(_)) => return Err(closed()),
-            Err(TrySendError::Full(event)) => event,
-        };
-        let mut sel = crossbeam_channel::Select::new();
-        let send = sel.send(&self.tx);
-        sel.recv(&self.stop);
-        let op = match deadline {
-            None => sel.select(),
-            Some(d) => sel.select_deadline(d).map_err(|_| Error::Timeout)?,
-        };
-        if op.index() == send {
-            op.send(&self.tx, event).map_err(|_| closed())
-        } else {
-            let _ = op.recv(&self.stop);
-            Err(closed())
-        }
-    }
-}
-
-#[derive(Default)]
-struct RecvState {
-    /// The message being delivered and how much of it was delivered.
-    current: Option<(Vec<u8>, usize)>,
-    /// Set once the receiving direction has ended: `None` inside = EOF.
-    end: Option<Option<Error>>,
-}
-
-/// The receiving end of an event queue: turns [`Event`]s into receives with the
-/// stream semantics (pieces of a large message, sticky end of stream).
-pub(crate) struct Inbox {
-    rx: Receiver<Event>,
-    stop: Mutex<Option<Sender<()>>>,
-    state: Mutex<RecvState>,
-}
-
-impl Inbox {
-    /// Receives the next bytes into `buf`. When every producer is gone the
-    /// queue has ended: end of stream after what it held.
-    pub(crate) fn receive(
-        &self,
-        buf: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> Result<Option<usize>> {
-        let mut state = lock(&self.state);
-        loop {
-            if let Some((msg, pos)) = &mut state.current {
-                let n = (msg.len() - *pos).min(buf.len());
-                buf[..n].copy_from_slice(&msg[*pos..*pos + n]);
-                *pos += n;
-                if *pos == msg.len() {
-                    state.current = None;
-                }
-                return Ok(Some(n));
-            }
-            if let Some(end) = &state.end {
-                return end.clone().map_or(Ok(None), Err);
-            }
-            let event = match deadline {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => self.rx.recv_deadline(d),
-            };
-            match event {
-                Ok(Event::Data(d)) => state.current = Some((d, 0)),
-                Ok(Event::Eof) | Err(RecvTimeoutError::Disconnected) => state.end = Some(None),
-                Ok(Event::Error(e, terminal)) => {
-                    if terminal {
-                        state.end = Some(Some(e.clone()));
-                    }
-                    return Err(e);
-                }
-                Err(RecvTimeoutError::Timeout) => return Err(Error::Timeout),
-            }
-        }
-    }
-
-    /// Tells the producers to stop (a producer blocked on a full queue wakes).
-    pub(crate) fn close(&self) {
-        drop(lock(&self.stop).take());
-    }
-}
 
 /// One transport: how a stream sends, receives and ends. The [`Stream`]
 /// serialises senders and receivers and tracks closing; each method is called
@@ -617,26 +480,6 @@ mod tests {
     }
 
     #[test]
-    fn a_full_echo_times_out_without_sending() {
-        let s = echo();
-        let mut sent = 0;
-        while s.send(&[sent as u8], Some(Duration::ZERO)).is_ok() {
-            sent += 1;
-            assert!(sent <= EVENT_QUEUE, "the echo queue is bounded");
-        }
-        assert_eq!(s.send(b"z", ms(20)), Err(Error::Timeout));
-        let mut buf = [0u8; 4];
-        for i in 0..sent {
-            assert_eq!(s.receive(&mut buf, ms(100)).unwrap(), Some(1));
-            assert_eq!(buf[0], i as u8);
-        }
-        assert_eq!(
-            s.receive(&mut buf, Some(Duration::ZERO)),
-            Err(Error::Timeout)
-        );
-    }
-
-    #[test]
     fn close_wakes_a_blocked_receiver() {
         let s = Arc::new(echo());
         let r = {
@@ -648,46 +491,6 @@ mod tests {
         assert!(matches!(r.join().unwrap(), Err(Error::Closed(_))));
         assert!(matches!(s.send(b"x", None), Err(Error::Closed(_))));
         s.close();
-    }
-
-    #[test]
-    fn an_inbox_reports_a_terminal_error_after_the_data_and_keeps_it() {
-        let (feeder, inbox) = queue();
-        assert!(feeder.feed(Event::Data(b"ab".to_vec())));
-        assert!(feeder.feed(Event::Error(Error::Protocol("soft".into()), false)));
-        assert!(feeder.feed(Event::Data(b"c".to_vec())));
-        assert!(feeder.feed(Event::Error(Error::Connection("reset".into()), true)));
-        let mut buf = [0u8; 8];
-        assert_eq!(inbox.receive(&mut buf, None).unwrap(), Some(2));
-        assert_eq!(
-            inbox.receive(&mut buf, None),
-            Err(Error::Protocol("soft".into()))
-        );
-        assert_eq!(inbox.receive(&mut buf, None).unwrap(), Some(1));
-        for _ in 0..2 {
-            assert_eq!(
-                inbox.receive(&mut buf, None),
-                Err(Error::Connection("reset".into()))
-            );
-        }
-    }
-
-    #[test]
-    fn an_inbox_ends_with_eof_and_stops_a_blocked_producer_on_close() {
-        let (feeder, inbox) = queue();
-        assert!(feeder.feed(Event::Eof));
-        assert_eq!(inbox.receive(&mut [0u8; 4], None).unwrap(), None);
-        assert_eq!(inbox.receive(&mut [0u8; 4], None).unwrap(), None);
-        for _ in 0..EVENT_QUEUE {
-            assert!(feeder.feed(Event::Data(vec![1])));
-        }
-        let producer = std::thread::spawn(move || feeder.feed(Event::Data(vec![2])));
-        std::thread::sleep(Duration::from_millis(30));
-        inbox.close();
-        assert!(
-            !producer.join().unwrap(),
-            "a producer blocked on a full queue stops"
-        );
     }
 
     #[test]
