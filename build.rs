@@ -1,5 +1,5 @@
 //! Generates the C header from `src/ffi/` with cbindgen into `OUT_DIR`.
-//! `tests/header.rs` compares it with the committed `include/jumpwire.h`
+//! `tests/suite/header.rs` compares it with the committed `include/jumpwire.h`
 //! (set `JW_UPDATE_HEADER=1` to rewrite that file).
 //!
 //! Also generates the router's protobuf types and gRPC client/server from
