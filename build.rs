@@ -1,7 +1,7 @@
 //! Generates the C header from `src/ffi/` with cbindgen into `OUT_DIR`.
 //! cbindgen parses `src/ffi/mod.rs` and its submodules only, so the rest of
 //! the crate (its `pub const`s, its types) never reaches a C program's
-//! namespace. `tests/header.rs` compares the result with the committed
+//! namespace. `tests/suite/header.rs` compares the result with the committed
 //! `include/jumpwire.h` (set `JW_UPDATE_HEADER=1` to rewrite that file) and
 //! checks that it declares only `jw_`/`JW_` names.
 //!

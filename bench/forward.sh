@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Forwarding benchmark: jumpwire's forward::Listener against socat (and, as
-# references, two small std relays of examples/bench_forward.rs), measured side
+# references, two small std relays of bench/forward.rs), measured side
 # by side in one run on 127.0.0.1 only. Prints a markdown table; the ratios matter more
 # than the absolute figures on a shared, noisy machine.
 #
@@ -35,9 +35,9 @@ install_tools() {
 install_tools
 
 log "building (release)"
-cargo build --release --example bench_forward --quiet
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_forward
-[ -x "$BIN" ] || { echo "bench/forward.sh: $BIN was not built" >&2; exit 1; }
+. bench/exe.sh
+BIN=$(bench_exe forward)
+[ -x "$BIN" ] || { echo "bench/forward.sh: bench/forward.rs was not built" >&2; exit 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jw-bench.XXXXXX")
 PIDS=()          # every background process this script started
@@ -229,5 +229,5 @@ cat "$THROUGHPUT" "$RESULTS" >"$WORK/all"
 "$BIN" report "$WORK/all"
 echo
 echo "std relay: two threads per connection, blocking read/write; poll relay: one thread per"
-echo "connection for both directions, like socat (both in examples/bench_forward.rs)."
+echo "connection for both directions, like socat (both in bench/forward.rs)."
 cat "$NOTES"

@@ -5,7 +5,7 @@
 # RouterStream client and (b) serve(TcpNetwork) + TcpPortforwardAdapter
 # (bench/router_upstream.py, in the venv of scripts/venv.sh): throughput one
 # way and echo, 64-byte round-trip latency, ratios; then 500 concurrent pairs
-# with the router's threads and resident memory. See examples/bench_router.rs.
+# with the router's threads and resident memory. See bench/router.rs.
 # Environment: MIB (default 1024), UPSTREAM_MIB (256), COUNT (4000),
 # PAIRS (500), JW_PYTHON (default: scripts/venv.sh's), CARGO_TARGET_DIR.
 set -euo pipefail
@@ -13,4 +13,7 @@ cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 JW_PYTHON="${JW_PYTHON:-$(scripts/venv.sh)}"
 export JW_PYTHON
-cargo run --release --quiet --example bench_router
+. bench/exe.sh
+BIN=$(bench_exe router)
+[ -x "$BIN" ] || { echo "bench/router.sh: bench/router.rs was not built" >&2; exit 1; }
+"$BIN" --bench

@@ -1,4 +1,4 @@
-"""The upstream Jumpstarter paths that examples/bench_router.rs compares with.
+"""The upstream Jumpstarter paths that bench/router.rs compares with.
 
 Run by the benchmark with the venv's python (scripts/venv.sh):
 

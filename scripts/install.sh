@@ -40,7 +40,7 @@ if [ "$major" = 0 ]; then sover="0.$minor"; else sover="$major"; fi
 soname="libjumpwire.so.$sover"
 real="libjumpwire.so.$version"
 
-# What a program linking libjumpwire.a also needs; tests/static_libs.rs checks
+# What a program linking libjumpwire.a also needs; tests/suite/static_libs.rs checks
 # this line against rustc's --print native-static-libs.
 native_static_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
 

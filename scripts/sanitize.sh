@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the C tests and the C examples (every program tests/c_examples.rs
-# runs, and the D-Bus example tests/dbus.rs runs) under AddressSanitizer and
-# under valgrind; any report fails the run.
+# Runs the C tests and the C examples (every program tests/suite/c_examples.rs
+# runs, and the D-Bus example tests/suite/dbus.rs runs) under AddressSanitizer
+# and under valgrind; any report fails the run.
 #
 #   scripts/sanitize.sh [asan] [valgrind]    (default: both)
 #
@@ -15,8 +15,9 @@
 #   All but tests/c/router_idle_limit.c: its child process lowers
 #   RLIMIT_NOFILE, which valgrind (it keeps descriptors of its own at the top
 #   of the limit) refuses; it runs in the plain suite and under ASan.
-# The test executables are built by cargo and then run directly, so that
-# CFLAGS reaches the C programs and not the crates cargo builds with cc.
+# The test executable (the suite, tests/suite/) is built by cargo and then
+# run directly, with a filter per module, so that CFLAGS reaches the C
+# programs and not the crates cargo builds with cc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,14 +36,14 @@ for line in sys.stdin:
         print(m["executable"])'
 }
 
-cargo test --locked --no-run --test c_examples --test dbus --quiet
-c_examples=$(test_exe c_examples)
-dbus=$(test_exe dbus)
+cargo test --locked --no-run --test suite --quiet
+suite=$(test_exe suite)
+[ -x "$suite" ] || { echo "sanitize: no test executable for tests/suite" >&2; exit 1; }
 
 # Runs the C-program tests: every test of c_examples, the C example of dbus.
 run_c_tests() {
-  "$c_examples" --test-threads=2 "$@"
-  "$dbus" --test-threads=1 c_example_
+  "$suite" --test-threads=2 c_examples:: "$@"
+  "$suite" --test-threads=1 dbus::c_example_
 }
 
 for mode in "${modes[@]}"; do

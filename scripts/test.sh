@@ -26,9 +26,9 @@ cargo build --locked --lib --quiet   # target/debug/libjumpwire.so (cargo test l
 "$(dirname "$JW_PYTHON")/pip" install --quiet --disable-pip-version-check ./bindings/python
 JUMPWIRE_LIBRARY="$PWD/target/debug/libjumpwire.so" "$JW_PYTHON" -m pytest -q -p no:cacheprovider bindings/python/tests
 echo "== the pinned static-library link list still matches rustc"
-cargo test --locked --test static_libs -- --include-ignored
+cargo test --locked --test suite -- --include-ignored static_libs::
 echo "== scripts/install.sh, then a C program built with pkg-config"
-cargo test --locked --test install -- --include-ignored
+cargo test --locked --test suite -- --include-ignored install::
 echo "== fuzz targets, 5 s each (scripts/fuzz.sh for longer runs)"
 scripts/fuzz.sh --ci 5
 echo "== the C tests and examples under AddressSanitizer and valgrind"

@@ -11,7 +11,7 @@
  * scripts/sanitize.sh, any use after free is reported there.
  *
  * Prints one line per failed check and "N checks, 0 failed"; exits 1 if any
- * check failed. Run by tests/c_examples.rs against both libraries.
+ * check failed. Run by tests/suite/c_examples.rs against both libraries.
  */
 #define _POSIX_C_SOURCE 200809L
 

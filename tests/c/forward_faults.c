@@ -14,7 +14,7 @@
  * Every peer is a BSD socket on 127.0.0.1 written here.
  *
  * Prints one line per failed check and a summary; exits 1 if any failed.
- * Run by tests/c_examples.rs against the shared and the static library.
+ * Run by tests/suite/c_examples.rs against the shared and the static library.
  */
 #define _POSIX_C_SOURCE 200809L
 

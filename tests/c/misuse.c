@@ -8,7 +8,7 @@
  * jw_last_error is per thread.
  *
  * Prints one line per failed check and a summary; exits 1 if any check failed.
- * Run by tests/c_examples.rs against the shared and the static library.
+ * Run by tests/suite/c_examples.rs against the shared and the static library.
  */
 #define _POSIX_C_SOURCE 200809L
 

@@ -16,7 +16,7 @@
  *
  * alarm(60) bounds the whole program (a hang is a failure, not a wait).
  * Prints one line per failed check and a summary; exits 1 if any failed.
- * Run by tests/c_examples.rs against the shared and the static library.
+ * Run by tests/suite/c_examples.rs against the shared and the static library.
  */
 #define _POSIX_C_SOURCE 200809L
 

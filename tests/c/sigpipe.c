@@ -13,7 +13,7 @@
  * this side closed first).
  *
  * Prints one line per failed check and "N checks, 0 failed"; exits 1 if any
- * check failed. An alarm ends a hung run. Run by tests/c_examples.rs against
+ * check failed. An alarm ends a hung run. Run by tests/suite/c_examples.rs against
  * the shared and the static library.
  */
 #define _POSIX_C_SOURCE 200809L

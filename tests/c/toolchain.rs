@@ -1,6 +1,6 @@
-//! Building and running C programs against jumpwire, shared by
-//! `tests/c_examples.rs` and `tests/static_libs.rs` (included with
-//! `#[path = "c/toolchain.rs"]`).
+//! Building and running C programs against jumpwire, shared by the suite's
+//! `c_examples`, `dbus`, `abi`, `static_libs` and `install` (a module of
+//! `tests/suite/main.rs`, included with `#[path = "../c/toolchain.rs"]`).
 //!
 //! The compiler is `$CC` (default `cc`; `$CXX`, default `c++`, for C++), with
 //! `-Wall -Wextra -Werror -pedantic` and then `$CFLAGS` (`$CXXFLAGS`). The
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 /// The native libraries a program linking `libjumpwire.a` needs, in order, as
 /// `cargo rustc --lib --crate-type staticlib -- --print native-static-libs`
-/// prints them on Linux. `tests/static_libs.rs` checks this list; the README
+/// prints them on Linux. `tests/suite/static_libs.rs` checks this list; the README
 /// gives it to users.
 pub const NATIVE_STATIC_LIBS: &[&str] = &[
     "-lgcc_s",

@@ -18,7 +18,7 @@
  *     max_connections still refuses a third served client with HTTP 503.
  *
  * Prints one line per failed check and a summary; exits 1 if any failed.
- * Run by tests/c_examples.rs against the shared and the static library.
+ * Run by tests/suite/c_examples.rs against the shared and the static library.
  */
 #define _POSIX_C_SOURCE 200809L
 

@@ -60,6 +60,17 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The name the test harness gives the test function `name` of the module
+/// whose `module_path!()` is `module`: the path without the crate's name
+/// (`dbus::NAME` in the suite binary, `NAME` in a file of its own). For a
+/// test that runs its binary again with `NAME --exact`.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    }
+}
+
 /// A name no other test (or test run) uses: for socket paths and abstract names.
 pub fn unique(tag: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -1,4 +1,4 @@
-"""Upstream Jumpstarter peers for tests/interop_router.rs.
+"""Upstream Jumpstarter peers for tests/suite/interop_router.rs.
 
 Modes:
   peer URL TOKEN [TLS]  an upstream RouterStream over a RouterServiceStub that

@@ -5,7 +5,7 @@
 //! server. Each test checks exact bytes, exact `Error` variants and the
 //! `address()` formats.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jumpwire::forward::Listener;

@@ -8,7 +8,7 @@
 //! and a router network over TLS, a local port forwarded onto TLS router
 //! streams; the C functions, `jw_router_certificate` included.
 
-mod common;
+use crate::common;
 
 use common::routing::*;
 use common::*;

@@ -1,7 +1,9 @@
 //! The measuring half of `bench/forward.sh` (run that script, not this
 //! program): servers the script starts in the background and clients that
 //! print percentiles. Every server binds 127.0.0.1 only, prints `ADDR
-//! 127.0.0.1:PORT` and runs until stdin closes or it is killed.
+//! 127.0.0.1:PORT` and runs until stdin closes or it is killed. A `cargo
+//! bench` target (`harness = false`); the script runs the executable that
+//! `cargo bench --bench forward --no-run` builds.
 //!
 //! Subcommands:
 //! - `forward-server --target HOST:PORT`: a jumpwire forward
@@ -30,6 +32,9 @@
 //! The clients measure the targets in turn, in blocks (round robin), so that a
 //! burst of load on the shared machine hits them all alike; they print
 //! `RESULT NAME p50 p90 p99` with microseconds.
+//!
+//! Without a subcommand and without `--bench` (how `cargo test --benches` and
+//! `--all-targets` run a bench target) it only says what it is and exits 0.
 
 use std::error::Error as StdError;
 use std::io::{BufRead, Read, Write};
@@ -64,7 +69,11 @@ fn main() {
         Some("wait-listen") => wait_listen(rest),
         Some("free-port") => free_port(),
         Some("report") => report(rest),
-        _ => Err("usage: bench_forward SUBCOMMAND ... (see the module docs of examples/bench_forward.rs)".into()),
+        _ if !args.iter().any(|a| a == "--bench") => {
+            eprintln!("bench_forward: built; bench/forward.sh runs it");
+            return;
+        }
+        _ => Err("usage: bench_forward SUBCOMMAND ... (see the module docs of bench/forward.rs; run bench/forward.sh)".into()),
     };
     if let Err(e) = r {
         eprintln!("bench_forward: {e}");

@@ -7,8 +7,7 @@
 //! (minutes on a fresh machine); `scripts/test.sh` runs it with
 //! `--include-ignored`.
 
-#[path = "c/toolchain.rs"]
-mod toolchain;
+use crate::toolchain;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

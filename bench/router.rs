@@ -27,7 +27,7 @@
 //! connection of a path at a time (a ping-pong: the path's threads and
 //! caches stay warm), in rounds that alternate the paths; and interleaved
 //! (`COUNT` round trips over 8 connections per path, all paths one round
-//! trip at a time, as `bench_forward`), where each round trip finds the
+//! trip at a time, as `bench/forward.rs`), where each round trip finds the
 //! caches cold after the other paths' (the Python processes' above all).
 //! Then `PAIRS` (500) concurrent paired streams through one router, each
 //! pair exchanging 64 KiB both ways, with the router's threads and resident
@@ -35,6 +35,11 @@
 //!
 //! Environment: `MIB` (jumpwire, default 1024), `UPSTREAM_MIB` (a and b,
 //! default 256), `COUNT` (default 4000), `PAIRS` (default 500), `JW_PYTHON`.
+//!
+//! A `cargo bench` target (`harness = false`): it measures when given
+//! `--bench` (as `cargo bench --bench router` and the script give it);
+//! without it (how `cargo test --benches` and `--all-targets` run a bench
+//! target) it only says what it is and exits 0.
 
 use jumpwire::Stream;
 use jumpwire::network::Network;
@@ -46,7 +51,7 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "bench-key";
 const WAIT: Option<Duration> = Some(Duration::from_secs(60));
-/// Connections per path for the latency figures (see `bench_forward`).
+/// Connections per path for the latency figures (see `bench/forward.rs`).
 const CONNS: usize = 8;
 /// Untimed round trips per connection before the latency samples.
 const WARMUP: usize = 25;
@@ -419,6 +424,10 @@ fn main() -> Res<()> {
         }
         let _ = std::io::stdin().read(&mut [0u8; 1]);
         let _ = std::fs::remove_file(&ca);
+        return Ok(());
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!("bench_router: built; bench/router.sh runs it");
         return Ok(());
     }
     let (mut child, url) = spawn_router("grpc");

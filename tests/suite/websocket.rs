@@ -1,7 +1,7 @@
 //! Websocket client, server handshake, server with handler and broadcast, the
 //! `ws://` bridge, and bad input from clients.
 
-mod common;
+use crate::common;
 
 use common::{LONG, SLACK, ms, pattern, tcp_target};
 use jumpwire::forward::Listener;

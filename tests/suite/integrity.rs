@@ -651,12 +651,11 @@ fn a_killed_target_process_reaches_the_listeners_client_as_an_error() {
     use std::io::BufRead;
     let _serial = serial();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
+        .arg(crate::common::test_name(
+            module_path!(),
             "stalling_target_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
+        ))
+        .args(["--exact", "--ignored", "--nocapture"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -5,7 +5,7 @@
 //! a local port forwarded onto router streams (`Network::router`), and the C
 //! functions' argument checks.
 
-mod common;
+use crate::common;
 
 use common::routing::*;
 use common::*;

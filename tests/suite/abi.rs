@@ -4,7 +4,7 @@
 //! stable ABI keep a checked-in symbol list.
 //!
 //! - The header must match the list: a change fails this test until the list
-//!   is regenerated with `JW_UPDATE_ABI=1 cargo test --test abi`.
+//!   is regenerated with `JW_UPDATE_ABI=1 cargo test --test suite abi::`.
 //! - Regenerating refuses a change to or a removal of an existing declaration
 //!   while `Cargo.toml`'s version is still the one the list records: bump the
 //!   version first (while the major version is 0, the minor one; see
@@ -14,8 +14,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-#[path = "c/toolchain.rs"]
-mod toolchain;
+use crate::toolchain;
 
 const LIST: &str = "abi/jumpwire.symbols";
 
@@ -89,7 +88,7 @@ fn the_header_matches_the_abi_list() {
         panic!(
             "the C ABI changed without a version bump: these declarations of {listed_version} \
              changed or went away:\n  {}\nBump the version in Cargo.toml (and say so in \
-             CHANGELOG.md), then regenerate {LIST} with JW_UPDATE_ABI=1 cargo test --test abi",
+             CHANGELOG.md), then regenerate {LIST} with JW_UPDATE_ABI=1 cargo test --test suite abi::",
             gone.iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
@@ -99,7 +98,7 @@ fn the_header_matches_the_abi_list() {
     if std::env::var_os("JW_UPDATE_ABI").is_some() {
         let mut out = format!(
             "# jumpwire {version}\n# The C ABI: every declaration of include/jumpwire.h, normalised \
-             (tests/abi.rs; regenerate with JW_UPDATE_ABI=1 cargo test --test abi).\n"
+             (tests/suite/abi.rs; regenerate with JW_UPDATE_ABI=1 cargo test --test suite abi::).\n"
         );
         for d in &now {
             out.push_str(d);
@@ -110,7 +109,7 @@ fn the_header_matches_the_abi_list() {
     }
     panic!(
         "{LIST} is out of date (version {listed_version}, package {version}).\nadded:\n  {}\nchanged or \
-         removed:\n  {}\nRegenerate it with JW_UPDATE_ABI=1 cargo test --test abi",
+         removed:\n  {}\nRegenerate it with JW_UPDATE_ABI=1 cargo test --test suite abi::",
         added
             .iter()
             .map(|s| s.as_str())

@@ -1,5 +1,7 @@
 //! The committed `include/jumpwire.h` must match what build.rs generates from
-//! the code. Run with `JW_UPDATE_HEADER=1` to rewrite it after changing the C API.
+//! the code. Run with `JW_UPDATE_HEADER=1` to rewrite it after changing the C API,
+//! this test alone (`JW_UPDATE_HEADER=1 cargo test --test suite header::`): other
+//! tests of the suite compile C programs against the header meanwhile.
 //! Every name it declares starts with `jw_` or `JW_` (the include guard
 //! aside): the header shares each C program's one namespace.
 
@@ -17,7 +19,7 @@ fn committed_header_matches_the_code() {
     let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
     assert!(
         committed == generated,
-        "include/jumpwire.h is stale: run `JW_UPDATE_HEADER=1 cargo test --test header` and commit it"
+        "include/jumpwire.h is stale: run `JW_UPDATE_HEADER=1 cargo test --test suite header::` and commit it"
     );
 }
 

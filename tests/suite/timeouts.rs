@@ -12,7 +12,7 @@
 //! it even in a debug build on a busy machine (the measured lateness is
 //! printed).
 
-mod common;
+use crate::common;
 
 use common::*;
 use jumpwire::Error;

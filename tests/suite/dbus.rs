@@ -20,9 +20,8 @@
 //!
 //! `dbus-daemon` and `dbus-send` must be installed (`scripts/setup.sh` does it): a test fails, naming the missing tool, rather than passing without having run.
 
-mod common;
-#[path = "c/toolchain.rs"]
-mod toolchain;
+use crate::common;
+use crate::toolchain;
 
 use common::{SLACK, TempDir};
 use dbus::Message;
@@ -767,12 +766,11 @@ fn session_and_system_buses_come_from_the_environment() {
     let Some(d) = Daemon::start() else { return };
     let child = |mode: &str, vars: &[(&str, &str)]| {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
+        cmd.arg(common::test_name(
+            module_path!(),
             "session_and_system_buses_come_from_the_environment",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        ))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env("JW_DBUS_CHILD", mode)
         .env("JW_DBUS_UNIX", &d.unix)
         .env("JW_DBUS_TCP", &d.tcp)

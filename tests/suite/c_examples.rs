@@ -5,9 +5,8 @@
 //! error paths (refused, timeout, EOF, bad URL) are checked too. The examples
 //! are also built as C++ to keep the header C++-compatible.
 
-mod common;
-#[path = "c/toolchain.rs"]
-mod toolchain;
+use crate::common;
+use crate::toolchain;
 
 use common::refusing_port;
 use std::io::{ErrorKind, Read, Write};
@@ -117,7 +116,7 @@ fn every_c_program_has_a_test() {
     ];
     assert_eq!(
         found, tested,
-        "a C program was added or removed: give it a test in tests/c_examples.rs"
+        "a C program was added or removed: give it a test in tests/suite/c_examples.rs"
     );
 }
 

@@ -4,7 +4,7 @@
 //! served connections, closes that finish at once with stuck peers, and
 //! connects that honour their timeout against silent servers.
 
-mod common;
+use crate::common;
 
 use common::{LONG, SLACK, ms, tcp_target};
 use jumpwire::forward::Listener;

@@ -2,7 +2,7 @@
 //! client against its server, its client against our server and our bridge.
 //! Needs `JW_PYTHON` (a Python with `websockets`; `scripts/venv.sh` makes it).
 
-mod common;
+use crate::common;
 
 use common::{LONG, pattern, tcp_target};
 use jumpwire::forward::Listener;

@@ -1,5 +1,5 @@
-//! Websocket benchmark (run `bench/ws.sh`, which builds this in release mode
-//! and finds the Python with `websockets`): side by side in one run on
+//! Websocket benchmark (run `bench/ws.sh`, which builds this `cargo bench`
+//! target and finds the Python with `websockets`): side by side in one run on
 //! 127.0.0.1, compression off everywhere.
 //!
 //! - Echo round trips, one in flight, 64 B and 64 KiB: a jumpwire client and
@@ -22,6 +22,11 @@
 //! Needs `JW_PYTHON`. `COUNT` sets the round trips per path and size (default
 //! 5000; pipelined runs send 4 x COUNT messages). `ONLY=rtt`, `ONLY=pipe` or
 //! `ONLY=fanout` runs one part (for profiling).
+//!
+//! A `cargo bench` target (`harness = false`): it measures when given
+//! `--bench` (as `cargo bench --bench ws` and the script give it); without
+//! it (how `cargo test --benches` and `--all-targets` run a bench target) it
+//! only says what it is and exits 0.
 
 use jumpwire::Stream;
 use jumpwire::websocket::{Server, ServerConfig};
@@ -375,6 +380,10 @@ fn fanout(clients: usize, rounds: usize, sustained: usize) -> (f64, f64) {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("bench_ws: built; bench/ws.sh runs it");
+        return;
+    }
     let python = std::env::var("JW_PYTHON").expect("JW_PYTHON: run bench/ws.sh");
     let count: usize = std::env::var("COUNT")
         .ok()

@@ -6,8 +6,7 @@
 //! test compares the list with what rustc prints (`--ignored`; it rebuilds the
 //! crate in its own target directory).
 
-#[path = "c/toolchain.rs"]
-mod toolchain;
+use crate::toolchain;
 
 use std::process::Command;
 use toolchain::{Link, NATIVE_STATIC_LIBS, WorkDir, c_compiler, library, repo, run};

@@ -7,7 +7,7 @@
 //! reach the other side as a reset, never as a clean end, and receive
 //! timeouts that lose nothing.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jumpwire::forward::{Listener, forward};

@@ -2,11 +2,11 @@
 //! thread runs a stream's runtime when its socket has something for it
 //! (once the stream has sent) and about once a second in any case, so an
 //! idle stream goes on working and what a quiet sender queued still moves.
-//! In a file of its own: these tests hold streams open for seconds, which
-//! would disturb the thread and descriptor counts of the leak tests in other
-//! files.
+//! These tests hold streams open for seconds, which would disturb the thread
+//! and descriptor counts of the leak tests: those run in binaries of their own
+//! (`tests/router_leaks.rs`, ...), not beside these.
 
-mod common;
+use crate::common;
 
 use common::routing::*;
 use common::*;

@@ -9,7 +9,7 @@
 //! (always TLS) as the exporter side to a TCP echo, a jumpwire client on the
 //! other end. Needs `JW_PYTHON` (`scripts/venv.sh` makes it).
 
-mod common;
+use crate::common;
 
 use common::routing::{a_client_leaving_ends_the_export, spawn_exporter};
 use common::{LONG, TempDir, pattern, recv_exact, tcp_echo_server};
