@@ -605,7 +605,7 @@ jw_status jw_ws_accept(jw_stream *raw, int timeout_ms, jw_stream **out);
  * `jw_ws_serve` handler. `JW_ERR_UNSUPPORTED` for any other stream,
  * `JW_ERR_TOO_LARGE` if `cap` is too small. Thread-safe.
  */
-jw_status jw_ws_path(jw_stream *s, char *buf, size_t cap);
+jw_status jw_ws_path(const jw_stream *s, char *buf, size_t cap);
 
 /**
  * Binds `listen_url` (`ws://HOST:PORT[/PATH][?OPTIONS]`, port 0 picks a free

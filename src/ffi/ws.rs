@@ -58,7 +58,7 @@ pub extern "C" fn jw_ws_accept(
 /// `jw_ws_serve` handler. `JW_ERR_UNSUPPORTED` for any other stream,
 /// `JW_ERR_TOO_LARGE` if `cap` is too small. Thread-safe.
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_ws_path(s: *mut jw_stream, buf: *mut c_char, cap: usize) -> jw_status {
+pub extern "C" fn jw_ws_path(s: *const jw_stream, buf: *mut c_char, cap: usize) -> jw_status {
     boundary(|| {
         let s = arc_clone(s)?;
         let Some(path) = crate::websocket::request_path(&s) else {

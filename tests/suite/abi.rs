@@ -8,7 +8,10 @@
 //! - Regenerating refuses a change to or a removal of an existing declaration
 //!   while `Cargo.toml`'s version is still the one the list records: bump the
 //!   version first (while the major version is 0, the minor one; see
-//!   `CHANGELOG.md`). Adding declarations needs no bump.
+//!   `CHANGELOG.md`). Adding declarations needs no bump, nor does adding
+//!   `const` to what a pointer parameter points at (the same symbol and
+//!   calling convention, and every caller still compiles: a `T *` converts to
+//!   a `const T *`).
 //! - The shared library exports exactly the listed functions.
 
 use std::collections::BTreeSet;
@@ -55,6 +58,39 @@ fn function_name(decl: &str) -> Option<&str> {
         .filter(|n| n.starts_with("jw_"))
 }
 
+/// The tokens of a declaration: words and punctuation apart.
+fn tokens(decl: &str) -> Vec<String> {
+    let mut spaced = String::new();
+    for c in decl.chars() {
+        if "*(),[]".contains(c) {
+            spaced.push(' ');
+            spaced.push(c);
+            spaced.push(' ');
+        } else {
+            spaced.push(c);
+        }
+    }
+    spaced.split_whitespace().map(str::to_string).collect()
+}
+
+/// True when `new` is `old` with `const` added in places and nothing else
+/// changed.
+fn only_adds_const(old: &str, new: &str) -> bool {
+    let (old, new) = (tokens(old), tokens(new));
+    let mut o = old.iter().peekable();
+    let mut added = false;
+    for t in &new {
+        if o.peek() == Some(&t) {
+            o.next();
+        } else if t == "const" {
+            added = true;
+        } else {
+            return false;
+        }
+    }
+    o.next().is_none() && added
+}
+
 fn read_list() -> (String, Vec<String>) {
     let text = std::fs::read_to_string(toolchain::repo().join(LIST))
         .unwrap_or_else(|e| panic!("{LIST}: {e}"));
@@ -81,7 +117,10 @@ fn the_header_matches_the_abi_list() {
         return;
     }
     let now_set: BTreeSet<&String> = now.iter().collect();
-    let gone: Vec<&String> = listed.iter().filter(|d| !now_set.contains(d)).collect();
+    let gone: Vec<&String> = listed
+        .iter()
+        .filter(|d| !now_set.contains(d) && !now.iter().any(|n| only_adds_const(d, n)))
+        .collect();
     let listed_set: BTreeSet<&String> = listed.iter().collect();
     let added: Vec<&String> = now.iter().filter(|d| !listed_set.contains(d)).collect();
     if !gone.is_empty() && version == listed_version {
@@ -149,6 +188,28 @@ fn the_shared_library_exports_exactly_the_listed_functions() {
         "{} exports other functions than {LIST} lists",
         lib.display()
     );
+}
+
+#[test]
+fn adding_const_to_a_pointee_is_compatible_and_nothing_else_is() {
+    let old = "jw_status jw_ws_path(jw_stream *s, char *buf, size_t cap)";
+    assert!(only_adds_const(
+        old,
+        "jw_status jw_ws_path(const jw_stream *s, char *buf, size_t cap)"
+    ));
+    assert!(!only_adds_const(old, old), "no change is not an addition");
+    assert!(!only_adds_const(
+        "jw_status jw_f(const jw_stream *s)",
+        "jw_status jw_f(jw_stream *s)"
+    ));
+    assert!(!only_adds_const(
+        old,
+        "jw_status jw_ws_path(jw_stream *s, char *buf, int cap)"
+    ));
+    assert!(!only_adds_const(
+        old,
+        "jw_status jw_ws_path(const jw_stream *s, char *buf)"
+    ));
 }
 
 #[test]
