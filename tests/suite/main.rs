@@ -24,6 +24,7 @@ mod common;
 mod toolchain;
 
 mod abi;
+mod architecture;
 mod c_examples;
 mod dbus;
 mod drivers;
