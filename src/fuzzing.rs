@@ -35,13 +35,13 @@ pub fn dbus_address(s: &str) -> Result<Vec<String>> {
     Ok(entries
         .iter()
         .map(|e| match &e.transport {
-            dbus::Transport::Unix(UnixPath::Path(p)) => {
+            dbus::BusTransport::Unix(UnixPath::Path(p)) => {
                 format!("unix:path={}", dbus::escape(p.as_os_str().as_bytes()))
             }
-            dbus::Transport::Unix(UnixPath::Abstract(n)) => {
+            dbus::BusTransport::Unix(UnixPath::Abstract(n)) => {
                 format!("unix:abstract={}", dbus::escape(n.as_bytes()))
             }
-            dbus::Transport::Tcp { host, port, family } => {
+            dbus::BusTransport::Tcp { host, port, family } => {
                 let family = match family {
                     Family::Any => "",
                     Family::Ipv4 => ",family=ipv4",

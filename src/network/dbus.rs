@@ -45,12 +45,12 @@ pub(crate) struct BusAddress {
     /// The entry as written in the list (escaped), for messages.
     pub(crate) text: String,
     /// Where it leads.
-    pub(crate) transport: Transport,
+    pub(crate) transport: BusTransport,
 }
 
-/// The transports jumpwire can connect to.
+/// The bus transports jumpwire can connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Transport {
+pub(crate) enum BusTransport {
     /// `unix:path=` or `unix:abstract=`.
     Unix(UnixPath),
     /// `tcp:host=,port=[,family=]`.
@@ -118,10 +118,10 @@ pub(crate) fn connect(bus: &DbusBus, name: &str, deadline: Option<Instant>) -> R
     }))
 }
 
-fn connect_one(t: &Transport, deadline: Option<Instant>, context: &str) -> Result<Socket> {
+fn connect_one(t: &BusTransport, deadline: Option<Instant>, context: &str) -> Result<Socket> {
     match t {
-        Transport::Unix(path) => socket::connect_unix(path, deadline, context),
-        Transport::Tcp { host, port, family } => {
+        BusTransport::Unix(path) => socket::connect_unix(path, deadline, context),
+        BusTransport::Tcp { host, port, family } => {
             let s = socket::connect_host(host, *port, Kind::Bytes, *family, deadline, context)?;
             s.set_tcp_nodelay(true)
                 .map_err(|e| Error::io(context, &e))?;
@@ -201,7 +201,7 @@ fn parse_list(s: &str) -> Result<Vec<BusAddress>, String> {
         .collect()
 }
 
-fn parse_entry(e: &str) -> Result<Transport, String> {
+fn parse_entry(e: &str) -> Result<BusTransport, String> {
     if e.is_empty() {
         return Err("empty entry in the address list".into());
     }
@@ -248,7 +248,7 @@ fn get<'a>(args: &'a [(&str, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-fn parse_unix(args: &[(&str, Vec<u8>)]) -> Result<Transport, String> {
+fn parse_unix(args: &[(&str, Vec<u8>)]) -> Result<BusTransport, String> {
     for key in ["tmpdir", "dir", "runtime"] {
         if get(args, key).is_some() {
             return Err(format!(
@@ -276,7 +276,7 @@ fn parse_unix(args: &[(&str, Vec<u8>)]) -> Result<Transport, String> {
                 Err(too_long("path", p))
             } else {
                 let p = PathBuf::from(OsString::from_vec(p.to_vec()));
-                Ok(Transport::Unix(UnixPath::Path(p)))
+                Ok(BusTransport::Unix(UnixPath::Path(p)))
             }
         }
         (None, Some(n)) => {
@@ -287,13 +287,13 @@ fn parse_unix(args: &[(&str, Vec<u8>)]) -> Result<Transport, String> {
             } else {
                 let n = String::from_utf8(n.to_vec())
                     .map_err(|_| "abstract= is not valid UTF-8".to_string())?;
-                Ok(Transport::Unix(UnixPath::Abstract(n)))
+                Ok(BusTransport::Unix(UnixPath::Abstract(n)))
             }
         }
     }
 }
 
-fn parse_tcp(args: &[(&str, Vec<u8>)]) -> Result<Transport, String> {
+fn parse_tcp(args: &[(&str, Vec<u8>)]) -> Result<BusTransport, String> {
     let host = match get(args, "host") {
         None => return Err("missing host argument (a tcp: address needs host= and port=)".into()),
         Some([]) => return Err("host= is empty".into()),
@@ -326,7 +326,7 @@ fn parse_tcp(args: &[(&str, Vec<u8>)]) -> Result<Transport, String> {
             ));
         }
     };
-    Ok(Transport::Tcp { host, port, family })
+    Ok(BusTransport::Tcp { host, port, family })
 }
 
 /// Bytes a value may hold unescaped (the D-Bus specification's
@@ -416,19 +416,19 @@ mod tests {
     use std::collections::HashMap;
     use std::net::SocketAddr;
 
-    fn unix(p: &str) -> Transport {
-        Transport::Unix(UnixPath::Path(p.into()))
+    fn unix(p: &str) -> BusTransport {
+        BusTransport::Unix(UnixPath::Path(p.into()))
     }
 
-    fn tcp(host: &str, port: u16, family: Family) -> Transport {
-        Transport::Tcp {
+    fn tcp(host: &str, port: u16, family: Family) -> BusTransport {
+        BusTransport::Tcp {
             host: host.into(),
             port,
             family,
         }
     }
 
-    fn transports(s: &str) -> Vec<Transport> {
+    fn transports(s: &str) -> Vec<BusTransport> {
         parse_address(s)
             .unwrap_or_else(|e| panic!("{s}: {e}"))
             .into_iter()
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn good_addresses_parse() {
-        let table: Vec<(&str, Vec<Transport>)> = vec![
+        let table: Vec<(&str, Vec<BusTransport>)> = vec![
             ("unix:path=/run/x", vec![unix("/run/x")]),
             (
                 "unix:path=/run/dbus/system_bus_socket,guid=0123abcd",
@@ -446,7 +446,7 @@ mod tests {
             ),
             (
                 "unix:abstract=/tmp/dbus-XYZ",
-                vec![Transport::Unix(UnixPath::Abstract("/tmp/dbus-XYZ".into()))],
+                vec![BusTransport::Unix(UnixPath::Abstract("/tmp/dbus-XYZ".into()))],
             ),
             ("unix:path=/tmp/a%20b", vec![unix("/tmp/a b")]),
             ("unix:path=/tmp/%2C%3d%3B", vec![unix("/tmp/,=;")]),
@@ -469,7 +469,7 @@ mod tests {
                 vec![
                     unix("/a"),
                     tcp("h", 1, Family::Any),
-                    Transport::Unix(UnixPath::Abstract("b".into())),
+                    BusTransport::Unix(UnixPath::Abstract("b".into())),
                 ],
             ),
             ("unix:path=/a;", vec![unix("/a")]),
@@ -777,7 +777,7 @@ mod tests {
             ("unix:path=/tmp/a%20b/bus", unix("/tmp/a b/bus")),
             (
                 "unix:abstract=jw%20x",
-                Transport::Unix(UnixPath::Abstract("jw x".into())),
+                BusTransport::Unix(UnixPath::Abstract("jw x".into())),
             ),
         ] {
             assert_eq!(transports(a), [want]);
