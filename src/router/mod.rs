@@ -1,26 +1,55 @@
-//! The Jumpstarter router: the protocol's generated types, the router client
-//! stream ([`connect`]), the exporter side ([`export`]), the router server
-//! ([`Router`]) and stream tokens ([`token`]).
+//! The Jumpstarter router: the protocol's generated types ([`pb`]), the router
+//! client stream ([`connect`](fn@connect)), the exporter side
+//! ([`export`](fn@export)), the router server ([`Router`]) and stream tokens
+//! ([`token`]).
 //!
 //! Both ends of a routed stream dial the router with the same stream token;
 //! the router pairs the two callers whose tokens carry the same `sub` and
 //! relays `jumpstarter.v1.RouterService/Stream` frames between them. The
-//! router server runs on one small tokio runtime owned by the library (one
-//! worker thread, started on first use). Each client stream and exporter has
-//! a current-thread runtime of its own, driven by the caller's thread while
-//! it is inside a call, and otherwise by one library thread that watches
-//! idle streams' sockets (see `drive`). Every call of the Rust and C API
-//! stays blocking, and a router stream is a [`Stream`](crate::Stream) like
-//! any other.
+//! router server runs on one small tokio runtime owned by the library
+//! (`runtime`: one worker thread, started on first use). Each client stream
+//! and exporter has a current-thread runtime of its own, driven by the
+//! caller's thread while it is inside a call, and otherwise by one library
+//! thread that watches idle streams' sockets (see `drive`). Every call of the
+//! Rust and C API stays blocking, and a router stream is a
+//! [`Stream`](crate::Stream) like any other.
+//!
+//! The files, each one idea, leaf first (an arrow points at what a file
+//! uses; none points back):
+//! - `token`: minting and checking stream tokens (HS256 JWT). Uses `error`.
+//! - `drive`: the runtime of a client stream or exporter (`StreamRuntime`) and the library thread that drives it while no caller is
+//!   inside, watching the connection's socket (`Linger`). Uses `error`,
+//!   `util`, `sys`.
+//! - `connect`: how a router is reached: the HTTP/2 connection of a
+//!   `grpc://` or `grpcs://` URL (TCP, TLS, keepalive) on a stream runtime.
+//!   Uses `drive`; `error`, `tls`, `url`.
+//! - `client`: one `RouterService/Stream` call (started, its frames, its
+//!   end) and the blocking [`Stream`](crate::Stream) over it
+//!   ([`connect`](fn@connect)). Uses `connect`, `drive`; `error`, `stream`,
+//!   `url`, `util`.
+//! - `export`: the exporter ([`export`](fn@export)): a call started as
+//!   `client` starts one, forwarded to a target stream. Uses `client`,
+//!   `drive`'s runtime through the call; `error`, `stream`, `relay`, `util`.
+//! - `gate`: the server's door: accept loops, TLS handshakes under limits,
+//!   the first-call deadline, refusals counted. Uses `util`.
+//! - `server`: the router server ([`Router`]): admission by token, pairing,
+//!   the relay of a pair's frames, its certificate. Uses `gate`, `token`;
+//!   `error`, `tls`, `url`, `util`.
+//!
+//! This module holds what both ends share: the generated types, the message
+//! and window sizes, ALPN, and the server's runtime. Nothing here depends on
+//! the dispatcher (`network`), the listeners (`forward`) or `websocket`.
 
 mod client;
+mod connect;
 mod drive;
+mod export;
 mod gate;
 mod server;
-mod tls;
 pub mod token;
 
-pub use client::{connect, export};
+pub use client::connect;
+pub use export::export;
 pub use server::Router;
 
 use std::sync::OnceLock;
@@ -49,6 +78,10 @@ pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_se
 pub(crate) const STREAM_WINDOW: u32 = 4 << 20;
 /// See [`STREAM_WINDOW`].
 pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
+
+/// The one ALPN protocol router connections speak over TLS, both ends (gRPC
+/// over TLS requires `h2`).
+const ALPN_H2: &[u8] = b"h2";
 
 /// The library's runtime for the router server: started on first use, one
 /// worker thread named `jw-router`, never stopped. One worker, not two: a
