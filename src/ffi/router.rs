@@ -10,7 +10,7 @@ use super::network::jw_network;
 use super::stream::jw_stream;
 use crate::error::Error;
 use crate::router::{self, Router};
-use std::ffi::{c_char, c_int};
+use std::ffi::{CString, c_char, c_int};
 use std::time::Duration;
 
 /// An embedded Jumpstarter router: pairs the two callers of each stream token
@@ -30,15 +30,35 @@ pub struct jw_router {
     _private: [u8; 0],
 }
 
+/// What a `jw_router` handle names: the router, and its certificate as the
+/// C string `jw_router_certificate` hands out. The string lives as long as
+/// this does: until `jw_router_close` and the end of any call still running
+/// with the handle then (each holds its own reference).
+pub(crate) struct CRouter {
+    router: Router,
+    certificate: Option<CString>,
+}
+
+impl CRouter {
+    fn new(router: Router) -> CRouter {
+        // PEM text never holds a NUL byte.
+        let certificate = router.certificate().and_then(|c| CString::new(c).ok());
+        CRouter {
+            router,
+            certificate,
+        }
+    }
+}
+
 impl Handle for jw_router {
-    type Rust = Router;
+    type Rust = CRouter;
     type Ownership = Slotted;
     const NAME: &'static str = "router";
 }
 
 impl SlotHandle for jw_router {
-    fn registry() -> &'static Registry<Router> {
-        static ROUTERS: Registry<Router> = Registry::new();
+    fn registry() -> &'static Registry<CRouter> {
+        static ROUTERS: Registry<CRouter> = Registry::new();
         &ROUTERS
     }
 }
@@ -62,7 +82,7 @@ pub extern "C" fn jw_router_serve(
     boundary(|| {
         check_out(out)?;
         let url = str_in(listen_url, "listen_url")?;
-        ok(slot_out(out, Router::serve(url)?))
+        ok(slot_out(out, CRouter::new(Router::serve(url)?)))
     })
 }
 
@@ -75,7 +95,7 @@ pub extern "C" fn jw_router_address(
     buf: *mut c_char,
     cap: usize,
 ) -> jw_status {
-    boundary(|| str_out(buf, cap, slot_get(r)?.address()))
+    boundary(|| str_out(buf, cap, slot_get(r)?.router.address()))
 }
 
 /// The certificate chain a `grpcs://` router presents, as PEM text, for
@@ -87,7 +107,7 @@ pub extern "C" fn jw_router_address(
 pub extern "C" fn jw_router_certificate(r: *const jw_router) -> *const c_char {
     let mut pem = std::ptr::null();
     boundary(|| {
-        if let Some(c) = slot_get(r)?.certificate_c() {
+        if let Some(c) = &slot_get(r)?.certificate {
             pem = c.as_ptr();
         }
         Ok(jw_status::JW_OK)
@@ -103,7 +123,7 @@ pub extern "C" fn jw_router_certificate(r: *const jw_router) -> *const c_char {
 pub extern "C" fn jw_router_refused(r: *const jw_router, out: *mut u64) -> jw_status {
     boundary(|| {
         check_out(out)?;
-        write_out(out, slot_get(r)?.refused())?;
+        write_out(out, slot_get(r)?.router.refused())?;
         Ok(jw_status::JW_OK)
     })
 }
@@ -116,7 +136,7 @@ pub extern "C" fn jw_router_refused(r: *const jw_router, out: *mut u64) -> jw_st
 pub extern "C" fn jw_router_close(r: *mut jw_router) {
     boundary_void(|| {
         if let Some(r) = slot_take(r) {
-            r.close();
+            r.router.close();
         }
     })
 }

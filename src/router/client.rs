@@ -1,56 +1,36 @@
-//! The router client stream: one `RouterService/Stream` call behind a blocking
-//! [`Stream`], and the exporter side ([`export`]) that forwards a router stream
-//! to a stream of a target network.
+//! The router client stream: one `RouterService/Stream` call behind a
+//! blocking [`Stream`] ([`connect`]), and the call itself ([`Call`], started
+//! by [`start`]) with the frame rules both ends of a routed stream follow.
+//! The exporter ([`export`](super::export::export)) starts its call here too
+//! and drives it its own way.
 //!
 //! Each call has a runtime of its own, driven by the caller's thread while
 //! it is inside a call and by the library's driver thread otherwise (see
-//! `drive`). An exporter whose target is a TCP or Unix socket forwards on
-//! its own thread, on its own runtime, with no other thread involved.
+//! `drive`); the connection under it is opened by `connect`.
 
-use super::drive::{PlainConnector, StreamRuntime};
+use super::connect::dial;
+use super::drive::StreamRuntime;
 use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
 use super::{CLOSE_GRACE, MAX_FRAME, MAX_MESSAGE};
 use crate::error::{Error, Result};
-use crate::stream::{Connect, Stream, Transport};
-use crate::url::{Endpoint, RouterConfig};
-use crate::util::{deadline, lock, remaining};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use crate::stream::{Stream, Transport};
+use crate::url::Endpoint;
+use crate::util::{deadline, lock};
+use bytes::{Buf, Bytes};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 /// Frames a stream queues for the gRPC request stream before `send` waits.
 const SEND_QUEUE: usize = 8;
 
-/// HTTP/2 keepalive: a PING after this long without a frame from the router
-/// (as upstream clients: 20 s), with or without calls.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-/// A router that has not answered a keepalive PING within this is gone: the
-/// connection closes and the stream's calls fail with a connection error
-/// (a dead router, or a black hole, ends a stream within 40 s, not never).
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// Most bytes of the reason an RST_STREAM frame carries that are kept.
 const REASON_MAX: usize = 200;
-
-/// The text of a transport error with its causes.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
 
 /// Maps a gRPC status that ended the call onto the error a caller sees.
 fn status_error(name: &str, st: &tonic::Status) -> Error {
@@ -64,7 +44,8 @@ fn status_error(name: &str, st: &tonic::Status) -> Error {
     }
 }
 
-fn frame(payload: Bytes, kind: FrameType) -> StreamRequest {
+/// A request frame of `kind` carrying `payload`.
+pub(super) fn frame(payload: Bytes, kind: FrameType) -> StreamRequest {
     StreamRequest {
         payload,
         frame_type: kind as i32,
@@ -73,7 +54,7 @@ fn frame(payload: Bytes, kind: FrameType) -> StreamRequest {
 
 /// The RST_STREAM frame that tells the peer the stream failed; its payload
 /// says why (a jumpwire peer puts it in its error; upstream ignores it).
-fn reset_frame(why: &str) -> StreamRequest {
+pub(super) fn reset_frame(why: &str) -> StreamRequest {
     let mut end = why.len().min(REASON_MAX);
     while !why.is_char_boundary(end) {
         end -= 1;
@@ -86,19 +67,23 @@ fn reset_frame(why: &str) -> StreamRequest {
 
 /// How long a failing side waits to queue its RST_STREAM frame (the peer
 /// may not be reading); the call is cancelled after it in any case.
-const RESET_WAIT: Duration = Duration::from_millis(100);
+pub(super) const RESET_WAIT: Duration = Duration::from_millis(100);
 
-/// What a frame of the response stream means to the receiving side
-/// (DESIGN.md: DATA is data, GOAWAY the end of the stream, RST_STREAM a
-/// connection error, PING and unknown types ignored).
-enum Received {
+/// What a frame of the response stream means to the receiving side. As
+/// upstream's `RouterStream` reads them: DATA is data, GOAWAY the end of the
+/// stream, PING and unknown types are ignored. RST_STREAM, which upstream
+/// ignores too, is a connection error here: an exporter whose target failed
+/// sends one after its data, so that its client never sees a clean end
+/// (README.md, "The router").
+pub(super) enum Received {
     Data(Bytes),
     Goaway,
     Reset(Error),
     Ignored,
 }
 
-fn received(name: &str, f: StreamResponse) -> Received {
+/// Reads a frame of the response stream of the call `name`.
+pub(super) fn received(name: &str, f: StreamResponse) -> Received {
     match FrameType::try_from(f.frame_type) {
         Ok(FrameType::Data) => Received::Data(f.payload),
         Ok(FrameType::Goaway) => Received::Goaway,
@@ -120,7 +105,7 @@ fn received(name: &str, f: StreamResponse) -> Received {
 
 /// What the two sides of a call share with the task that starts it.
 #[derive(Default)]
-struct Shared {
+pub(super) struct CallState {
     /// Why the call ended, once it ended with an error.
     failure: OnceLock<Error>,
     /// Set once the gRPC layer has taken every request frame, the last one
@@ -130,10 +115,10 @@ struct Shared {
     answered: AtomicBool,
 }
 
-impl Shared {
+impl CallState {
     /// The error for a send into a call that has ended. The request stream
     /// can end a moment before the call's end is recorded: wait a little.
-    async fn gone(&self, name: &str) -> Error {
+    pub(super) async fn gone(&self, name: &str) -> Error {
         let until = Instant::now() + Duration::from_secs(1);
         loop {
             if let Some(e) = self.failure.get() {
@@ -147,14 +132,14 @@ impl Shared {
     }
 
     /// Records that the call ended cleanly (a later send fails with this).
-    fn ended(&self, name: &str) {
+    pub(super) fn ended(&self, name: &str) {
         let _ = self
             .failure
             .set(Error::Connection(format!("{name}: the call ended")));
     }
 
     /// Records that the call ended with `st`, and returns the error for it.
-    fn failed(&self, name: &str, st: &tonic::Status) -> Error {
+    pub(super) fn failed(&self, name: &str, st: &tonic::Status) -> Error {
         let e = status_error(name, st);
         let _ = self.failure.set(e.clone());
         e
@@ -165,7 +150,7 @@ impl Shared {
 /// sending side is dropped.
 struct Outbox {
     rx: mpsc::Receiver<StreamRequest>,
-    shared: Arc<Shared>,
+    shared: Arc<CallState>,
 }
 
 impl tokio_stream::Stream for Outbox {
@@ -183,23 +168,23 @@ impl tokio_stream::Stream for Outbox {
     }
 }
 
-type Answer = oneshot::Receiver<Result<Streaming<StreamResponse>>>;
+pub(super) type Answer = oneshot::Receiver<Result<Streaming<StreamResponse>>>;
 
 /// A started `RouterService/Stream` call.
-struct Call {
-    name: String,
-    tx: mpsc::Sender<StreamRequest>,
+pub(super) struct Call {
+    pub(super) name: String,
+    pub(super) tx: mpsc::Sender<StreamRequest>,
     /// The response stream once the router answers, or why it refused.
-    answer: Answer,
+    pub(super) answer: Answer,
     /// The task that starts the call and waits for the answer.
-    task: JoinHandle<()>,
-    shared: Arc<Shared>,
+    pub(super) task: JoinHandle<()>,
+    pub(super) shared: Arc<CallState>,
     /// The runtime the call lives on.
-    rt: Arc<StreamRuntime>,
+    pub(super) rt: Arc<StreamRuntime>,
 }
 
 /// Dials the router and starts the call as a task on a runtime of its own.
-fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Call> {
+pub(super) fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Call> {
     let Endpoint::Router(cfg) = Endpoint::parse(router_url)? else {
         return Err(Error::invalid(format!(
             "{router_url}: not a router URL (expected grpc://HOST:PORT or grpcs://HOST:PORT)"
@@ -218,7 +203,7 @@ fn start(router_url: &str, token: &str, timeout: Option<Duration>) -> Result<Cal
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::channel(SEND_QUEUE);
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(CallState::default());
     let mut request = tonic::Request::new(Outbox {
         rx,
         shared: shared.clone(),
@@ -281,72 +266,6 @@ pub fn connect(router_url: &str, token: &str, timeout: Option<Duration>) -> Resu
     Ok(RouterTransport::new(start(router_url, token, timeout)?).into_stream())
 }
 
-/// Connects to the router on `rt`: the connection's tasks are spawned on it.
-fn dial(
-    rt: &StreamRuntime,
-    cfg: &RouterConfig,
-    name: &str,
-    deadline: Option<Instant>,
-) -> Result<Channel> {
-    // grpcs://: TCP and the TLS handshake by our connector (checked before
-    // any I/O, so an unreadable CA file is an argument error).
-    let tls = if cfg.tls {
-        Some(super::tls::Connector::new(cfg, name, rt.sockets().clone())?)
-    } else {
-        None
-    };
-    let plain = PlainConnector {
-        host: cfg.host.clone(),
-        port: cfg.port,
-        sockets: rt.sockets().clone(),
-    };
-    let host = if cfg.host.contains(':') {
-        format!("[{}]", cfg.host)
-    } else {
-        cfg.host.clone()
-    };
-    let scheme = if cfg.tls { "https" } else { "http" };
-    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
-        .map_err(|e| Error::invalid(format!("{name}: {e}")))?
-        .initial_stream_window_size(super::STREAM_WINDOW)
-        .initial_connection_window_size(super::CONNECTION_WINDOW)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true);
-    if let Some(d) = deadline {
-        ep = ep.connect_timeout(d.saturating_duration_since(Instant::now()));
-    }
-    rt.block_on(async move {
-        let connecting = async {
-            match tls {
-                Some(c) => ep.connect_with_connector(c).await,
-                None => ep.connect_with_connector(plain).await,
-            }
-        };
-        let r = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), connecting)
-                .await
-                .map_err(|_| Error::Timeout)?,
-            None => connecting.await,
-        };
-        let channel = r.map_err(|e| {
-            let text = chain(&e);
-            // The connect timeout (hyper-timeout) says "deadline has elapsed".
-            if text.contains("timed out") || text.contains("deadline has elapsed") {
-                Error::Timeout
-            } else {
-                Error::Connection(format!("{name}: {text}"))
-            }
-        })?;
-        // The HTTP/2 handshake is complete once the router has spoken (its
-        // SETTINGS come first); within the deadline, as the connect.
-        if let Some(d) = deadline {
-            rt.peer_spoke(d).await?;
-        }
-        Ok(channel)
-    })
-}
-
 /// The receiving side of a call.
 enum Incoming {
     /// Not answered yet: the router answers once it has paired the call.
@@ -364,11 +283,11 @@ struct Reader {
     drain: Option<JoinHandle<()>>,
 }
 
-struct RouterTransport {
+pub(super) struct RouterTransport {
     name: String,
     tx: Mutex<Option<mpsc::Sender<StreamRequest>>>,
     reader: Mutex<Reader>,
-    shared: Arc<Shared>,
+    shared: Arc<CallState>,
     task: JoinHandle<()>,
     /// Set by `close`: wakes a blocked `send` or `receive`.
     closing: watch::Sender<bool>,
@@ -381,7 +300,7 @@ struct RouterTransport {
 
 /// Reads the rest of a call whose stream has ended for us, recording how the
 /// call ended.
-async fn drain(mut frames: Streaming<StreamResponse>, shared: Arc<Shared>, name: String) {
+async fn drain(mut frames: Streaming<StreamResponse>, shared: Arc<CallState>, name: String) {
     loop {
         match frames.message().await {
             Ok(Some(_)) => {}
@@ -397,7 +316,7 @@ async fn drain(mut frames: Streaming<StreamResponse>, shared: Arc<Shared>, name:
 impl Reader {
     /// Waits for the next thing the call brings: the answer, or a frame.
     /// Cancel-safe: an interrupted wait loses nothing.
-    async fn advance(&mut self, shared: &Arc<Shared>, name: &str) {
+    async fn advance(&mut self, shared: &Arc<CallState>, name: &str) {
         match &mut self.incoming {
             Incoming::Waiting(answer) => {
                 self.incoming = match answer.await {
@@ -442,7 +361,7 @@ impl Reader {
 }
 
 impl RouterTransport {
-    fn new(call: Call) -> RouterTransport {
+    pub(super) fn new(call: Call) -> RouterTransport {
         RouterTransport {
             name: call.name,
             tx: Mutex::new(Some(call.tx)),
@@ -459,7 +378,7 @@ impl RouterTransport {
         }
     }
 
-    fn into_stream(self) -> Stream {
+    pub(super) fn into_stream(self) -> Stream {
         Stream::new(self.name.clone(), self, Vec::new())
     }
 
@@ -693,7 +612,7 @@ impl Transport for RouterTransport {
 
 impl RouterTransport {
     /// Waits (until `deadline`) for the router's answer: the peer paired.
-    fn paired(&self, deadline: Option<Instant>) -> Result<()> {
+    pub(super) fn paired(&self, deadline: Option<Instant>) -> Result<()> {
         let mut r = lock(&self.reader);
         if let Incoming::Waiting(_) = r.incoming {
             let r = &mut *r;
@@ -710,7 +629,7 @@ impl RouterTransport {
     /// call is cancelled on `close`. The peer's receive fails: a jumpwire
     /// peer's at the frame, an upstream one's (it ignores the frame) at the
     /// error status the router ends its call with once ours is cancelled.
-    fn fail(&self, why: &str) {
+    pub(super) fn fail(&self, why: &str) {
         if let Some(f) = lock(&self.flusher).take() {
             f.abort();
         }
@@ -727,258 +646,4 @@ impl RouterTransport {
             .failure
             .set(Error::Connection(format!("{}: {why}", self.name)));
     }
-}
-
-/// A router stream whose transport the exporter keeps a hold of (to fail
-/// it when the target fails).
-struct Routed(Arc<RouterTransport>);
-
-impl Transport for Routed {
-    fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
-        self.0.send(data, deadline)
-    }
-
-    fn send_eof(&self) -> Result<()> {
-        self.0.send_eof()
-    }
-
-    fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
-        self.0.receive(buf, deadline)
-    }
-
-    fn close(&self) {
-        self.0.close();
-    }
-}
-
-/// The exporter side of a routed stream (upstream `connect_router_stream`):
-/// opens a router stream with `token`, opens a stream of `target`, and
-/// forwards both ways, half-close propagated, until both directions have
-/// ended or either side fails. `timeout` bounds reaching the router (TCP,
-/// TLS and the HTTP/2 handshake), connecting `target`, and waiting for the
-/// peer (the router answers once a client with the same token came): with
-/// no client by then, [`Error::Timeout`] and the router forgets the call.
-/// Forwarding has no time limit. When the target fails (refuses, resets),
-/// the client's stream fails too ([`Error::Connection`]), never ends
-/// cleanly: an RST_STREAM frame goes after the data, and the call is
-/// cancelled.
-///
-/// A TCP or Unix target is forwarded on the calling thread, on the call's
-/// own runtime (no other thread); other targets through
-/// [`forward`](crate::relay::forward).
-///
-/// # Errors
-///
-/// Those of [`connect`] and of connecting `target`; then those of the
-/// forwarding (a refused token surfaces here as [`Error::Unauthenticated`]).
-pub fn export(
-    router_url: &str,
-    token: &str,
-    target: &dyn Connect,
-    timeout: Option<Duration>,
-) -> Result<()> {
-    let until = deadline(timeout);
-    let call = start(router_url, token, timeout)?;
-    let left = remaining(until);
-    let device = match target.connect(left) {
-        Ok(d) => d,
-        Err(e) => {
-            RouterTransport::new(call).into_stream().close();
-            return Err(e);
-        }
-    };
-    log::info!("{}: exporting {}", call.name, device.name());
-    let name = call.name.clone();
-    let r = match Socket::of(&device) {
-        Some(sock) => {
-            let dev = device.name().to_string();
-            let rt = call.rt.clone();
-            let r = rt.block_on(sock.bridge(call, dev, until));
-            rt.let_go(Instant::now() + CLOSE_GRACE);
-            r
-        }
-        None => {
-            let transport = Arc::new(RouterTransport::new(call));
-            let routed = Stream::new(name.clone(), Routed(transport.clone()), Vec::new());
-            let r = transport
-                .paired(until)
-                .and_then(|()| crate::relay::forward(&routed, &device));
-            if let Err(e) = &r {
-                // Never a clean end for the client when the target failed.
-                transport.fail(&format!("the exporter's forward failed: {e}"));
-            }
-            routed.close();
-            r
-        }
-    };
-    log::info!("{name}: export of {} ended: {r:?}", device.name());
-    device.close();
-    r
-}
-
-/// A target's connected socket, duplicated for the call's runtime.
-enum Socket {
-    Tcp(std::net::TcpStream),
-    Unix(std::os::unix::net::UnixStream),
-}
-
-impl Socket {
-    /// The socket of a TCP or Unix stream (`None` for other transports).
-    fn of(s: &Stream) -> Option<Socket> {
-        let fd = s.socket()?;
-        let domain = socket2::SockRef::from(&fd).domain().ok()?;
-        let owned = fd.try_clone_to_owned().ok()?;
-        socket2::SockRef::from(&owned).set_nonblocking(true).ok()?;
-        if domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6 {
-            Some(Socket::Tcp(owned.into()))
-        } else if domain == socket2::Domain::UNIX {
-            Some(Socket::Unix(owned.into()))
-        } else {
-            None
-        }
-    }
-
-    /// Forwards between the call and the socket (on the call's runtime).
-    async fn bridge(self, call: Call, dev: String, until: Option<Instant>) -> Result<()> {
-        let io = |e: std::io::Error| Error::io(&dev, &e);
-        match self {
-            Socket::Tcp(s) => {
-                let mut s = tokio::net::TcpStream::from_std(s).map_err(io)?;
-                let (rd, wr) = s.split();
-                bridge(call, rd, wr, &dev, until).await
-            }
-            Socket::Unix(s) => {
-                let mut s = tokio::net::UnixStream::from_std(s).map_err(io)?;
-                let (rd, wr) = s.split();
-                bridge(call, rd, wr, &dev, until).await
-            }
-        }
-    }
-}
-
-/// Forwards a call to a target's socket halves and back, half-close
-/// propagated, until both directions have ended or either fails; then says
-/// goodbye as [`RouterTransport::close`] does, or, when the target failed,
-/// as [`RouterTransport::fail`] does (the client must not see a clean end).
-/// The router's answer (the peer pairing) is awaited until `until`.
-async fn bridge<R, W>(
-    call: Call,
-    mut rd: R,
-    mut wr: W,
-    dev: &str,
-    until: Option<Instant>,
-) -> Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let Call {
-        name,
-        tx,
-        answer,
-        task,
-        shared,
-        rt,
-    } = call;
-    let target_failed = AtomicBool::new(false);
-    let io = |e: std::io::Error| {
-        target_failed.store(true, Ordering::Relaxed);
-        Error::io(dev, &e)
-    };
-    let goaway_sent = AtomicBool::new(false);
-    let mut frames = None;
-    // Target -> router.
-    let up = async {
-        // One buffer: each frame (at most MAX_FRAME) is split off what was
-        // read into it, and the room left over takes the next read.
-        let mut buf = BytesMut::new();
-        loop {
-            buf.reserve(MAX_FRAME);
-            let mut room = (&mut buf).limit(MAX_FRAME);
-            if rd.read_buf(&mut room).await.map_err(io)? == 0 {
-                break;
-            }
-            if tx
-                .send(frame(buf.split().freeze(), FrameType::Data))
-                .await
-                .is_err()
-            {
-                return Err(shared.gone(&name).await);
-            }
-        }
-        goaway_sent.store(true, Ordering::Relaxed);
-        if tx
-            .send(frame(Bytes::new(), FrameType::Goaway))
-            .await
-            .is_err()
-        {
-            return Err(shared.gone(&name).await);
-        }
-        Ok(())
-    };
-    // Router -> target.
-    let down = async {
-        let answered = async {
-            match answer.await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Internal(format!("{name}: the call was dropped"))),
-            }
-        };
-        let answered = match until {
-            Some(d) => tokio::time::timeout_at(d.into(), answered)
-                .await
-                .map_err(|_| Error::Timeout)?,
-            None => answered.await,
-        };
-        let f = frames.insert(answered?);
-        loop {
-            match f.message().await {
-                Ok(Some(m)) => match received(&name, m) {
-                    Received::Data(payload) => wr.write_all(&payload).await.map_err(io)?,
-                    Received::Goaway => break,
-                    Received::Reset(e) => return Err(e),
-                    Received::Ignored => {}
-                },
-                Ok(None) => {
-                    shared.ended(&name);
-                    break;
-                }
-                Err(st) => return Err(shared.failed(&name, &st)),
-            }
-        }
-        wr.shutdown().await.map_err(io)
-    };
-    let r = tokio::try_join!(up, down).map(|_| ());
-    if let Err(e) = &r {
-        if target_failed.load(Ordering::Relaxed) {
-            // RST_STREAM after what was sent, written before the call is
-            // cancelled (by the abort below).
-            let rst = reset_frame(&format!("the exporter's target failed: {e}"));
-            if tokio::time::timeout(RESET_WAIT, tx.send(rst)).await.is_ok() {
-                rt.until_idle().await;
-            }
-        }
-        if target_failed.load(Ordering::Relaxed) || *e == Error::Timeout {
-            // Cancelled: the router ends the peer's call with an error, or
-            // forgets a caller still waiting.
-            drop(frames);
-            task.abort();
-            drop(tx);
-            return r;
-        }
-    }
-    // Goodbye: GOAWAY unless sent, the end of the request stream, and the
-    // call's end awaited (bounded) so that the last frames reach the peer.
-    let until = tokio::time::Instant::now() + CLOSE_GRACE;
-    if !goaway_sent.load(Ordering::Relaxed) {
-        let goaway = tx.send(frame(Bytes::new(), FrameType::Goaway));
-        let _ = tokio::time::timeout_at(until, goaway).await;
-    }
-    drop(tx);
-    if let Some(f) = &mut frames {
-        let rest = async { while let Ok(Some(_)) = f.message().await {} };
-        let _ = tokio::time::timeout_at(until, rest).await;
-    }
-    task.abort();
-    r
 }

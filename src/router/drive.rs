@@ -1,4 +1,8 @@
-//! Who drives a router client stream's runtime.
+//! Who drives a router client stream's runtime: the stream runtime, and the
+//! library's driver thread that runs the runtimes of idle streams by
+//! watching their sockets. An idea of its own, apart from how a router is
+//! reached (`connect`, whose connectors hand each socket to [`Linger`] here)
+//! and from what a call does (`client`, `export`, which run on the runtime).
 //!
 //! Each client stream and exporter has a runtime of its own
 //! ([`StreamRuntime`], tokio's current-thread kind: no thread of its own) on
@@ -522,40 +526,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Linger<T
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.io().poll_shutdown(cx)
-    }
-}
-
-/// Dials `HOST:PORT` over TCP for `grpc://` (a `Service<Uri>` for
-/// `Endpoint::connect_with_connector`; the URI is ignored).
-#[derive(Clone)]
-pub(super) struct PlainConnector {
-    pub(super) host: String,
-    pub(super) port: u16,
-    pub(super) sockets: Arc<Sockets>,
-}
-
-type PlainIo = hyper_util::rt::TokioIo<Linger<tokio::net::TcpStream>>;
-
-impl tonic::codegen::Service<tonic::codegen::http::Uri> for PlainConnector {
-    type Response = PlainIo;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<PlainIo>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: tonic::codegen::http::Uri) -> Self::Future {
-        use std::os::fd::AsRawFd;
-        let me = self.clone();
-        Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect((me.host.as_str(), me.port)).await?;
-            tcp.set_nodelay(true)?;
-            let fd = tcp.as_raw_fd();
-            Ok(hyper_util::rt::TokioIo::new(Linger::new(
-                tcp, fd, me.sockets,
-            )))
-        })
     }
 }
 

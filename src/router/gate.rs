@@ -1,11 +1,20 @@
-//! The router server's door: every connection it accepts must open an
+//! The router server's door: the accept loops ([`plain_incoming`],
+//! [`tls_incoming`]) and the rules a connection passes to be served. A
+//! `grpcs://` connection's TLS handshake runs in a task of its own within
+//! [`HANDSHAKE_TIMEOUT`], at most [`MAX_HANDSHAKES`] at once (a connection
+//! past that is closed at once). Every connection must then open an
 //! admitted call (a `RouterService/Stream` call with a valid token) within
 //! [`CALL_WITHIN`], or it is closed; at most [`MAX_PENDING`] connections may
 //! wait for their first call at once (a newcomer past that closes the oldest
 //! of them); an accept loop that runs out of descriptors makes room instead
 //! of spinning. Every refusal is logged and counted ([`Gate::refused`]).
+//!
+//! The server (`server`) makes the TLS acceptor and the [`Gate`], and hands
+//! the accepted connections to tonic; what a call carries is its business.
 
+use crate::util::lock;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,10 +26,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
-
-use crate::util::lock;
 
 /// How long a connection has, from accept (or the end of its TLS
 /// handshake), to open a call the router admits. Real clients open their
@@ -28,6 +36,11 @@ use crate::util::lock;
 pub(super) const CALL_WITHIN: Duration = Duration::from_secs(5);
 /// Connections without an admitted call yet, at most, at once.
 pub(super) const MAX_PENDING: usize = 256;
+/// How long a client has for its TLS handshake with the router.
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once; a connection past that is closed at
+/// once (a flood of silent clients cannot take every descriptor).
+pub(super) const MAX_HANDSHAKES: usize = 256;
 /// How long the accept loop waits after an accept error it cannot act on
 /// (so that it never spins).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -254,6 +267,7 @@ impl Gate {
     }
 }
 
+/// Completes once `stop` says the server is stopping (or its sender is gone).
 pub(super) async fn halted(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
@@ -267,7 +281,7 @@ pub(super) fn plain_incoming(
     stop: watch::Receiver<bool>,
 ) -> (
     ReceiverStream<io::Result<Guarded<TcpStream>>>,
-    impl std::future::Future<Output = ()> + Send,
+    impl Future<Output = ()> + Send,
 ) {
     let (tx, rx) = mpsc::channel(16);
     let accepting = async move {
@@ -286,6 +300,78 @@ pub(super) fn plain_incoming(
             if tx.send(Ok(gate.enter(tcp, info))).await.is_err() {
                 return;
             }
+        }
+    };
+    (ReceiverStream::new(rx), accepting)
+}
+
+/// The TLS connections whose handshake succeeded, for
+/// `serve_with_incoming_shutdown`.
+pub(super) type TlsIncoming = ReceiverStream<io::Result<TlsConn>>;
+
+/// A TLS connection the router serves, on probation at the gate until its
+/// first admitted call.
+pub(super) type TlsConn = Guarded<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// Accepts TCP connections on `listener` until `stop` (or until the server
+/// drops the returned stream) and does each TLS handshake in its own task,
+/// bounded by [`HANDSHAKE_TIMEOUT`], so a client that stays silent holds up
+/// nobody; at most `max_handshakes` at once ([`MAX_HANDSHAKES`]), a
+/// connection past that is closed at once. Accepting goes through the
+/// gate ([`Gate::accept`]: out of descriptors it makes room), and a
+/// connection whose handshake succeeded enters it ([`Gate::enter`]); each
+/// refusal is logged and counted there. Returns the stream of ready
+/// connections and the accept loop (to be awaited with the server, so that
+/// the port is released when both end).
+pub(super) fn tls_incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    stop: watch::Receiver<bool>,
+    gate: Arc<Gate>,
+    max_handshakes: usize,
+) -> (TlsIncoming, impl Future<Output = ()> + Send) {
+    let (tx, rx) = mpsc::channel::<io::Result<TlsConn>>(16);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_handshakes));
+    let accepting = async move {
+        let mut spare = std::fs::File::open("/dev/null").ok();
+        loop {
+            let next = tokio::select! {
+                c = gate.accept(&listener, &mut spare, &stop) => c,
+                () = tx.closed() => return,
+            };
+            let Some((tcp, peer)) = next else { return };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                gate.refuse(
+                    &peer,
+                    &format!("{max_handshakes} TLS handshakes already in progress"),
+                );
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let info = TcpConnectInfo {
+                local_addr: tcp.local_addr().ok(),
+                remote_addr: Some(peer),
+            };
+            let (acceptor, tx, halt, gate) =
+                (acceptor.clone(), tx.clone(), stop.clone(), gate.clone());
+            tokio::spawn(async move {
+                let shake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                let r = tokio::select! {
+                    r = shake => r,
+                    () = halted(halt) => return,
+                };
+                drop(slot);
+                match r {
+                    Ok(Ok(io)) => {
+                        let _ = tx.send(Ok(gate.enter(io, info))).await;
+                    }
+                    Ok(Err(e)) => gate.refuse(&peer, &format!("TLS handshake: {e}")),
+                    Err(_) => gate.refuse(
+                        &peer,
+                        &format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
+                    ),
+                }
+            });
         }
     };
     (ReceiverStream::new(rx), accepting)

@@ -1,15 +1,21 @@
-//! The router server: admits callers by stream token, pairs the two callers of
-//! the same stream (`sub`) and relays their frames verbatim, both ways.
+//! The router server ([`Router`]): admits callers by stream token, pairs the
+//! two callers of the same stream (`sub`) and relays their frames verbatim,
+//! both ways. It runs on the library's router runtime; its connections come
+//! through the door (`gate`: accept loops, TLS handshakes, first-call
+//! deadline), and a `grpcs://` router's certificate and TLS acceptor are made
+//! here ([`server_tls`]).
 
-use super::gate::{self, Gate};
+use super::gate::{self, Gate, halted};
 use super::pb::router_service_server::{RouterService, RouterServiceServer};
 use super::pb::{FrameType, StreamRequest, StreamResponse};
-use super::{MAX_MESSAGE, runtime, token};
+use super::{ALPN_H2, CONNECTION_WINDOW, MAX_MESSAGE, STREAM_WINDOW, runtime, token};
 use crate::error::{Error, Result};
-use crate::url::ListenEndpoint;
+use crate::tls::{certs_pem, load_certs, load_key, provider};
+use crate::url::{ListenEndpoint, RouterListenConfig};
 use crate::util::lock;
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_rustls::TlsAcceptor;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Largest HTTP/2 frame the router accepts: a 64 KiB DATA frame with its
@@ -106,10 +113,6 @@ impl Drop for Forget {
     }
 }
 
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 /// Checks the `authorization` metadata and returns the stream (`sub`).
 fn authorize(md: &tonic::metadata::MetadataMap, key: &[u8]) -> Result<String, (Status, String)> {
     let values: Vec<_> = md.get_all("authorization").iter().collect();
@@ -163,7 +166,7 @@ const GONE_DRAIN: Duration = Duration::from_millis(500);
 
 /// One side of a relayed pair.
 #[derive(Default)]
-struct Side {
+struct PairSide {
     /// Its request stream has ended; with a GOAWAY before the end or not.
     done: Option<bool>,
     /// Its call went (hyper dropped its response stream: RST_STREAM, a
@@ -171,7 +174,7 @@ struct Side {
     gone: bool,
 }
 
-impl Side {
+impl PairSide {
     /// Whether this side's going fails the pair now: it went, and its
     /// direction has ended without a goodbye, or the other direction is
     /// still open (its frames have nowhere to go).
@@ -192,8 +195,8 @@ async fn relay(sub: String, a: Caller, b: Caller, stop: watch::Receiver<bool>) {
     let (a_out, b_out) = (a.outgoing, b.outgoing);
     let mut ab = std::pin::pin!(pipe(a.incoming, b_out.clone()));
     let mut ba = std::pin::pin!(pipe(b.incoming, a_out.clone()));
-    let mut stop = std::pin::pin!(stopped(stop));
-    let (mut sa, mut sb) = (Side::default(), Side::default());
+    let mut stop = std::pin::pin!(halted(stop));
+    let (mut sa, mut sb) = (PairSide::default(), PairSide::default());
     let mut drain = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     // A request stream that ended without a GOAWAY: once the caller is seen
     // to stay (GONE_DRAIN later), its peer is sent one, so that it sees the
@@ -339,7 +342,7 @@ impl RouterService for Service {
             };
             let peer = tokio::select! {
                 p = rx => p,
-                () = stopped(self.stop.clone()) => {
+                () = halted(self.stop.clone()) => {
                     return Err(Status::unavailable("the router is shutting down"));
                 }
             };
@@ -362,7 +365,7 @@ impl RouterService for Service {
 pub struct Router {
     address: String,
     /// The certificate chain a `grpcs://` router presents, as PEM.
-    certificate: Option<CString>,
+    certificate: Option<String>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     gate: Arc<Gate>,
@@ -419,7 +422,7 @@ impl Router {
         // grpcs://: the certificate first, so that bad files fail before
         // anything is bound.
         let tls = if cfg.tls {
-            Some(super::tls::server_tls(&cfg)?)
+            Some(server_tls(&cfg)?)
         } else {
             None
         };
@@ -443,8 +446,8 @@ impl Router {
         };
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .initial_stream_window_size(super::STREAM_WINDOW)
-            .initial_connection_window_size(super::CONNECTION_WINDOW)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_H2_FRAME)
             .add_service(
                 RouterServiceServer::new(service)
@@ -459,7 +462,7 @@ impl Router {
                 }
             }
         };
-        let stop = stopped(stop_rx.clone());
+        let stop = halted(stop_rx.clone());
         let task = match &tls {
             None => {
                 let (incoming, accepting) = gate::plain_incoming(listener, gate.clone(), stop_rx);
@@ -471,12 +474,12 @@ impl Router {
                 })
             }
             Some(tls) => {
-                let (incoming, accepting) = super::tls::incoming(
+                let (incoming, accepting) = gate::tls_incoming(
                     listener,
                     tls.acceptor.clone(),
                     stop_rx,
                     gate.clone(),
-                    super::tls::MAX_HANDSHAKES,
+                    gate::MAX_HANDSHAKES,
                 );
                 rt.spawn(async move {
                     let serving =
@@ -489,7 +492,7 @@ impl Router {
         log::info!("router: listening on {address}");
         Ok(Router {
             address,
-            certificate: tls.and_then(|t| CString::new(t.pem).ok()),
+            certificate: tls.map(|t| t.pem),
             stop: stop_tx,
             task: Mutex::new(Some(task)),
             gate,
@@ -507,11 +510,6 @@ impl Router {
     /// clients can trust it with `grpcs://HOST:PORT?ca=FILE`. `None` for a
     /// plaintext `grpc://` router.
     pub fn certificate(&self) -> Option<&str> {
-        self.certificate.as_deref().and_then(|c| c.to_str().ok())
-    }
-
-    /// [`Router::certificate`] as a C string, for the C API.
-    pub(crate) fn certificate_c(&self) -> Option<&CStr> {
         self.certificate.as_deref()
     }
 
@@ -543,5 +541,207 @@ impl Router {
 impl Drop for Router {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The TLS side of a `grpcs://` router: its acceptor (for
+/// [`gate::tls_incoming`]) and certificate chain.
+pub(super) struct ServerTls {
+    pub(super) acceptor: TlsAcceptor,
+    /// The certificate chain the router presents, as PEM.
+    pub(super) pem: String,
+}
+
+/// The router's certificate: `cert` and `key_file` of the listen URL, or a
+/// fresh self-signed one whose names cover `localhost`, `127.0.0.1`, `::1`
+/// and the listen host.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for files that cannot be read or a key that
+/// does not fit the certificate.
+pub(super) fn server_tls(cfg: &RouterListenConfig) -> Result<ServerTls> {
+    let (certs, key) = match (&cfg.cert, &cfg.key_file) {
+        (Some(c), Some(k)) => (load_certs(c, "cert")?, load_key(k, "key_file")?),
+        _ => self_signed(&cfg.host)?,
+    };
+    let pem = certs_pem(&certs);
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::invalid(format!("router certificate: {e}")))?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(ServerTls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        pem,
+    })
+}
+
+/// A self-signed certificate for `host` (and the loopback names).
+fn self_signed(host: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let unspecified = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if !unspecified && !names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
+        names.push(host.to_string());
+    }
+    let made = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| Error::invalid(format!("self-signed certificate for {host}: {e}")))?;
+    let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+    Ok((vec![made.cert.der().clone()], PrivateKeyDer::Pkcs8(key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::client_config;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::ServerName;
+    use tokio::net::TcpListener;
+    use tonic::transport::server::Connected;
+
+    fn listen(host: &str) -> RouterListenConfig {
+        RouterListenConfig {
+            host: host.into(),
+            port: 0,
+            tls: true,
+            key: "k".into(),
+            cert: None,
+            key_file: None,
+        }
+    }
+
+    #[test]
+    fn self_signed_names_cover_loopback_and_the_host() {
+        for host in ["127.0.0.1", "0.0.0.0", "::", "router.example", "10.1.2.3"] {
+            let (certs, _) = self_signed(host).unwrap();
+            let pem = certs_pem(&certs);
+            // Trust it as a CA and check each name verifies.
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(certs[0].clone()).unwrap();
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .unwrap();
+            let mut names = vec!["localhost", "127.0.0.1", "::1"];
+            if !host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|i| i.is_unspecified())
+            {
+                names.push(host);
+            }
+            for n in names {
+                let sn = ServerName::try_from(n.to_string()).unwrap();
+                verifier
+                    .verify_server_cert(
+                        &certs[0],
+                        &[],
+                        &sn,
+                        &[],
+                        rustls::pki_types::UnixTime::now(),
+                    )
+                    .unwrap_or_else(|e| panic!("{host}: {n}: {e}"));
+            }
+            let other = ServerName::try_from("other.example".to_string()).unwrap();
+            assert!(
+                verifier
+                    .verify_server_cert(
+                        &certs[0],
+                        &[],
+                        &other,
+                        &[],
+                        rustls::pki_types::UnixTime::now()
+                    )
+                    .is_err()
+            );
+            assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        }
+        assert!(server_tls(&listen("127.0.0.1")).is_ok());
+    }
+
+    #[test]
+    fn missing_certificate_files_are_invalid_arguments() {
+        let mut cfg = listen("127.0.0.1");
+        cfg.cert = Some("/nonexistent/c.pem".into());
+        cfg.key_file = Some("/nonexistent/k.pem".into());
+        let e = server_tls(&cfg).err().unwrap();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.starts_with("cert /nonexistent/c.pem")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn handshakes_past_the_limit_are_closed_at_once_and_the_rest_go_on() {
+        use std::io::{self, Read};
+        let rt = crate::router::runtime();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = server_tls(&listen("127.0.0.1")).unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let gate = Gate::new("test", Duration::from_secs(5), 8);
+        let (mut ready, accepting) =
+            gate::tls_incoming(listener, tls.acceptor, stop_rx, gate.clone(), 2);
+        let task = rt.spawn(accepting);
+        let wait = Some(Duration::from_secs(5));
+        // Two silent clients take both slots; the third is closed at once.
+        let silent: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut third = std::net::TcpStream::connect(addr).unwrap();
+        third.set_read_timeout(wait).unwrap();
+        let t0 = std::time::Instant::now();
+        assert_eq!(third.read(&mut [0u8; 8]).unwrap(), 0);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert_eq!(gate.refused(), 1, "the third is counted");
+        // The silent two are still waiting (their reads time out).
+        for mut s in &silent {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let e = s.read(&mut [0u8; 8]).unwrap_err();
+            assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ),
+                "{e:?}"
+            );
+        }
+        // One leaves: its slot frees, and a real handshake goes through.
+        drop(silent);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut client = rustls::ClientConnection::new(
+            Arc::new(client_config(None, true, "t", "?ca").unwrap()),
+            ServerName::try_from("127.0.0.1").unwrap(),
+        )
+        .unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(wait).unwrap();
+        while client.is_handshaking() {
+            client.complete_io(&mut tcp).unwrap();
+        }
+        let conn = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_stream::StreamExt::next(&mut ready),
+            )
+            .await
+            .unwrap()
+        });
+        let conn = conn.unwrap().unwrap();
+        assert_eq!(
+            conn.connect_info().remote_addr,
+            Some(tcp.local_addr().unwrap())
+        );
+        stop_tx.send(true).unwrap();
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await })
+            .unwrap()
+            .unwrap();
     }
 }

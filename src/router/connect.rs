@@ -1,0 +1,225 @@
+//! How a router is reached: the connection under a `grpc://` or `grpcs://`
+//! call. [`dial`] opens the HTTP/2 connection (tonic's channel) on a stream
+//! runtime, through one of two connectors: [`GrpcConnector`] (TCP) or
+//! [`GrpcsConnector`] (TCP and the TLS handshake: rustls with the `ring`
+//! provider, ALPN `h2`, as gRPC over TLS requires). Either hands the
+//! connection a socket wrapped in [`Linger`], which the driver thread
+//! watches (see `drive`). HTTP/2 keepalive and the flow-control windows are
+//! set here too.
+
+use super::drive::{Linger, Sockets, StreamRuntime};
+use super::{ALPN_H2, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::error::{Error, Result};
+use crate::tls::client_config;
+use crate::url::RouterConfig;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tonic::codegen::{Service, http};
+use tonic::transport::Channel;
+
+/// HTTP/2 keepalive: a PING after this long without a frame from the router
+/// (as upstream clients: 20 s), with or without calls.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// A router that has not answered a keepalive PING within this is gone: the
+/// connection closes and the stream's calls fail with a connection error
+/// (a dead router, or a black hole, ends a stream within 40 s, not never).
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Connects to the router of `cfg` on `rt` (the connection's tasks are
+/// spawned on it), within `deadline`: TCP, TLS for `grpcs://`, and the
+/// HTTP/2 handshake, complete once the router has sent its SETTINGS.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for a `ca` file that cannot be read or holds
+/// no certificate (before any I/O); [`Error::Connection`] when the router
+/// cannot be reached or the TLS handshake fails; [`Error::Timeout`] when
+/// `deadline` passes first.
+pub(super) fn dial(
+    rt: &StreamRuntime,
+    cfg: &RouterConfig,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<Channel> {
+    // grpcs://: TCP and the TLS handshake by our connector (checked before
+    // any I/O, so an unreadable CA file is an argument error).
+    let tls = if cfg.tls {
+        Some(GrpcsConnector::new(cfg, name, rt.sockets().clone())?)
+    } else {
+        None
+    };
+    let plain = GrpcConnector {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        sockets: rt.sockets().clone(),
+    };
+    let host = if cfg.host.contains(':') {
+        format!("[{}]", cfg.host)
+    } else {
+        cfg.host.clone()
+    };
+    let scheme = if cfg.tls { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
+        .map_err(|e| Error::invalid(format!("{name}: {e}")))?
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    if let Some(d) = deadline {
+        ep = ep.connect_timeout(d.saturating_duration_since(Instant::now()));
+    }
+    rt.block_on(async move {
+        let connecting = async {
+            match tls {
+                Some(c) => ep.connect_with_connector(c).await,
+                None => ep.connect_with_connector(plain).await,
+            }
+        };
+        let r = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), connecting)
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => connecting.await,
+        };
+        let channel = r.map_err(|e| {
+            let text = chain(&e);
+            // The connect timeout (hyper-timeout) says "deadline has elapsed".
+            if text.contains("timed out") || text.contains("deadline has elapsed") {
+                Error::Timeout
+            } else {
+                Error::Connection(format!("{name}: {text}"))
+            }
+        })?;
+        // The HTTP/2 handshake is complete once the router has spoken (its
+        // SETTINGS come first); within the deadline, as the connect.
+        if let Some(d) = deadline {
+            rt.peer_spoke(d).await?;
+        }
+        Ok(channel)
+    })
+}
+/// The text of a transport error with its causes.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Opens a TCP connection to `host:port` for a connector, with Nagle's
+/// algorithm off (a router stream's frames are small and latency-bound).
+async fn tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// Dials `HOST:PORT` over TCP for `grpc://`: a `Service<Uri>` for
+/// `Endpoint::connect_with_connector` (the URI is ignored: the connector
+/// knows where it goes).
+#[derive(Clone)]
+struct GrpcConnector {
+    host: String,
+    port: u16,
+    /// The stream runtime's sockets (see [`Linger`]).
+    sockets: Arc<Sockets>,
+}
+
+/// A `grpc://` connection: TCP, watched and lingering (see [`Linger`]).
+type PlainIo = TokioIo<Linger<TcpStream>>;
+
+impl Service<http::Uri> for GrpcConnector {
+    type Response = PlainIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<PlainIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move {
+            let tcp = tcp(&me.host, me.port).await?;
+            let fd = tcp.as_raw_fd();
+            Ok(TokioIo::new(Linger::new(tcp, fd, me.sockets)))
+        })
+    }
+}
+
+/// Dials `HOST:PORT` over TCP and does the TLS handshake for `grpcs://`; a
+/// `Service<Uri>` as [`GrpcConnector`] is.
+#[derive(Clone)]
+struct GrpcsConnector {
+    host: String,
+    port: u16,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
+    /// The stream runtime's sockets (see [`Linger`]).
+    sockets: Arc<Sockets>,
+}
+
+impl GrpcsConnector {
+    /// The connector for `cfg` (`grpcs://`): verified against the system
+    /// roots, or against `?ca=FILE`, or not at all (`?insecure=1`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a CA file that cannot be read or holds
+    /// no certificate, or a host that is not a valid TLS server name.
+    fn new(cfg: &RouterConfig, name: &str, sockets: Arc<Sockets>) -> Result<GrpcsConnector> {
+        let mut config: ClientConfig = client_config(cfg.ca.as_deref(), cfg.insecure, name, "?ca")?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let server_name = ServerName::try_from(cfg.host.clone())
+            .map_err(|e| Error::invalid(format!("{name}: {}: {e}", cfg.host)))?;
+        Ok(GrpcsConnector {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            server_name,
+            tls: TlsConnector::from(Arc::new(config)),
+            sockets,
+        })
+    }
+}
+
+/// A `grpcs://` connection: TLS over TCP, watched and lingering (see
+/// [`Linger`]).
+type TlsIo = TokioIo<Linger<tokio_rustls::client::TlsStream<TcpStream>>>;
+
+impl Service<http::Uri> for GrpcsConnector {
+    type Response = TlsIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TlsIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move {
+            let tcp = tcp(&me.host, me.port).await?;
+            let fd = tcp.as_raw_fd();
+            let tls = me.tls.connect(me.server_name, tcp).await?;
+            if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+                log::debug!("{}:{}: the router did not select ALPN h2", me.host, me.port);
+            }
+            Ok(TokioIo::new(Linger::new(tls, fd, me.sockets)))
+        })
+    }
+}
