@@ -80,28 +80,28 @@ pub(crate) trait Transport: Send + Sync + 'static {
 /// A timed lock: serialises senders (and receivers) while letting each waiter
 /// give up at its own deadline. Uncontended, entering and leaving cost no
 /// system call (the condition variable is signalled only when someone waits).
-struct Gate {
-    state: Mutex<GateState>,
+struct TimedLock {
+    state: Mutex<TimedLockState>,
     cv: Condvar,
 }
 
 #[derive(Default)]
-struct GateState {
+struct TimedLockState {
     busy: bool,
     waiters: usize,
 }
 
-struct GateGuard<'a>(&'a Gate);
+struct TimedGuard<'a>(&'a TimedLock);
 
-impl Gate {
-    fn new() -> Gate {
-        Gate {
-            state: Mutex::new(GateState::default()),
+impl TimedLock {
+    fn new() -> TimedLock {
+        TimedLock {
+            state: Mutex::new(TimedLockState::default()),
             cv: Condvar::new(),
         }
     }
 
-    fn enter(&self, deadline: Option<Instant>) -> Result<GateGuard<'_>> {
+    fn enter(&self, deadline: Option<Instant>) -> Result<TimedGuard<'_>> {
         let mut st = lock(&self.state);
         while st.busy {
             let left = match deadline {
@@ -124,11 +124,11 @@ impl Gate {
             st.waiters -= 1;
         }
         st.busy = true;
-        Ok(GateGuard(self))
+        Ok(TimedGuard(self))
     }
 }
 
-impl Drop for GateGuard<'_> {
+impl Drop for TimedGuard<'_> {
     fn drop(&mut self) {
         let mut st = lock(&self.0.state);
         st.busy = false;
@@ -154,8 +154,8 @@ pub trait Connect: Send + Sync {
 pub struct Stream {
     name: String,
     transport: Box<dyn Transport>,
-    recv_gate: Gate,
-    send_gate: Gate,
+    recv_lock: TimedLock,
+    send_lock: TimedLock,
     eof_sent: AtomicBool,
     closed: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -204,8 +204,8 @@ impl Stream {
         Stream {
             name,
             transport: Box::new(transport),
-            recv_gate: Gate::new(),
-            send_gate: Gate::new(),
+            recv_lock: TimedLock::new(),
+            send_lock: TimedLock::new(),
             eof_sent: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             threads: Mutex::new(threads),
@@ -281,7 +281,7 @@ impl Stream {
         deadline: Option<Instant>,
     ) -> Result<()> {
         self.check_open()?;
-        let _gate = self.send_gate.enter(deadline)?;
+        let _turn = self.send_lock.enter(deadline)?;
         if self.eof_sent.load(Ordering::Acquire) {
             return Err(Error::Closed(format!("{}: send after send_eof", self.name)));
         }
@@ -304,7 +304,7 @@ impl Stream {
     /// nothing is sent and sending goes on. Calling it again does nothing.
     pub fn send_eof(&self) -> Result<()> {
         self.check_open()?;
-        let _gate = self.send_gate.enter(None)?;
+        let _turn = self.send_lock.enter(None)?;
         if !self.transport.half_closes() || self.eof_sent.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -329,7 +329,7 @@ impl Stream {
             return Err(Error::invalid("receive buffer is empty"));
         }
         self.check_open()?;
-        let _gate = self.recv_gate.enter(deadline)?;
+        let _turn = self.recv_lock.enter(deadline)?;
         self.check_open()?;
         let r = self.transport.receive(buf, deadline);
         self.check_open()?;
@@ -494,8 +494,8 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_gives_up_at_the_deadline() {
-        let g = Gate::new();
+    fn the_timed_lock_gives_up_at_the_deadline() {
+        let g = TimedLock::new();
         let held = g.enter(None).unwrap();
         let t0 = Instant::now();
         assert!(matches!(
