@@ -3,9 +3,11 @@
 //! checked against an allow-list, and the answer sent: `101 Switching
 //! Protocols`, or a refusal (400, 403, 431, 503) that is logged and counted.
 
-use super::{Limits, MAX_HEAD, Role, Ws, has_token, header, read_head, wrap};
+use super::{MAX_HEAD, has_token, header, read_head};
 use crate::error::{Error, Result};
 use crate::stream::Stream;
+use crate::websocket::conn::{Limits, Ws, wrap};
+use crate::websocket::frame::Role;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -101,7 +103,7 @@ impl Counters {
 /// for it. A request that is not a websocket upgrade is answered with HTTP 400
 /// and the stream is closed. The `binary` subprotocol is answered when the
 /// client offers it. The request path (with its query) is kept:
-/// [`request_path`](super::request_path).
+/// [`request_path`](crate::websocket::request_path).
 pub fn accept(raw: Stream, deadline: Option<Instant>, limits: Limits) -> Result<Stream> {
     accept_shared(Arc::new(raw), deadline, limits).map(|(s, _)| s)
 }
