@@ -3,11 +3,11 @@
 //! (answering pings and close frames as it meets them), and is the
 //! transport ([`WsTransport`]) of the websocket [`Stream`] callers get.
 
+use super::counters::Counters;
 use super::frame::{
     self, Header, MAX_HEADER, MaskKeys, Role, Violation, apply_mask, copy_masked, parse_header,
     write_frame,
 };
-use super::handshake::Counters;
 use crate::error::{Error, Result};
 use crate::stream::{Stream, Transport};
 use crate::util::lock;

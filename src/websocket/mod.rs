@@ -25,6 +25,8 @@
 //!   `CloseCode`, with our checks, limits and masking;
 //! - `conn`: a connection ([`Limits`], the sending and receiving sides, the
 //!   [`Stream`]'s transport, [`request_path`]);
+//! - `counters`: a server's refusals and protocol violations, counted
+//!   ([`RefusalStats`]);
 //! - `handshake`: the client's ([`connect`](crate::connect) to `ws://` and
 //!   `wss://`) and the server's ([`accept`]);
 //! - `server`: [`Server`], a handler per connection and broadcasts;
@@ -35,6 +37,7 @@
 
 pub(crate) mod bridge;
 mod conn;
+mod counters;
 mod frame;
 mod handshake;
 mod server;
@@ -42,9 +45,11 @@ mod tls;
 
 pub use conn::{DEFAULT_MAX_MESSAGE, Limits, request_path};
 pub(crate) use conn::{Ws, wrap};
+pub(crate) use counters::Counters;
+pub use counters::RefusalStats;
 pub(crate) use frame::Role;
-pub(crate) use handshake::{Counters, Policy, accept_shared, accept_with, connect};
-pub use handshake::{RefusalStats, accept};
+pub use handshake::accept;
+pub(crate) use handshake::{Policy, accept_shared, accept_with, connect};
 pub(crate) use server::bind as bind_listener;
 pub use server::{Handler, Server, ServerConfig};
 

@@ -6,8 +6,8 @@ mod client;
 mod server;
 
 pub(crate) use client::connect;
-pub(crate) use server::{Counters, Policy, accept_shared, accept_with};
-pub use server::{RefusalStats, accept};
+pub use server::accept;
+pub(crate) use server::{Policy, accept_shared, accept_with};
 
 use crate::error::{Error, Result};
 use crate::stream::Stream;
