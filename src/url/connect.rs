@@ -92,6 +92,31 @@ pub struct WebsocketConfig {
     pub protocols: Vec<String>,
 }
 
+impl WebsocketConfig {
+    /// The authority of [`url`](Self::url) as written (`HOST[:PORT]`, an
+    /// IPv6 address in brackets): the handshake's `Host`.
+    pub(crate) fn authority(&self) -> &str {
+        self.split_url().0
+    }
+
+    /// The target of the handshake's request: the path and query of
+    /// [`url`](Self::url), `/` when it has no path.
+    pub(crate) fn request_target(&self) -> String {
+        match self.split_url().1 {
+            "" => "/".to_string(),
+            t if t.starts_with('/') => t.to_string(),
+            query => format!("/{query}"),
+        }
+    }
+
+    /// `url` as authority and what follows it (the path, with the query).
+    /// A parsed URL always has a path; one built by hand may not.
+    fn split_url(&self) -> (&str, &str) {
+        let after = self.url.split_once("://").map_or("", |(_, r)| r);
+        after.split_at(after.find(['/', '?']).unwrap_or(after.len()))
+    }
+}
+
 /// Router client configuration (`grpc://`, `grpcs://`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterConfig {
@@ -976,5 +1001,31 @@ mod tests {
             let text = endpoint.to_string();
             assert_eq!(Endpoint::parse(&text).as_ref(), Ok(&endpoint), "{text}");
         }
+    }
+
+    #[test]
+    fn a_websocket_url_gives_the_handshake_its_target_and_host() {
+        for (url, authority, target) in [
+            ("ws://h", "h", "/"),
+            ("ws://h?x=1", "h", "/?x=1"),
+            (
+                "wss://[::1]:8443/a/b?key=s#insecure=1",
+                "[::1]:8443",
+                "/a/b?key=s",
+            ),
+            ("ws://h:80/p", "h:80", "/p"),
+        ] {
+            let c = ws_config(Endpoint::parse(url).unwrap());
+            assert_eq!(
+                (c.authority(), c.request_target().as_str()),
+                (authority, target),
+                "{url}"
+            );
+        }
+        // Built by hand, without a path.
+        let c = ws_config(ws("ws://h?q", "h", 80, None, false));
+        assert_eq!((c.authority(), c.request_target().as_str()), ("h", "/?q"));
+        let c = ws_config(ws("ws://h", "h", 80, None, false));
+        assert_eq!((c.authority(), c.request_target().as_str()), ("h", "/"));
     }
 }

@@ -3,13 +3,14 @@
 //! messages, and each side's end reaching the other as a websocket close or
 //! a half-close.
 
-use super::{CLOSE_INTERNAL, CLOSE_NORMAL, Ws};
+use super::Ws;
 use crate::error::{Error, Result};
 use crate::relay::{CANCEL_CHECK, FORWARD_CHUNK, both_ways};
 use crate::stream::Stream;
 use crate::util::lock;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
 
 /// How long the bridge waits, once one side has ended, for the other to
 /// finish: the client's answer to our close frame, or the target's EOF after
@@ -126,7 +127,7 @@ fn target_failed(target: &Stream, ws: &Stream, wsh: &Ws, e: &Error) {
         ws.name()
     );
     wsh.abort(
-        CLOSE_INTERNAL,
+        CloseCode::Error,
         "the target failed",
         Instant::now() + BRIDGE_CLOSE_SEND,
     );
@@ -161,7 +162,7 @@ fn target_to_client(target: &Stream, ws: &Stream, wsh: &Ws, ending: &Ending) -> 
             },
             Ok(None) => {
                 // Every byte before the EOF went out before the close frame.
-                wsh.send_close(CLOSE_NORMAL, "", Instant::now() + BRIDGE_LINGER);
+                wsh.send_close(CloseCode::Normal, "", Instant::now() + BRIDGE_LINGER);
                 ending.start();
                 return Ok(());
             }
@@ -183,7 +184,7 @@ fn target_to_client(target: &Stream, ws: &Stream, wsh: &Ws, ending: &Ending) -> 
 /// 1011, at once.
 pub(crate) fn target_unreachable(wsh: &Ws) {
     wsh.abort(
-        CLOSE_INTERNAL,
+        CloseCode::Error,
         "target unreachable",
         Instant::now() + BRIDGE_CLOSE_SEND,
     );

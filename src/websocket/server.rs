@@ -4,7 +4,7 @@
 //! dead client never stalls the others (a client whose queue is full is
 //! dropped with a close frame, counted and logged).
 
-use super::{CLOSE_GOING_AWAY, CLOSE_POLICY, Counters, Limits, Policy, RefusalStats, Ws};
+use super::{Counters, Limits, Policy, RefusalStats, Ws};
 use crate::acceptor::{Acceptor, Names, admit_http};
 use crate::error::{Error, Result};
 use crate::socket::{self, Kind, fd};
@@ -15,6 +15,7 @@ use socket2::Socket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
 
 /// What runs on each connection's thread. The connection is closed (close
 /// frame) when it returns.
@@ -319,7 +320,7 @@ impl Server {
         let until = Instant::now() + ABORT_WAIT;
         let closed = self.acceptor.close(|c| {
             if let Some(ws) = &c.ws {
-                ws.abort(CLOSE_GOING_AWAY, "server closing", until);
+                ws.abort(CloseCode::Away, "server closing", until);
             }
             if let Some(raw) = &c.raw {
                 raw.close();
@@ -361,7 +362,7 @@ fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
         loop {
             if slow.load(Ordering::Acquire) {
                 ws.abort(
-                    CLOSE_POLICY,
+                    CloseCode::Policy,
                     "too slow for the broadcast",
                     Instant::now() + ABORT_WAIT,
                 );
@@ -376,7 +377,7 @@ fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
     }
     if slow.load(Ordering::Acquire) {
         ws.abort(
-            CLOSE_POLICY,
+            CloseCode::Policy,
             "too slow for the broadcast",
             Instant::now() + ABORT_WAIT,
         );
@@ -400,7 +401,7 @@ fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String
         });
         let Some(slow) = registered else {
             ws.abort(
-                CLOSE_GOING_AWAY,
+                CloseCode::Away,
                 "server closing",
                 Instant::now() + ABORT_WAIT,
             );

@@ -3,9 +3,12 @@
 //! checked against an allow-list, and the answer sent: `101 Switching
 //! Protocols`, or a refusal (400, 403, 431, 503) that is logged and counted.
 
-use super::{Limits, MAX_HEAD, Role, Ws, has_token, header, read_head, wrap};
+use super::{MAX_HEAD, has_token, header, read_head};
 use crate::error::{Error, Result};
 use crate::stream::Stream;
+use crate::websocket::conn::{Limits, Ws, wrap};
+use crate::websocket::counters::Counters;
+use crate::websocket::frame::Role;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,73 +38,13 @@ pub(crate) struct Policy<'a> {
     pub counters: Option<&'a Arc<Counters>>,
 }
 
-/// A websocket server's (or bridge's) refusals, as counted so far (each is
-/// also logged).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RefusalStats {
-    /// Requests that were not a websocket upgrade, not HTTP, or whose head
-    /// was longer than 16 KiB (answered with HTTP 400 or 431).
-    pub bad_requests: u64,
-    /// Requests whose `Origin` is not in the `origins` allow-list (HTTP 403).
-    pub forbidden: u64,
-    /// Clients that did not finish their handshake within
-    /// `handshake_timeout_ms`, or left during it.
-    pub unfinished: u64,
-    /// Handshakes ended early to make room for a new connection because
-    /// `max_handshakes` were in progress.
-    pub evicted: u64,
-    /// Connections refused (HTTP 503) because `max_connections` were being
-    /// served when they arrived or when their handshake finished.
-    pub full: u64,
-    /// Connections closed after their handshake for breaking the protocol
-    /// (close 1002, 1007 or 1009: an unmasked or oversized frame, invalid
-    /// UTF-8, a message over `max_message`).
-    pub bad_frames: u64,
-}
-
-/// The live counters behind [`RefusalStats`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    bad_requests: AtomicU64,
-    forbidden: AtomicU64,
-    unfinished: AtomicU64,
-    evicted: AtomicU64,
-    bad_frames: AtomicU64,
-}
-
-impl Counters {
-    /// A snapshot, with the server's count of HTTP 503 refusals.
-    pub(crate) fn stats(&self, full: u64) -> RefusalStats {
-        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        RefusalStats {
-            bad_requests: n(&self.bad_requests),
-            forbidden: n(&self.forbidden),
-            unfinished: n(&self.unfinished),
-            evicted: n(&self.evicted),
-            full,
-            bad_frames: n(&self.bad_frames),
-        }
-    }
-
-    /// Counts a connection closed for breaking the protocol; returns the
-    /// total so far.
-    pub(crate) fn count_bad_frame(&self) -> u64 {
-        self.bad_frames.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Counts a handshake ended to make room; returns the total so far.
-    pub(crate) fn count_evicted(&self) -> u64 {
-        self.evicted.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
-
 /// Turns `raw` (a byte stream from a websocket client: a TCP connection, a
 /// stream that came through the router) into a websocket server connection:
 /// reads the upgrade request and answers it, waiting at most until `deadline`
 /// for it. A request that is not a websocket upgrade is answered with HTTP 400
 /// and the stream is closed. The `binary` subprotocol is answered when the
 /// client offers it. The request path (with its query) is kept:
-/// [`request_path`](super::request_path).
+/// [`request_path`](crate::websocket::request_path).
 pub fn accept(raw: Stream, deadline: Option<Instant>, limits: Limits) -> Result<Stream> {
     accept_shared(Arc::new(raw), deadline, limits).map(|(s, _)| s)
 }
