@@ -212,7 +212,7 @@ impl Listener {
         let closed = self.acceptor.close(|c| {
             if let Some(ws) = &c.ws {
                 ws.abort(
-                    crate::websocket::CLOSE_GOING_AWAY,
+                    tungstenite::protocol::frame::coding::CloseCode::Away,
                     "listener closing",
                     until,
                 );

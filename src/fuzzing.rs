@@ -66,6 +66,19 @@ pub fn validate_token(token: &str, key: &[u8]) -> std::result::Result<String, St
     token::validate(token, key)
 }
 
+/// Everything a test's end of a connection can still read: the bytes up to
+/// EOF, or up to a reset. The library closing with input it never read is a
+/// reset, which a Unix socket reports (`ECONNRESET`) after the bytes queued
+/// before it.
+pub fn read_to_end_or_reset(peer: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match peer.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(out),
+        Err(e) => Err(e),
+    }
+}
+
 /// A connected pair of Unix stream sockets: a jumpwire byte [`Stream`] over
 /// one end (as a TCP connection would be) and the plain other end, for
 /// feeding a parser bytes and reading what it answers.

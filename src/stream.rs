@@ -5,7 +5,7 @@
 //! vsock) do their I/O on the caller's thread, waiting with `poll` until the
 //! deadline, so that a round trip costs no thread hand-off. The protocol
 //! transports (websocket, router) and the in-memory echo keep their own state
-//! behind the same [`Transport`] interface.
+//! behind the same `Transport` interface.
 //!
 //! Semantics every transport keeps:
 //! - [`Stream::send`] delivers all of `data` (byte streams) or exactly one

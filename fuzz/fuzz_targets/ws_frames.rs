@@ -214,8 +214,7 @@ fuzz_target!(|data: &[u8]| {
     drop(ws);
 
     // What went back: pongs, then one close frame with the code.
-    let mut out = Vec::new();
-    peer.read_to_end(&mut out).unwrap();
+    let out = jumpwire::fuzzing::read_to_end_or_reset(&mut peer).unwrap();
     let mut rest = &out[..];
     let mut sent = Vec::new();
     while !rest.is_empty() {

@@ -46,13 +46,12 @@ fuzz_target!(|data: &[u8]| {
                 matches!(parsed, Ok(httparse::Status::Complete(_))),
                 "accepted a request that is not HTTP: {parsed:?}"
             );
-            assert_eq!(ws.websocket_path(), request.path);
+            assert_eq!(jumpwire::websocket::request_path(&ws), request.path);
             let key = header(request.headers, "sec-websocket-key").expect("accepted without a key");
             let mut buf = [0u8; 512];
             while let Ok(Some(_)) = ws.receive(&mut buf, Some(Duration::from_secs(10))) {}
             drop(ws);
-            let mut out = Vec::new();
-            peer.read_to_end(&mut out).unwrap();
+            let out = jumpwire::fuzzing::read_to_end_or_reset(&mut peer).unwrap();
             let mut response_headers = [httparse::EMPTY_HEADER; 16];
             let mut response = httparse::Response::new(&mut response_headers);
             assert!(matches!(
@@ -74,8 +73,7 @@ fuzz_target!(|data: &[u8]| {
                 ),
                 "{e:?}"
             );
-            let mut out = Vec::new();
-            peer.read_to_end(&mut out).unwrap();
+            let out = jumpwire::fuzzing::read_to_end_or_reset(&mut peer).unwrap();
             if out.is_empty() {
                 return;
             }

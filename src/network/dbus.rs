@@ -446,7 +446,9 @@ mod tests {
             ),
             (
                 "unix:abstract=/tmp/dbus-XYZ",
-                vec![BusTransport::Unix(UnixPath::Abstract("/tmp/dbus-XYZ".into()))],
+                vec![BusTransport::Unix(UnixPath::Abstract(
+                    "/tmp/dbus-XYZ".into(),
+                ))],
             ),
             ("unix:path=/tmp/a%20b", vec![unix("/tmp/a b")]),
             ("unix:path=/tmp/%2C%3d%3B", vec![unix("/tmp/,=;")]),

@@ -52,8 +52,3 @@ pub use handshake::accept;
 pub(crate) use handshake::{Policy, accept_shared, accept_with, connect};
 pub(crate) use server::bind as bind_listener;
 pub use server::{Handler, Server, ServerConfig};
-
-use tungstenite::protocol::frame::coding::CloseCode;
-
-/// The close code a closing `ws://` listener sends its clients (1001).
-pub(crate) const CLOSE_GOING_AWAY: CloseCode = CloseCode::Away;
