@@ -50,6 +50,15 @@ pub mod url;
 mod util;
 pub mod websocket;
 
+/// What the `jumpwire` command (`src/bin/jumpwire/`, a crate target of its
+/// own that sees only public items) needs from the crate's private parts:
+/// stopping on `SIGINT`/`SIGTERM` by waiting for them on one thread. Not
+/// part of the API.
+#[doc(hidden)]
+pub mod cli_support {
+    pub use crate::sys::{block_stop_signals, wait_stop_signal};
+}
+
 pub use error::{Error, Result};
 pub use network::{Network, connect};
 pub use stream::Stream;

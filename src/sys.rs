@@ -271,6 +271,50 @@ impl Drop for SigpipeGuard {
     }
 }
 
+/// `SIGINT` and `SIGTERM`: the signals that stop the `jumpwire` command.
+fn stop_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// For the `jumpwire` command (see `cli_support`): blocks `SIGINT` and
+/// `SIGTERM` on the calling thread. Threads started after it inherit the
+/// mask, so when `main` calls it before any thread starts, the two signals
+/// stay pending until [`wait_stop_signal`] takes one, instead of killing the
+/// process: the command then closes what it serves and exits 0.
+pub fn block_stop_signals() -> io::Result<()> {
+    let set = stop_set();
+    // SAFETY: a valid set; changes only this thread's mask.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Waits for `SIGINT` or `SIGTERM` (blocked in every thread by
+/// [`block_stop_signals`]) and returns its number. Blocks the calling thread
+/// until one comes.
+pub fn wait_stop_signal() -> io::Result<i32> {
+    let set = stop_set();
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: a valid set and a valid place for the signal number.
+        let rc = unsafe { libc::sigwait(&set, &mut sig) };
+        match rc {
+            0 => return Ok(sig),
+            libc::EINTR => continue,
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +360,19 @@ mod tests {
         assert_eq!(&got, b"spliced");
         drop(a_peer);
         assert_eq!(splice(a.as_fd(), w.as_fd(), cap).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_blocked_stop_signal_waits_for_wait_stop_signal() {
+        // On a thread of its own: the mask is per thread, and the signal is
+        // sent to that thread only, so the test process is never stopped.
+        let t = std::thread::spawn(|| {
+            block_stop_signals().unwrap();
+            // SAFETY: sends SIGTERM to this thread, which has it blocked.
+            unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGTERM) };
+            wait_stop_signal().unwrap()
+        });
+        assert_eq!(t.join().unwrap(), libc::SIGTERM);
     }
 
     #[test]

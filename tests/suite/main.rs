@@ -26,6 +26,7 @@ mod toolchain;
 mod abi;
 mod architecture;
 mod c_examples;
+mod cli;
 mod dbus;
 mod drivers;
 mod faults;
