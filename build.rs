@@ -7,13 +7,18 @@
 //!
 //! Also generates the router's protobuf types and gRPC client/server from
 //! `proto/jumpstarter/v1/router.proto`, with the pure-Rust `protox` compiler
-//! (no `protoc` needed), into `OUT_DIR/jumpstarter.v1.rs`.
+//! (no `protoc` needed), into `OUT_DIR/jumpstarter.v1.rs`; and the session
+//! protocol's (`ExporterService`, `ControllerService`, `ClientService`, from
+//! `proto/jumpstarter/v1/jumpstarter.proto` and
+//! `proto/jumpstarter/client/v1/client.proto`) into `OUT_DIR/session/`, one
+//! file per package, for `src/session/proto.rs`.
 
 use std::env;
 use std::path::PathBuf;
 
 fn main() {
     router_proto();
+    session_proto();
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -53,4 +58,27 @@ fn router_proto() {
         .bytes(".")
         .compile_fds(fds)
         .expect("generating the router's gRPC code");
+}
+
+/// The session protocol's services and messages. Compiled apart from
+/// `router.proto` (which shares their package) so that the router's module
+/// keeps exactly its own types; the session code uses the router's
+/// `RouterService` types for driver streams.
+fn session_proto() {
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("session");
+    std::fs::create_dir_all(&out).expect("creating OUT_DIR/session");
+    let fds = protox::compile(
+        [
+            "jumpstarter/v1/jumpstarter.proto",
+            "jumpstarter/client/v1/client.proto",
+        ],
+        ["proto"],
+    )
+    .expect("jumpstarter.proto, client.proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .out_dir(out)
+        .compile_fds(fds)
+        .expect("generating the session protocol's gRPC code");
 }

@@ -1,0 +1,11 @@
+//! The Jumpstarter session protocol: groundwork for reaching a device through
+//! a lab (issue 13, the client side) and for serving jumpwire networks as
+//! Jumpstarter drivers (issue 14, the exporter side).
+//!
+//! A session is upstream's `jumpstarter.v1.ExporterService` (`GetReport`,
+//! `DriverCall`, `GetStatus`, `LogStream`, `EndSession`) plus
+//! `jumpstarter.v1.RouterService/Stream`, whose calls carry driver streams;
+//! a lab's controller serves `ControllerService` and `ClientService`. So far
+//! this module holds only their generated types and stubs ([`proto`]).
+
+mod proto;
