@@ -16,6 +16,10 @@ fn modules(src: &Path) -> BTreeMap<String, Vec<std::path::PathBuf>> {
     for entry in std::fs::read_dir(src).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "bin" {
+            // The command-line programs: crates of their own over the library.
+            continue;
+        }
         if path.is_dir() {
             let mut files = Vec::new();
             collect_rs(&path, &mut files);
