@@ -40,12 +40,21 @@ if [ "$major" = 0 ]; then sover="0.$minor"; else sover="$major"; fi
 soname="libjumpwire.so.$sover"
 real="libjumpwire.so.$version"
 
-# What a program linking libjumpwire.a also needs; tests/suite/static_libs.rs checks
-# this line against rustc's --print native-static-libs.
-native_static_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
+# What a program linking libjumpwire.a also needs (Libs.private): what rustc
+# says when it builds the static library (cargo replays the note when the
+# build is fresh). tests/suite/install.rs compares it with the list the
+# tests and the README pin.
 cargo rustc --locked --release --lib --crate-type cdylib,staticlib \
-  -- -C "link-arg=-Wl,-soname,$soname"
+  -- -C "link-arg=-Wl,-soname,$soname" --print native-static-libs 2>&1 |
+  tee "$tmp/build.log" >&2
+native_static_libs=$(sed -n 's/^note: native-static-libs: //p' "$tmp/build.log" | tail -n 1)
+if [ -z "$native_static_libs" ]; then
+  echo "install.sh: rustc printed no native-static-libs note" >&2
+  exit 1
+fi
 
 target=${CARGO_TARGET_DIR:-target}/release
 lib="$prefix/lib"
@@ -54,8 +63,6 @@ install -m 0644 include/jumpwire.h "$prefix/include/jumpwire.h"
 
 if [ "$kind" != staticlib ]; then
   install -d "$lib/.debug"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
   cp "$target/libjumpwire.so" "$tmp/$real"
   objcopy --only-keep-debug "$tmp/$real" "$tmp/$real.debug"
   strip --strip-unneeded "$tmp/$real"

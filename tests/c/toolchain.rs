@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 /// The native libraries a program linking `libjumpwire.a` needs, in order, as
 /// `cargo rustc --lib --crate-type staticlib -- --print native-static-libs`
-/// prints them on Linux. `tests/suite/static_libs.rs` checks this list; the README
+/// prints them on Linux. `tests/suite/static_libs.rs` links with exactly this list and
+/// `tests/suite/install.rs` compares it with what rustc prints; the README
 /// gives it to users.
 pub const NATIVE_STATIC_LIBS: &[&str] = &[
     "-lgcc_s",

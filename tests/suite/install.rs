@@ -135,7 +135,9 @@ fn install_then_build_with_pkg_config_shared_and_static() {
     assert!(out.contains("echo round trip: OK"), "{out}");
     assert!(dynamic(&shared_bin).contains(&format!("Shared library: [libjumpwire.so.{sover}]")));
 
-    // pkg-config --static lists exactly the native libraries rustc names.
+    // pkg-config --static lists exactly the native libraries rustc names
+    // (install.sh writes rustc's --print native-static-libs into Libs.private),
+    // which must be the pinned list.
     let static_flags = pkg_config(&prefix, &["--static", "--libs"]);
     let tail: Vec<&str> = static_flags
         .iter()
@@ -143,7 +145,11 @@ fn install_then_build_with_pkg_config_shared_and_static() {
         .skip(1)
         .map(String::as_str)
         .collect();
-    assert_eq!(tail, NATIVE_STATIC_LIBS, "Libs.private of jumpwire.pc");
+    assert_eq!(
+        tail, NATIVE_STATIC_LIBS,
+        "Libs.private of jumpwire.pc (what rustc prints) is not the pinned list: update \
+         NATIVE_STATIC_LIBS in tests/c/toolchain.rs and the static build line in README.md"
+    );
 
     // A prefix with only the static library: pkg-config --static links it,
     // and the program needs no libjumpwire at run time.

@@ -2,14 +2,14 @@
 //! (`NATIVE_STATIC_LIBS` in `tests/c/toolchain.rs`, and the README's static
 //! build line): a small C program is linked with `-nodefaultlibs` against the
 //! static library and exactly that list, then run. If a dependency ever needs
-//! another native library, the link fails and says what to update. An ignored
-//! test compares the list with what rustc prints (`--ignored`; it rebuilds the
-//! crate in its own target directory).
+//! another native library, the link fails and says what to update. The list
+//! is also compared with what rustc prints: `scripts/install.sh` writes
+//! rustc's `--print native-static-libs` into `jumpwire.pc`, and
+//! `tests/suite/install.rs` checks that against the pinned list.
 
 use crate::toolchain;
 
-use std::process::Command;
-use toolchain::{Link, NATIVE_STATIC_LIBS, WorkDir, c_compiler, library, repo, run};
+use toolchain::{Link, NATIVE_STATIC_LIBS, WorkDir, c_compiler, library, run};
 
 /// Uses the parts of the library that pull in threads, sockets and time.
 const PROGRAM: &str = r#"
@@ -69,37 +69,4 @@ fn static_library_links_with_exactly_the_pinned_native_libs() {
             "linked statically: jumpwire {}",
             env!("CARGO_PKG_VERSION")
         ));
-}
-
-#[test]
-#[ignore = "slow: rebuilds the crate as a staticlib in its own target directory (run with --ignored)"]
-fn pinned_list_matches_what_rustc_prints() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("static-libs-check");
-    let out = Command::new(cargo)
-        .current_dir(repo())
-        .args([
-            "rustc",
-            "--lib",
-            "--crate-type",
-            "staticlib",
-            "--color",
-            "never",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .args(["--", "--print", "native-static-libs"])
-        .output()
-        .expect("running cargo rustc");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "cargo rustc failed:\n{stderr}");
-    let printed = stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("note: native-static-libs: "))
-        .unwrap_or_else(|| panic!("no native-static-libs note in:\n{stderr}"));
-    let printed: Vec<&str> = printed.split_whitespace().collect();
-    assert_eq!(
-        printed, NATIVE_STATIC_LIBS,
-        "the static library's native libraries changed: update NATIVE_STATIC_LIBS in tests/c/toolchain.rs and README.md"
-    );
 }
