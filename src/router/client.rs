@@ -8,7 +8,7 @@
 //! it is inside a call and by the library's driver thread otherwise (see
 //! `drive`); the connection under it is opened by `connect`.
 
-use super::connect::dial;
+use super::connect::{Target, dial, dial_target};
 use super::drive::StreamRuntime;
 use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
+use tonic::transport::Channel;
 
 /// Frames a stream queues for the gRPC request stream before `send` waits.
 const SEND_QUEUE: usize = 8;
@@ -103,9 +104,15 @@ pub(super) fn received(name: &str, f: StreamResponse) -> Received {
     }
 }
 
+/// How the gRPC status that ended a call becomes the caller's error: the
+/// call's name, the status.
+pub(crate) type StatusMap = fn(&str, &tonic::Status) -> Error;
+
 /// What the two sides of a call share with the task that starts it.
 #[derive(Default)]
 pub(super) struct CallState {
+    /// The mapping of the call's final status (a router's when `None`).
+    map: Option<StatusMap>,
     /// Why the call ended, once it ended with an error.
     failure: OnceLock<Error>,
     /// Set once the gRPC layer has taken every request frame, the last one
@@ -140,7 +147,7 @@ impl CallState {
 
     /// Records that the call ended with `st`, and returns the error for it.
     pub(super) fn failed(&self, name: &str, st: &tonic::Status) -> Error {
-        let e = status_error(name, st);
+        let e = self.map.unwrap_or(status_error)(name, st);
         let _ = self.failure.set(e.clone());
         e
     }
@@ -199,16 +206,38 @@ pub(super) fn start(router_url: &str, token: &str, timeout: Option<Duration>) ->
     let name = Endpoint::Router(cfg.clone()).to_string();
     let rt = StreamRuntime::new(&name)?;
     let channel = dial(&rt, &cfg, &name, deadline(timeout))?;
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("authorization", auth);
+    let call = start_call(rt, channel, name, metadata, None);
+    // Send the call's HEADERS now: the router pairs on them.
+    call.rt.settle();
+    log::debug!("{}: router stream started", call.name);
+    Ok(call)
+}
+
+/// Starts a `RouterService/Stream` call with `metadata` on `channel` (a
+/// connection on `rt`) as a task on `rt`; `map` maps its final status (a
+/// router's mapping when `None`).
+fn start_call(
+    rt: Arc<StreamRuntime>,
+    channel: Channel,
+    name: String,
+    metadata: tonic::metadata::MetadataMap,
+    map: Option<StatusMap>,
+) -> Call {
     let mut client = RouterServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::channel(SEND_QUEUE);
-    let shared = Arc::new(CallState::default());
+    let shared = Arc::new(CallState {
+        map,
+        ..CallState::default()
+    });
     let mut request = tonic::Request::new(Outbox {
         rx,
         shared: shared.clone(),
     });
-    request.metadata_mut().insert("authorization", auth);
+    *request.metadata_mut() = metadata;
     let (answer_tx, answer) = oneshot::channel();
     let task = rt.rt().spawn({
         let (name, shared) = (name.clone(), shared.clone());
@@ -218,26 +247,101 @@ pub(super) fn start(router_url: &str, token: &str, timeout: Option<Duration>) ->
                     shared.answered.store(true, Ordering::Release);
                     Ok(r.into_inner())
                 }
-                Err(st) => {
-                    let e = status_error(&name, &st);
-                    let _ = shared.failure.set(e.clone());
-                    Err(e)
-                }
+                Err(st) => Err(shared.failed(&name, &st)),
             };
             let _ = answer_tx.send(r);
         }
     });
-    // Send the call's HEADERS now: the router pairs on them.
-    rt.settle();
-    log::debug!("{name}: router stream started");
-    Ok(Call {
+    Call {
         name,
         tx,
         answer,
         task,
         shared,
         rt,
-    })
+    }
+}
+
+/// An HTTP/2 connection that many calls share: a Jumpstarter session's.
+/// Its runtime is driven by whichever caller is inside a call of one of its
+/// streams, and by the driver thread otherwise (see `drive`), as a router
+/// stream's; it lives as long as the last of its streams and this handle.
+pub(crate) struct Connection {
+    channel: Channel,
+    rt: Arc<StreamRuntime>,
+}
+
+impl Connection {
+    /// Connects to `target` within `deadline` (see
+    /// [`dial_target`](super::connect::dial_target)).
+    pub(crate) fn dial(target: Target<'_>, name: &str, deadline: Option<Instant>) -> Result<Self> {
+        let rt = StreamRuntime::new(name)?;
+        let channel = dial_target(&rt, target, name, deadline)?;
+        Ok(Connection { channel, rt })
+    }
+
+    /// The connection, for the stubs of other services.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Runs `fut` (a call on [`Self::channel`]) on the connection's runtime
+    /// from the caller's thread until it completes or `deadline` passes
+    /// ([`Error::Timeout`]).
+    pub(crate) fn run<T>(
+        &self,
+        deadline: Option<Instant>,
+        fut: impl Future<Output = T>,
+    ) -> Result<T> {
+        self.rt.block_on(async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), fut)
+                    .await
+                    .map_err(|_| Error::Timeout),
+                None => Ok(fut.await),
+            }
+        })
+    }
+
+    /// Whether the connection still holds its socket (the peer has not
+    /// closed it, it has not failed).
+    pub(crate) fn alive(&self) -> bool {
+        self.rt.sockets().connected()
+    }
+
+    /// Opens a stream: a `RouterService/Stream` call with `metadata` on the
+    /// connection, usable once the server has answered it (its response
+    /// HEADERS), which is waited for until `deadline`. Upstream's session
+    /// never ends such a call: the stream is over for both sides once each
+    /// has sent its GOAWAY, and `close` then cancels the call (RST_STREAM)
+    /// instead of waiting for the server's trailers. `map` maps the status
+    /// of a call the server refuses or ends.
+    ///
+    /// # Errors
+    ///
+    /// The error `map` makes of the server's refusal; [`Error::Timeout`]
+    /// when `deadline` passes first (the call is cancelled).
+    pub(crate) fn stream(
+        &self,
+        name: String,
+        metadata: tonic::metadata::MetadataMap,
+        map: StatusMap,
+        deadline: Option<Instant>,
+    ) -> Result<Stream> {
+        let call = start_call(
+            self.rt.clone(),
+            self.channel.clone(),
+            name,
+            metadata,
+            Some(map),
+        );
+        let mut t = RouterTransport::new(call);
+        t.ends_at_goaway = true;
+        // A refusal or a timeout drops the call here (the call is cancelled).
+        t.paired(deadline)?;
+        log::debug!("{}: stream open", t.name);
+        Ok(t.into_stream())
+    }
 }
 
 /// Opens a router stream: dials the router named by `router_url` and starts
@@ -294,6 +398,10 @@ pub(super) struct RouterTransport {
     /// A task queueing the rest of a send that its deadline cut short (and
     /// the GOAWAY of a `send_eof` made meanwhile).
     flusher: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// The peer's GOAWAY ends the call for `close` (a session's calls,
+    /// which the server never ends: see [`Connection::stream`]); a router
+    /// call is waited on until it ends.
+    ends_at_goaway: bool,
     /// Last: the call's runtime goes after everything that lives on it.
     rt: Arc<StreamRuntime>,
 }
@@ -374,6 +482,7 @@ impl RouterTransport {
             task: call.task,
             closing: watch::channel(false).0,
             flusher: Mutex::new(None),
+            ends_at_goaway: false,
             rt: call.rt,
         }
     }
@@ -571,6 +680,32 @@ impl Transport for RouterTransport {
                 // or it failed; an unpaired call has nobody to deliver to
                 // and is done once the gRPC layer took every frame.
                 let reader = &mut *r;
+                if self.ends_at_goaway {
+                    // A session's call: over once everything of ours went
+                    // to the gRPC layer and the peer's GOAWAY came (read
+                    // meanwhile, so that a peer blocked on sending to us
+                    // goes on reading); then cancelled.
+                    let ours = async {
+                        flush.await;
+                        while !shared.drained.load(Ordering::Acquire)
+                            && shared.failure.get().is_none()
+                        {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    };
+                    let theirs = async {
+                        if let Incoming::Open(frames) = &mut reader.incoming {
+                            while let Ok(Some(f)) = frames.message().await {
+                                if matches!(received("", f), Received::Goaway) {
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let _ =
+                        tokio::time::timeout_at(until, async { tokio::join!(ours, theirs) }).await;
+                    return;
+                }
                 let over = async {
                     if let Incoming::Open(frames) = &mut reader.incoming {
                         while let Ok(Some(_)) = frames.message().await {}

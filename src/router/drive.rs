@@ -139,6 +139,13 @@ impl Sockets {
     }
 }
 
+impl Sockets {
+    /// Whether the connection still holds its socket.
+    pub(super) fn connected(&self) -> bool {
+        lock(&self.watch).fd.is_some()
+    }
+}
+
 impl StreamRuntime {
     pub(super) fn new(name: &str) -> Result<Arc<StreamRuntime>> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);

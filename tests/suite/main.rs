@@ -38,6 +38,7 @@ mod interop_ws;
 mod router;
 mod router_idle;
 mod router_tls;
+mod session_client;
 mod static_libs;
 mod timeouts;
 mod websocket;
