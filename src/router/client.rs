@@ -269,6 +269,8 @@ fn start_call(
 pub(crate) struct Connection {
     channel: Channel,
     rt: Arc<StreamRuntime>,
+    /// The runtime's connections when this one was made.
+    first: usize,
 }
 
 impl Connection {
@@ -277,7 +279,8 @@ impl Connection {
     pub(crate) fn dial(target: Target<'_>, name: &str, deadline: Option<Instant>) -> Result<Self> {
         let rt = StreamRuntime::new(name)?;
         let channel = dial_target(&rt, target, name, deadline)?;
-        Ok(Connection { channel, rt })
+        let first = rt.sockets().dialled();
+        Ok(Connection { channel, rt, first })
     }
 
     /// The connection, for the stubs of other services.
@@ -303,10 +306,13 @@ impl Connection {
         })
     }
 
-    /// Whether the connection still holds its socket (the peer has not
-    /// closed it, it has not failed).
+    /// Whether the connection still holds its first socket: the peer has
+    /// not closed it, it has not failed, and the channel has not dialled
+    /// again on its own (the server there may be another one: a session
+    /// behind the same path is another session, with other drivers).
     pub(crate) fn alive(&self) -> bool {
-        self.rt.sockets().connected()
+        let s = self.rt.sockets();
+        s.connected() && s.dialled() == self.first
     }
 
     /// Opens a stream: a `RouterService/Stream` call with `metadata` on the

@@ -78,6 +78,9 @@ pub(super) struct Sockets {
     /// Set once the peer sent its first bytes on a connection (an HTTP/2
     /// server's SETTINGS); `heard` is notified then.
     spoke: AtomicBool,
+    /// Connections made so far (a gRPC channel dials again on its own
+    /// after its connection failed).
+    dialled: AtomicUsize,
     heard: Notify,
 }
 
@@ -144,6 +147,11 @@ impl Sockets {
     pub(super) fn connected(&self) -> bool {
         lock(&self.watch).fd.is_some()
     }
+
+    /// How many connections were made on this runtime so far.
+    pub(super) fn dialled(&self) -> usize {
+        self.dialled.load(Ordering::Acquire)
+    }
 }
 
 impl StreamRuntime {
@@ -157,6 +165,7 @@ impl StreamRuntime {
             lingered: Notify::new(),
             idle: Notify::new(),
             spoke: AtomicBool::new(false),
+            dialled: AtomicUsize::new(0),
             heard: Notify::new(),
         });
         let idle = Arc::downgrade(&sockets);
@@ -427,6 +436,7 @@ impl<T: AsyncRead + Unpin + Send + 'static> Linger<T> {
                 w.sent = sent;
             }
             w.fd = Some(fd);
+            sockets.dialled.fetch_add(1, Ordering::AcqRel);
             sockets.rearm(&mut w);
         }
         Linger {

@@ -360,7 +360,37 @@ impl Sessions {
         name: &str,
         deadline: Option<Instant>,
     ) -> Result<Stream> {
+        self.with_session(cfg, name, deadline, |s| self.open(s, cfg, name, deadline))
+    }
+
+    /// Runs `f` on the session `cfg` names; once more on a new connection
+    /// if the connection died, or its channel dialled again (maybe another
+    /// session, whose drivers have other uuids), after it was taken from
+    /// the cache.
+    fn with_session<T>(
+        &self,
+        cfg: &JumpstarterConfig,
+        name: &str,
+        deadline: Option<Instant>,
+        f: impl Fn(&Session) -> Result<T>,
+    ) -> Result<T> {
         let session = self.session(cfg, name, deadline)?;
+        match f(&session) {
+            Err(Error::Connection(_)) if !session.conn.alive() => {
+                f(&*self.session(cfg, name, deadline)?)
+            }
+            r => r,
+        }
+    }
+
+    /// Opens the stream of the driver `cfg` names on `session`.
+    fn open(
+        &self,
+        session: &Session,
+        cfg: &JumpstarterConfig,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Stream> {
         let path = cfg.driver_name();
         let uuid = session.tree.find(&path, name, &session.resolved.place)?;
         let mut md = metadata(&session.resolved);
@@ -377,7 +407,18 @@ impl Sessions {
     /// `DriverCall` of `address` (`tcp://HOST:PORT` for a TCP network, …).
     pub(crate) fn address(&self, cfg: &JumpstarterConfig, name: &str) -> Result<String> {
         let deadline = Some(Instant::now() + ADDRESS_TIMEOUT);
-        let session = self.session(cfg, name, deadline)?;
+        self.with_session(cfg, name, deadline, |s| {
+            Self::call_address(s, cfg, name, deadline)
+        })
+    }
+
+    /// The `address` DriverCall of the driver `cfg` names on `session`.
+    fn call_address(
+        session: &Session,
+        cfg: &JumpstarterConfig,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<String> {
         let path = cfg.driver_name();
         let uuid = session.tree.find(&path, name, &session.resolved.place)?;
         let mut client = ExporterServiceClient::new(session.conn.channel())

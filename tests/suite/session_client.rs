@@ -11,87 +11,17 @@
 
 use crate::common;
 
+use common::session::Peer;
 use common::{LONG, pattern, recv_to_eof, round_trip, timed};
 use jumpwire::forward::Listener;
 use jumpwire::{Error, Network, Stream};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/session_peer.py");
 const MIB: usize = 1024 * 1024;
 const SHORT: Option<Duration> = Some(Duration::from_secs(3));
-
-fn python() -> String {
-    std::env::var("JW_PYTHON").unwrap_or_else(|_| {
-        panic!("JW_PYTHON is not set: run scripts/venv.sh and export JW_PYTHON=$(scripts/venv.sh)")
-    })
-}
-
-/// An upstream session (session_peer.py), killed by its pid when dropped.
-/// Its stdin is a pipe of ours: it also ends when this process does.
-struct Peer {
-    child: Child,
-    /// The session's socket (the value for `JUMPSTARTER_HOST`).
-    socket: String,
-    /// The TCP echo server behind `tcp` and `dut.console` (`HOST:PORT`).
-    tcp: String,
-}
-
-impl Peer {
-    fn start(args: &[&str]) -> Peer {
-        let mut child = Command::new(python())
-            .arg(PEER)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting Python");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut lines = Vec::new();
-        loop {
-            let mut l = String::new();
-            assert_ne!(
-                out.read_line(&mut l).unwrap(),
-                0,
-                "session_peer.py ended: {lines:?}"
-            );
-            let l = l.trim().to_string();
-            if l == "READY" {
-                break;
-            }
-            lines.push(l);
-        }
-        let field = |p: &str| {
-            lines
-                .iter()
-                .find_map(|l| l.strip_prefix(p))
-                .unwrap_or_else(|| panic!("no {p:?} in {lines:?}"))
-                .to_string()
-        };
-        Peer {
-            socket: lines[0].clone(),
-            tcp: field("tcp "),
-            child,
-        }
-    }
-
-    fn url(&self, driver: &str) -> String {
-        format!("jumpstarter:unix:{}?driver={driver}", self.socket)
-    }
-
-    fn net(&self, driver: &str) -> Network {
-        Network::new(&self.url(driver)).unwrap()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The session most tests share (started once; it ends with this process,
 /// its stdin closing).
@@ -400,5 +330,86 @@ fn environment_child(mode: &str) {
             assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
         }
         _ => panic!("unknown mode {mode}"),
+    }
+}
+
+/// The session's open descriptors (its sockets to the targets and ours).
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Waits (at most `within`) until `pid` has no more descriptors than
+/// `baseline`, and returns the last count.
+fn fds_settle(pid: u32, baseline: usize, within: Duration) -> usize {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let n = fds_of(pid);
+        if n <= baseline || std::time::Instant::now() >= until {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Closing a stream ends its driver stream in the session (our GOAWAY and
+/// END_STREAM, then the call cancelled), so the session lets go of the
+/// driver's target connection: whether the stream ended cleanly (both EOFs),
+/// was closed midway, or was closed at once. (The cancel itself frees only
+/// the session's call object, which no descriptor shows.)
+#[test]
+fn closed_streams_let_the_session_release_their_targets() {
+    let p = Peer::start(&[]);
+    let pid = p.child.id();
+    let net = p.net("tcp");
+    // The session connection is part of the baseline.
+    let s = net.connect(LONG).unwrap();
+    round_trip(&s, b"warm", 4);
+    s.send_eof().unwrap();
+    assert_eq!(recv_to_eof(&s, Duration::from_secs(10)), b"");
+    s.close();
+    let baseline = fds_of(pid);
+    let streams: Vec<Stream> = (0..30).map(|_| net.connect(LONG).unwrap()).collect();
+    assert!(fds_of(pid) >= baseline + 30, "the targets are open");
+    for (i, s) in streams.into_iter().enumerate() {
+        match i % 3 {
+            0 => {
+                round_trip(&s, b"clean", 5);
+                s.send_eof().unwrap();
+                assert_eq!(recv_to_eof(&s, Duration::from_secs(10)), b"");
+            }
+            1 => {
+                s.send(b"midway", LONG).unwrap();
+                common::recv_exact(&s, 6, 6, Duration::from_secs(10));
+            }
+            _ => {}
+        }
+        s.close();
+    }
+    let n = fds_settle(pid, baseline, Duration::from_secs(10));
+    assert!(
+        n <= baseline,
+        "the session holds {n} descriptors, {baseline} before"
+    );
+}
+
+/// A network's connection is redialled when its session died: here a new
+/// session behind the same path (a symbolic link to each peer's socket).
+#[test]
+fn a_new_session_at_the_same_path_is_redialled() {
+    let dir = common::TempDir::new("sess-link");
+    let link = dir.path().join("session");
+    let net = Network::new(&format!("jumpstarter:unix:{}?driver=echo", link.display())).unwrap();
+    for round in 0..2 {
+        let p = Peer::start(&[]);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&p.socket, &link).unwrap();
+        let s = net
+            .connect(LONG)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        round_trip(&s, b"again", 5);
+        s.close();
+        // The session dies with its open connection.
     }
 }
