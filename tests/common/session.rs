@@ -23,6 +23,8 @@ pub struct Peer {
     pub socket: String,
     /// The TCP echo server behind `tcp` and `dut.console` (`HOST:PORT`).
     pub tcp: String,
+    /// The session on TCP too (`HOST:PORT`), when started with `--tcp`.
+    pub session_tcp: Option<String>,
 }
 
 impl Peer {
@@ -60,6 +62,10 @@ impl Peer {
         Peer {
             socket: lines[0].clone(),
             tcp: field("tcp "),
+            session_tcp: lines
+                .iter()
+                .find_map(|l| l.strip_prefix("session-tcp "))
+                .map(str::to_string),
             child,
         }
     }

@@ -24,10 +24,14 @@ Options:
   --status NAME        the session's ExporterStatus name (default LEASE_READY)
   --disable-address    configure `tcp` with enable_address=False, so that its
                        `address` DriverCall fails as upstream's does
+  --tcp                serve the same session on 127.0.0.1 over TCP too
+                       (plaintext HTTP/2, upstream's serve_tcp_async)
+  --passphrase P       with --tcp: upstream's PassphraseInterceptor there
 
 Prints on stdout, one per line, then flushes:
   the session's socket path (the value for JUMPSTARTER_HOST)
   "tcp HOST:PORT", "udp HOST:PORT", "unix PATH" (the echo servers)
+  "session-tcp HOST:PORT" (with --tcp)
   "READY"
 and serves until its stdin closes (or it is killed).
 
@@ -38,7 +42,7 @@ import argparse
 import os
 import sys
 import tempfile
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from anyio import to_thread
@@ -127,10 +131,23 @@ async def main(args):
 
     async with echo_servers() as addrs:
         with Session(root_device=root_device(addrs, args.disable_address)) as session:
-            async with session.serve_unix_async() as path:
+            async with session.serve_unix_async() as path, AsyncExitStack() as stack:
                 session.update_status(ExporterStatus[args.status])
                 print(path)
                 print_addrs(addrs)
+                if args.tcp:
+                    # The same session on TCP too (plaintext, as upstream's
+                    # serve_tcp_async without TLS), behind upstream's
+                    # passphrase interceptor when --passphrase is given.
+                    interceptors = None
+                    if args.passphrase is not None:
+                        from jumpstarter.exporter.auth import PassphraseInterceptor
+
+                        interceptors = [PassphraseInterceptor(args.passphrase)]
+                    port = await stack.enter_async_context(
+                        session.serve_tcp_async("127.0.0.1", 0, interceptors=interceptors)
+                    )
+                    print("session-tcp 127.0.0.1:{}".format(port))
                 print("READY", flush=True)
                 # Serve until stdin closes.
                 await to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
@@ -140,4 +157,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--status", default="LEASE_READY", choices=[s.name for s in ExporterStatus])
     p.add_argument("--disable-address", action="store_true")
+    p.add_argument("--tcp", action="store_true")
+    p.add_argument("--passphrase")
     anyio.run(main, p.parse_args())

@@ -272,7 +272,9 @@ fn jumpstarter_host_names_the_session_at_each_connect() {
         return environment_child(&mode);
     }
     let p = peer();
-    let child = |mode: &str, host: Option<&str>| {
+    let over_tcp = Peer::start(&["--tcp", "--passphrase", "pw"]);
+    let tcp = over_tcp.session_tcp.clone().unwrap();
+    let child = |mode: &str, host: Option<&str>, vars: &[(&str, &str)]| {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.arg(common::test_name(
             module_path!(),
@@ -280,10 +282,20 @@ fn jumpstarter_host_names_the_session_at_each_connect() {
         ))
         .args(["--exact", "--nocapture", "--test-threads=1"])
         .env("JW_SESSION_CHILD", mode)
-        .env_remove("JUMPSTARTER_HOST")
-        .env_remove("JMP_GRPC_PASSPHRASE");
+        .env("JW_SESSION_ECHO", &over_tcp.tcp);
+        for v in [
+            "JUMPSTARTER_HOST",
+            "JMP_GRPC_PASSPHRASE",
+            "JMP_GRPC_INSECURE",
+            "JUMPSTARTER_GRPC_INSECURE",
+        ] {
+            cmd.env_remove(v);
+        }
         if let Some(h) = host {
             cmd.env("JUMPSTARTER_HOST", h);
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
         assert!(
@@ -298,9 +310,29 @@ fn jumpstarter_host_names_the_session_at_each_connect() {
             "the child ran no test"
         );
     };
-    child("set", Some(&p.socket));
-    child("unset", None);
-    child("missing", Some("/nonexistent/jumpstarter/socket"));
+    child("set", Some(&p.socket), &[]);
+    child("unset", None, &[]);
+    child("missing", Some("/nonexistent/jumpstarter/socket"), &[]);
+    // HOST:PORT: plaintext with JMP_GRPC_INSECURE=1 (or its other name),
+    // the passphrase from JMP_GRPC_PASSPHRASE on every call.
+    let plain = ("JMP_GRPC_INSECURE", "1");
+    child("tcp", Some(&tcp), &[plain, ("JMP_GRPC_PASSPHRASE", "pw")]);
+    child(
+        "tcp",
+        Some(&tcp),
+        &[
+            ("JUMPSTARTER_GRPC_INSECURE", "1"),
+            ("JMP_GRPC_PASSPHRASE", "pw"),
+        ],
+    );
+    child(
+        "refused",
+        Some(&tcp),
+        &[plain, ("JMP_GRPC_PASSPHRASE", "no")],
+    );
+    child("refused", Some(&tcp), &[plain]);
+    // TLS by default: a plaintext session does not pass for one.
+    child("missing", Some(&tcp), &[("JMP_GRPC_PASSPHRASE", "pw")]);
 }
 
 fn environment_child(mode: &str) {
@@ -326,8 +358,26 @@ fn environment_child(mode: &str) {
             }
         }
         "missing" => {
-            let r = net.connect(SHORT);
+            let (r, took) = timed(|| net.connect(SHORT));
             assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
+            assert!(took < Duration::from_secs(4), "{took:?}");
+        }
+        "tcp" => {
+            let s = net.connect(LONG).unwrap();
+            round_trip(&s, b"over TCP", 8);
+            s.close();
+            let tcp = Network::new("jumpstarter:?driver=tcp").unwrap();
+            let echo = std::env::var("JW_SESSION_ECHO").unwrap();
+            assert_eq!(tcp.address().unwrap(), format!("tcp://{echo}"));
+        }
+        "refused" => {
+            let r = net.connect(SHORT);
+            match r {
+                Err(Error::Unauthenticated(m)) => {
+                    assert!(m.contains("invalid or missing passphrase"), "{m}");
+                }
+                other => panic!("{other:?}"),
+            }
         }
         _ => panic!("unknown mode {mode}"),
     }
