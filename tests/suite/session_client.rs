@@ -463,3 +463,31 @@ fn a_new_session_at_the_same_path_is_redialled() {
         // The session dies with its open connection.
     }
 }
+
+/// The websocket bridge onto a driver (the websockify case through a lab),
+/// and `forward` (`jw_forward`) between a driver stream and a TCP stream.
+#[test]
+fn the_websocket_bridge_and_forward_work_over_a_driver_stream() {
+    let bridge = Listener::bind("ws://127.0.0.1:0", &peer().net("tcp")).unwrap();
+    let s = jumpwire::connect(bridge.address(), LONG).unwrap();
+    round_trip(&s, &pattern(100_000, 3), 10_000);
+    s.close();
+    bridge.close();
+
+    // What a local TCP client sends reaches the session's echo driver and
+    // comes back, its EOF too.
+    let (ours, mut theirs) = common::tcp_pair();
+    let driver = peer().net("echo").connect(LONG).unwrap();
+    std::thread::scope(|scope| {
+        let f = scope.spawn(|| jumpwire::forward::forward(&ours, &driver));
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        theirs.write_all(b"through forward").unwrap();
+        theirs.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        theirs.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"through forward");
+        f.join().unwrap().unwrap();
+    });
+}
