@@ -343,8 +343,15 @@ impl Connection {
         );
         let mut t = RouterTransport::new(call);
         t.ends_at_goaway = true;
-        // A refusal or a timeout drops the call here (the call is cancelled).
-        t.paired(deadline)?;
+        if let Err(e) = t.paired(deadline) {
+            // Refused, or not answered in time: the call goes now
+            // (RST_STREAM), not when the server answers it.
+            t.task.abort();
+            let rt = t.rt.clone();
+            drop(t);
+            rt.settle();
+            return Err(e);
+        }
         log::debug!("{}: stream open", t.name);
         Ok(t.into_stream())
     }

@@ -20,7 +20,7 @@ use crate::util::lock;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
@@ -247,7 +247,27 @@ struct Session {
 /// between connects.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    current: Mutex<Option<Arc<Session>>>,
+    state: Mutex<State>,
+    /// Notified when a dial ends.
+    dialled: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<Arc<Session>>,
+    /// A caller is dialling: the others wait for it (each within its own
+    /// deadline) rather than dial too.
+    dialling: bool,
+}
+
+/// Ends a dial (even one that panicked) and wakes the callers waiting.
+struct Dialling<'a>(&'a Sessions);
+
+impl Drop for Dialling<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).dialling = false;
+        self.0.dialled.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Sessions {
@@ -307,14 +327,51 @@ impl Sessions {
         deadline: Option<Instant>,
     ) -> Result<Arc<Session>> {
         let resolved = resolve(cfg, name, &|v| std::env::var_os(v))?;
-        let mut current = lock(&self.current);
-        if let Some(s) = current.as_ref() {
-            if s.resolved == resolved && s.conn.alive() {
-                return Ok(s.clone());
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(s) = st.session.as_ref() {
+                if s.resolved == resolved && s.conn.alive() {
+                    return Ok(s.clone());
+                }
             }
+            if !st.dialling {
+                break;
+            }
+            // Another caller is dialling: wait for it, within our deadline.
+            st = match deadline {
+                None => self
+                    .dialled
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    self.dialled
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
         // The old connection goes with its last stream.
-        *current = None;
+        st.session = None;
+        st.dialling = true;
+        drop(st);
+        let dialling = Dialling(self);
+        let r = Self::dial(resolved, name, deadline).map(Arc::new);
+        let mut st = lock(&self.state);
+        if let Ok(s) = &r {
+            st.session = Some(s.clone());
+        }
+        drop(st);
+        drop(dialling);
+        r
+    }
+
+    /// A new connection to the session `resolved`, and its driver tree.
+    fn dial(resolved: Resolved, name: &str, deadline: Option<Instant>) -> Result<Session> {
         let place = &resolved.place;
         let target = match place {
             Place::Unix(p) => Target::Unix(p),
@@ -343,13 +400,11 @@ impl Sessions {
             "{name}: session at {place}: drivers {:?}",
             tree.drivers.iter().map(|(p, _)| p).collect::<Vec<_>>()
         );
-        let s = Arc::new(Session {
+        Ok(Session {
             conn,
             resolved,
             tree,
-        });
-        *current = Some(s.clone());
-        Ok(s)
+        })
     }
 
     /// Opens a stream of the driver `cfg` names: its `Stream` call on the

@@ -27,6 +27,8 @@ Options:
   --tcp                serve the same session on 127.0.0.1 over TCP too
                        (plaintext HTTP/2, upstream's serve_tcp_async)
   --passphrase P       with --tcp: upstream's PassphraseInterceptor there
+  --stuck HOST:PORT    a driver `stuck` too: a TcpNetwork to HOST:PORT (a
+                       target whose connect hangs, for timeouts)
 
 Prints on stdout, one per line, then flushes:
   the session's socket path (the value for JUMPSTARTER_HOST)
@@ -113,10 +115,18 @@ def export_config(addrs, disable_address=False):
     }
 
 
-def root_device(addrs, disable_address=False):
-    """The Composite root of `export_config`, built by upstream's config code."""
+def root_device(addrs, disable_address=False, stuck=None):
+    """The Composite root of `export_config`, built by upstream's config code;
+    with `stuck` ("HOST:PORT"), a `stuck` TcpNetwork to it too."""
+    children = export_config(addrs, disable_address)
+    if stuck is not None:
+        host, port = stuck.rsplit(":", 1)
+        children["stuck"] = {
+            "type": "jumpstarter_driver_network.driver.TcpNetwork",
+            "config": {"host": host, "port": int(port)},
+        }
     return ExporterConfigV1Alpha1DriverInstance.model_validate(
-        {"type": "jumpstarter_driver_composite.driver.Composite", "children": export_config(addrs, disable_address)}
+        {"type": "jumpstarter_driver_composite.driver.Composite", "children": children}
     ).instantiate()
 
 
@@ -130,7 +140,7 @@ async def main(args):
     from jumpstarter.exporter import Session
 
     async with echo_servers() as addrs:
-        with Session(root_device=root_device(addrs, args.disable_address)) as session:
+        with Session(root_device=root_device(addrs, args.disable_address, args.stuck)) as session:
             async with session.serve_unix_async() as path, AsyncExitStack() as stack:
                 session.update_status(ExporterStatus[args.status])
                 print(path)
@@ -159,4 +169,5 @@ if __name__ == "__main__":
     p.add_argument("--disable-address", action="store_true")
     p.add_argument("--tcp", action="store_true")
     p.add_argument("--passphrase")
+    p.add_argument("--stuck")
     anyio.run(main, p.parse_args())

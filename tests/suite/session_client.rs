@@ -491,3 +491,18 @@ fn the_websocket_bridge_and_forward_work_over_a_driver_stream() {
         f.join().unwrap().unwrap();
     });
 }
+
+/// A driver whose target does not answer (its connect hangs): the session
+/// answers the call only once the target is connected, so the connect
+/// times out within its timeout, and the call is cancelled (the session
+/// goes on serving other streams).
+#[test]
+fn a_driver_whose_target_hangs_times_out_within_the_timeout() {
+    let (_l, _fillers, addr) = common::full_backlog();
+    let p = Peer::start(&["--stuck", &addr.to_string()]);
+    let (r, took) = timed(|| p.net("stuck").connect(Some(Duration::from_millis(700))));
+    common::assert_timeout(r);
+    common::assert_between(took, Duration::from_millis(600), Duration::from_secs(2));
+    let s = p.net("echo").connect(LONG).unwrap();
+    round_trip(&s, b"still serving", 13);
+}
