@@ -319,8 +319,10 @@ impl Connection {
     /// connection, usable once the server has answered it (its response
     /// HEADERS), which is waited for until `deadline`. Upstream's session
     /// never ends such a call: the stream is over for both sides once each
-    /// has sent its GOAWAY, and `close` then cancels the call (RST_STREAM)
-    /// instead of waiting for the server's trailers. `map` maps the status
+    /// has sent its GOAWAY, and the call is then cancelled (RST_STREAM)
+    /// instead of waiting for the server's trailers: `close` returns once
+    /// ours went out, and a task on the connection's runtime cancels the
+    /// call when the peer's GOAWAY comes or [`CLOSE_GRACE`] later. `map` maps the status
     /// of a call the server refuses or ends.
     ///
     /// # Errors
@@ -694,10 +696,22 @@ impl Transport for RouterTransport {
                 // and is done once the gRPC layer took every frame.
                 let reader = &mut *r;
                 if self.ends_at_goaway {
-                    // A session's call: over once everything of ours went
-                    // to the gRPC layer and the peer's GOAWAY came (read
-                    // meanwhile, so that a peer blocked on sending to us
-                    // goes on reading); then cancelled.
+                    // A session's call: `close` waits until everything of
+                    // ours went to the gRPC layer (reading the peer's frames
+                    // meanwhile, so that a peer blocked on sending to us goes
+                    // on reading). The call is over once the peer's GOAWAY
+                    // came too, which a task waits for (at most until the
+                    // grace ends; a UDP driver, or a console that does not
+                    // end on our EOF, never sends one) before it cancels the
+                    // call: `close` does not wait for it.
+                    let mut frames =
+                        match std::mem::replace(&mut reader.incoming, Incoming::Ended(None)) {
+                            Incoming::Open(frames) => Some(frames),
+                            other => {
+                                reader.incoming = other;
+                                None
+                            }
+                        };
                     let ours = async {
                         flush.await;
                         while !shared.drained.load(Ordering::Acquire)
@@ -706,17 +720,45 @@ impl Transport for RouterTransport {
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                     };
-                    let theirs = async {
-                        if let Incoming::Open(frames) = &mut reader.incoming {
-                            while let Ok(Some(f)) = frames.message().await {
-                                if matches!(received("", f), Received::Goaway) {
-                                    return;
+                    let mut theirs_ended = frames.is_none();
+                    let _ = tokio::time::timeout_at(until, async {
+                        let mut ours = std::pin::pin!(ours);
+                        loop {
+                            tokio::select! {
+                                () = &mut ours => return,
+                                f = async {
+                                    match frames.as_mut() {
+                                        Some(frames) => frames.message().await,
+                                        None => std::future::pending().await,
+                                    }
+                                }, if !theirs_ended => {
+                                    theirs_ended = !matches!(
+                                        f.map(|f| f.map(|f| received("", f))),
+                                        Ok(Some(Received::Data(_) | Received::Ignored))
+                                    );
                                 }
                             }
                         }
-                    };
-                    let _ =
-                        tokio::time::timeout_at(until, async { tokio::join!(ours, theirs) }).await;
+                    })
+                    .await;
+                    if let (Some(mut frames), false) = (frames, theirs_ended) {
+                        // The driver thread runs it when the socket is ready.
+                        self.rt.sent();
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout_at(until, async {
+                                while let Ok(Some(f)) = frames.message().await {
+                                    if !matches!(
+                                        received("", f),
+                                        Received::Data(_) | Received::Ignored
+                                    ) {
+                                        return;
+                                    }
+                                }
+                            })
+                            .await;
+                            // Dropped: the call is cancelled (RST_STREAM).
+                        });
+                    }
                     return;
                 }
                 let over = async {

@@ -407,8 +407,8 @@ fn fds_settle(pid: u32, baseline: usize, within: Duration) -> usize {
 /// stream ends its driver stream in the session (our GOAWAY and
 /// END_STREAM, then the call cancelled), so the session lets go of the
 /// driver's target connection: whether the stream ended cleanly (both EOFs),
-/// was closed midway, or was closed at once. (The cancel itself frees only
-/// the session's call object, which no descriptor shows.)
+/// was closed midway, or was closed at once; a UDP driver's target, which
+/// never ends, goes once the client cancels the call.
 #[test]
 fn closed_streams_let_the_session_release_their_targets() {
     let p = Peer::start(&[]);
@@ -449,6 +449,25 @@ fn closed_streams_let_the_session_release_their_targets() {
     assert!(
         n <= baseline,
         "the session holds {n} descriptors, {baseline} before"
+    );
+
+    // UDP has no end of stream: the session keeps a UDP driver's target
+    // until the call is cancelled, which the client does (at most 2 s after
+    // `close`, which returns at once).
+    let udp = p.net("udp");
+    for i in 0..10u8 {
+        let s = udp.connect(LONG).unwrap();
+        s.send(&[i], LONG).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(s.receive(&mut buf, LONG).unwrap(), Some(1));
+        let ((), took) = timed(|| s.close());
+        assert!(took < Duration::from_millis(500), "close took {took:?}");
+    }
+    assert!(fds_of(pid) > baseline, "the UDP targets are open");
+    let n = fds_settle(pid, baseline, Duration::from_secs(10));
+    assert!(
+        n <= baseline,
+        "after UDP: {n} descriptors, {baseline} before"
     );
 }
 
