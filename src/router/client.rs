@@ -273,6 +273,21 @@ pub(crate) struct Connection {
     first: usize,
 }
 
+impl Drop for Connection {
+    /// Lets the calls of streams closed before the peer's GOAWAY came end
+    /// (their data still going out), at most [`CLOSE_GRACE`]: the runtime,
+    /// and the connection with it, may go once the last stream does.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        let s = self.rt.sockets().clone();
+        self.rt.block_on(async {
+            let _ = tokio::time::timeout(CLOSE_GRACE, s.all_ended()).await;
+        });
+    }
+}
+
 impl Connection {
     /// Connects to `target` within `deadline` (see
     /// [`dial_target`](super::connect::dial_target)).
@@ -742,9 +757,12 @@ impl Transport for RouterTransport {
                     })
                     .await;
                     if let (Some(mut frames), false) = (frames, theirs_ended) {
-                        // The driver thread runs it when the socket is ready.
+                        // The driver thread runs it when the socket is ready;
+                        // the connection's end waits for it.
                         self.rt.sent();
+                        let ending = self.rt.sockets().ending();
                         tokio::spawn(async move {
+                            let _ending = ending;
                             let _ = tokio::time::timeout_at(until, async {
                                 while let Ok(Some(f)) = frames.message().await {
                                     if !matches!(

@@ -81,6 +81,10 @@ pub(super) struct Sockets {
     /// Connections made so far (a gRPC channel dials again on its own
     /// after its connection failed).
     dialled: AtomicUsize,
+    /// Calls ending in the background (a session stream closed before the
+    /// peer's GOAWAY came); `ended` is notified as each one ends.
+    ending: AtomicUsize,
+    ended: Notify,
     heard: Notify,
 }
 
@@ -152,6 +156,33 @@ impl Sockets {
     pub(super) fn dialled(&self) -> usize {
         self.dialled.load(Ordering::Acquire)
     }
+
+    /// Counts a call ending in the background until the guard is dropped.
+    pub(super) fn ending(self: &Arc<Self>) -> Ending {
+        self.ending.fetch_add(1, Ordering::AcqRel);
+        Ending(self.clone())
+    }
+
+    /// Completes once no call is ending in the background.
+    pub(super) async fn all_ended(&self) {
+        loop {
+            let ended = self.ended.notified();
+            if self.ending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// A call ending in the background, counted until dropped.
+pub(super) struct Ending(Arc<Sockets>);
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.0.ending.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_waiters();
+    }
 }
 
 impl StreamRuntime {
@@ -166,6 +197,8 @@ impl StreamRuntime {
             idle: Notify::new(),
             spoke: AtomicBool::new(false),
             dialled: AtomicUsize::new(0),
+            ending: AtomicUsize::new(0),
+            ended: Notify::new(),
             heard: Notify::new(),
         });
         let idle = Arc::downgrade(&sockets);

@@ -355,10 +355,12 @@ impl Sessions {
                 }
             };
         }
-        // The old connection goes with its last stream.
-        st.session = None;
+        // The old connection goes with its last stream (and not under the
+        // lock: its end may wait for calls still ending).
+        let old = st.session.take();
         st.dialling = true;
         drop(st);
+        drop(old);
         let dialling = Dialling(self);
         let r = Self::dial(resolved, name, deadline).map(Arc::new);
         let mut st = lock(&self.state);

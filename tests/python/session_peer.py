@@ -27,8 +27,8 @@ Options:
   --tcp                serve the same session on 127.0.0.1 over TCP too
                        (plaintext HTTP/2, upstream's serve_tcp_async)
   --passphrase P       with --tcp: upstream's PassphraseInterceptor there
-  --stuck HOST:PORT    a driver `stuck` too: a TcpNetwork to HOST:PORT (a
-                       target whose connect hangs, for timeouts)
+  --target HOST:PORT   a driver `target` too: a TcpNetwork to HOST:PORT (a
+                       test's own server, or one whose connect hangs)
 
 Prints on stdout, one per line, then flushes:
   the session's socket path (the value for JUMPSTARTER_HOST)
@@ -115,13 +115,13 @@ def export_config(addrs, disable_address=False):
     }
 
 
-def root_device(addrs, disable_address=False, stuck=None):
+def root_device(addrs, disable_address=False, target=None):
     """The Composite root of `export_config`, built by upstream's config code;
-    with `stuck` ("HOST:PORT"), a `stuck` TcpNetwork to it too."""
+    with `target` ("HOST:PORT"), a `target` TcpNetwork to it too."""
     children = export_config(addrs, disable_address)
-    if stuck is not None:
-        host, port = stuck.rsplit(":", 1)
-        children["stuck"] = {
+    if target is not None:
+        host, port = target.rsplit(":", 1)
+        children["target"] = {
             "type": "jumpstarter_driver_network.driver.TcpNetwork",
             "config": {"host": host, "port": int(port)},
         }
@@ -140,7 +140,7 @@ async def main(args):
     from jumpstarter.exporter import Session
 
     async with echo_servers() as addrs:
-        with Session(root_device=root_device(addrs, args.disable_address, args.stuck)) as session:
+        with Session(root_device=root_device(addrs, args.disable_address, args.target)) as session:
             async with session.serve_unix_async() as path, AsyncExitStack() as stack:
                 session.update_status(ExporterStatus[args.status])
                 print(path)
@@ -169,5 +169,5 @@ if __name__ == "__main__":
     p.add_argument("--disable-address", action="store_true")
     p.add_argument("--tcp", action="store_true")
     p.add_argument("--passphrase")
-    p.add_argument("--stuck")
+    p.add_argument("--target")
     anyio.run(main, p.parse_args())

@@ -526,10 +526,35 @@ fn the_websocket_bridge_and_forward_work_over_a_driver_stream() {
 #[test]
 fn a_driver_whose_target_hangs_times_out_within_the_timeout() {
     let (_l, _fillers, addr) = common::full_backlog();
-    let p = Peer::start(&["--stuck", &addr.to_string()]);
-    let (r, took) = timed(|| p.net("stuck").connect(Some(Duration::from_millis(700))));
+    let p = Peer::start(&["--target", &addr.to_string()]);
+    let (r, took) = timed(|| p.net("target").connect(Some(Duration::from_millis(700))));
     common::assert_timeout(r);
     common::assert_between(took, Duration::from_millis(600), Duration::from_secs(2));
     let s = p.net("echo").connect(LONG).unwrap();
     round_trip(&s, b"still serving", 13);
+}
+
+/// What was sent before `close` reaches the target even when the network
+/// goes right after it (freeing the network waits, at most 2 s, for the
+/// calls still ending).
+#[test]
+fn what_was_sent_before_close_arrives_when_the_network_goes_at_once() {
+    let (url, sink) = common::tcp_target(|mut c| {
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        got
+    });
+    let p = Peer::start(&["--target", url.strip_prefix("tcp://").unwrap()]);
+    let net = p.net("target");
+    let s = net.connect(LONG).unwrap();
+    let data = pattern(8 * MIB, 8);
+    for c in data.chunks(MIB) {
+        s.send(c, LONG).unwrap();
+    }
+    s.close();
+    drop(s);
+    drop(net);
+    let got = sink.join().unwrap();
+    assert_eq!(got.len(), data.len(), "bytes at the target");
+    assert!(got == data, "the target got other bytes");
 }
