@@ -8,8 +8,13 @@
  *         CONNECTIONS  how many local connections to make, one after the
  *                      other (default 2)
  *
- * 1. jw_router_serve() starts an embedded router (in a lab, the router is a
- *    Jumpstarter deployment's and only its URL and a token are known);
+ * 1. jw_router_serve() starts an embedded router. This pairing of raw router
+ *    streams by one token works only with jumpwire at both ends (this
+ *    program's exporter thread): in a Jumpstarter lab the exporter is
+ *    upstream's, whose router streams carry an HTTP/2 session, not the
+ *    device's bytes, and whose tokens the controller mints per Dial. There,
+ *    reach a device's driver through the session instead:
+ *    `jumpstarter:?driver=NAME` (see lab_connect.c);
  * 2. jw_network_router() makes a network whose streams go through that router
  *    with a stream token; jw_listen() forwards a local port onto it: every
  *    connection accepted dials the router with the token;

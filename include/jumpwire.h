@@ -402,11 +402,14 @@ jw_status jw_network_connect(const jw_network *n, int timeout_ms, jw_stream **ou
 /**
  * Writes the network's address, as upstream `address()` reports it
  * (`tcp://127.0.0.1:5201`, `tcp://[::1]:8080`, `udp://…`, `unix:/PATH`,
- * `vsock://CID:PORT`, the websocket URL, a `dbus:` network's bus address),
- * into `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL said
- * `enable_address=false`, `JW_ERR_UNSUPPORTED` for networks without an
- * address (echo, a router), `JW_ERR_TOO_LARGE` if `cap` is too small
- * (nothing is written past `cap`).
+ * `vsock://CID:PORT`, the websocket URL, a `dbus:` network's bus address,
+ * a `jumpstarter:` network's driver's address as the session reports it),
+ * into `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL (or
+ * the exporter's configuration) said `enable_address=false`,
+ * `JW_ERR_UNSUPPORTED` for networks without an address (echo, a router, a
+ * session's echo or Unix driver), `JW_ERR_TOO_LARGE` if `cap` is too small
+ * (nothing is written past `cap`). A `jumpstarter:` network asks its
+ * session (a `DriverCall`, at most 10 s).
  */
 jw_status jw_network_address(const jw_network *n, char *buf, size_t cap);
 

@@ -97,11 +97,14 @@ pub extern "C" fn jw_network_connect(
 
 /// Writes the network's address, as upstream `address()` reports it
 /// (`tcp://127.0.0.1:5201`, `tcp://[::1]:8080`, `udp://…`, `unix:/PATH`,
-/// `vsock://CID:PORT`, the websocket URL, a `dbus:` network's bus address),
-/// into `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL said
-/// `enable_address=false`, `JW_ERR_UNSUPPORTED` for networks without an
-/// address (echo, a router), `JW_ERR_TOO_LARGE` if `cap` is too small
-/// (nothing is written past `cap`).
+/// `vsock://CID:PORT`, the websocket URL, a `dbus:` network's bus address,
+/// a `jumpstarter:` network's driver's address as the session reports it),
+/// into `buf` (`cap` bytes, NUL included). `JW_ERR_DISABLED` if the URL (or
+/// the exporter's configuration) said `enable_address=false`,
+/// `JW_ERR_UNSUPPORTED` for networks without an address (echo, a router, a
+/// session's echo or Unix driver), `JW_ERR_TOO_LARGE` if `cap` is too small
+/// (nothing is written past `cap`). A `jumpstarter:` network asks its
+/// session (a `DriverCall`, at most 10 s).
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_network_address(
     n: *const jw_network,

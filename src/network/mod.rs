@@ -19,23 +19,39 @@ pub(crate) mod dbus;
 mod echo;
 
 use crate::error::{Error, Result};
+use crate::session::Sessions;
 use crate::socket::{self, Family, Kind, fd};
 use crate::stream::{Connect, Stream};
 use crate::url::Endpoint;
 use crate::util::{deadline, remaining};
 use socket2::{Domain, SockAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A configured endpoint that streams can be opened to. Creating one does no
 /// I/O; each [`Network::connect`] opens a new stream.
 ///
-/// `Network` is `Send + Sync` and cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Network` is `Send + Sync` and cheap to clone. A `jumpstarter:`
+/// network's clones share its session connection: their streams are calls
+/// on one HTTP/2 connection.
+#[derive(Debug, Clone)]
 pub struct Network {
     endpoint: Endpoint,
     /// The stream token of a router network ([`Network::router`]).
     token: Option<Token>,
+    /// A `jumpstarter:` network's session connection, once opened.
+    sessions: Arc<Sessions>,
 }
+
+impl PartialEq for Network {
+    /// Networks are equal when their endpoints and tokens are (whatever
+    /// connection they hold).
+    fn eq(&self, other: &Network) -> bool {
+        self.endpoint == other.endpoint && self.token == other.token
+    }
+}
+
+impl Eq for Network {}
 
 /// A router stream token: kept out of `Debug` output and logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,6 +71,7 @@ impl Network {
         Ok(Network {
             endpoint,
             token: None,
+            sessions: Arc::default(),
         })
     }
 
@@ -83,6 +100,7 @@ impl Network {
         Ok(Network {
             endpoint,
             token: Some(Token(token.to_owned())),
+            sessions: Arc::default(),
         })
     }
 
@@ -91,6 +109,7 @@ impl Network {
         Network {
             endpoint,
             token: None,
+            sessions: Arc::default(),
         }
     }
 
@@ -140,6 +159,7 @@ impl Network {
                     "{name}: a router stream needs a stream token: use jw_network_router or jw_router_connect (Network::router, router::connect)"
                 ))),
             },
+            Endpoint::Jumpstarter(c) => self.sessions.connect(c, &name, deadline),
         };
         match &r {
             Ok(_) => log::debug!("{name}: connected"),
@@ -154,8 +174,13 @@ impl Network {
     /// can be), `unix:/PATH`, `vsock://CID:PORT`, the websocket URL, the bus
     /// address of a `dbus:` endpoint (`unix:path=/run/dbus/system_bus_socket`:
     /// the environment variable's value or its default, read now).
-    /// [`Error::Disabled`] when the URL says `enable_address=false`;
-    /// [`Error::Unsupported`] for endpoints without an address (echo).
+    /// A `jumpstarter:` network's address is its driver's, as upstream's
+    /// `NetworkClient.address()` asks it: a `DriverCall` of `address` on the
+    /// session (within 10 s), `tcp://HOST:PORT` or `udp://HOST:PORT` as the
+    /// exporter's driver reports it.
+    /// [`Error::Disabled`] when the URL (or the exporter's configuration)
+    /// says `enable_address=false`; [`Error::Unsupported`] for endpoints
+    /// without an address (echo, a session's Unix or echo drivers).
     pub fn address(&self) -> Result<String> {
         let disabled = || Error::Disabled(format!("{}: enable_address is false", self.endpoint));
         match &self.endpoint {
@@ -166,6 +191,7 @@ impl Network {
             Endpoint::Unix(_) | Endpoint::Vsock(_) => Ok(self.endpoint.to_string()),
             Endpoint::Websocket(c) => Ok(c.url.clone()),
             Endpoint::Dbus(bus) => dbus::address(bus, &self.endpoint.to_string()),
+            Endpoint::Jumpstarter(c) => self.sessions.address(c, &self.endpoint.to_string()),
             Endpoint::Echo | Endpoint::Router(_) => Err(Error::Unsupported(format!(
                 "{} has no address",
                 self.endpoint

@@ -8,7 +8,7 @@
 //! it is inside a call and by the library's driver thread otherwise (see
 //! `drive`); the connection under it is opened by `connect`.
 
-use super::connect::dial;
+use super::connect::{Target, dial, dial_target};
 use super::drive::StreamRuntime;
 use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
+use tonic::transport::Channel;
 
 /// Frames a stream queues for the gRPC request stream before `send` waits.
 const SEND_QUEUE: usize = 8;
@@ -103,9 +104,15 @@ pub(super) fn received(name: &str, f: StreamResponse) -> Received {
     }
 }
 
+/// How the gRPC status that ended a call becomes the caller's error: the
+/// call's name, the status.
+pub(crate) type StatusMap = fn(&str, &tonic::Status) -> Error;
+
 /// What the two sides of a call share with the task that starts it.
 #[derive(Default)]
 pub(super) struct CallState {
+    /// The mapping of the call's final status (a router's when `None`).
+    map: Option<StatusMap>,
     /// Why the call ended, once it ended with an error.
     failure: OnceLock<Error>,
     /// Set once the gRPC layer has taken every request frame, the last one
@@ -140,7 +147,7 @@ impl CallState {
 
     /// Records that the call ended with `st`, and returns the error for it.
     pub(super) fn failed(&self, name: &str, st: &tonic::Status) -> Error {
-        let e = status_error(name, st);
+        let e = self.map.unwrap_or(status_error)(name, st);
         let _ = self.failure.set(e.clone());
         e
     }
@@ -199,16 +206,38 @@ pub(super) fn start(router_url: &str, token: &str, timeout: Option<Duration>) ->
     let name = Endpoint::Router(cfg.clone()).to_string();
     let rt = StreamRuntime::new(&name)?;
     let channel = dial(&rt, &cfg, &name, deadline(timeout))?;
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("authorization", auth);
+    let call = start_call(rt, channel, name, metadata, None);
+    // Send the call's HEADERS now: the router pairs on them.
+    call.rt.settle();
+    log::debug!("{}: router stream started", call.name);
+    Ok(call)
+}
+
+/// Starts a `RouterService/Stream` call with `metadata` on `channel` (a
+/// connection on `rt`) as a task on `rt`; `map` maps its final status (a
+/// router's mapping when `None`).
+fn start_call(
+    rt: Arc<StreamRuntime>,
+    channel: Channel,
+    name: String,
+    metadata: tonic::metadata::MetadataMap,
+    map: Option<StatusMap>,
+) -> Call {
     let mut client = RouterServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::channel(SEND_QUEUE);
-    let shared = Arc::new(CallState::default());
+    let shared = Arc::new(CallState {
+        map,
+        ..CallState::default()
+    });
     let mut request = tonic::Request::new(Outbox {
         rx,
         shared: shared.clone(),
     });
-    request.metadata_mut().insert("authorization", auth);
+    *request.metadata_mut() = metadata;
     let (answer_tx, answer) = oneshot::channel();
     let task = rt.rt().spawn({
         let (name, shared) = (name.clone(), shared.clone());
@@ -218,26 +247,131 @@ pub(super) fn start(router_url: &str, token: &str, timeout: Option<Duration>) ->
                     shared.answered.store(true, Ordering::Release);
                     Ok(r.into_inner())
                 }
-                Err(st) => {
-                    let e = status_error(&name, &st);
-                    let _ = shared.failure.set(e.clone());
-                    Err(e)
-                }
+                Err(st) => Err(shared.failed(&name, &st)),
             };
             let _ = answer_tx.send(r);
         }
     });
-    // Send the call's HEADERS now: the router pairs on them.
-    rt.settle();
-    log::debug!("{name}: router stream started");
-    Ok(Call {
+    Call {
         name,
         tx,
         answer,
         task,
         shared,
         rt,
-    })
+    }
+}
+
+/// An HTTP/2 connection that many calls share: a Jumpstarter session's.
+/// Its runtime is driven by whichever caller is inside a call of one of its
+/// streams, and by the driver thread otherwise (see `drive`), as a router
+/// stream's; it lives as long as the last of its streams and this handle.
+pub(crate) struct Connection {
+    channel: Channel,
+    rt: Arc<StreamRuntime>,
+    /// The runtime's connections when this one was made.
+    first: usize,
+}
+
+impl Drop for Connection {
+    /// Lets the calls of streams closed before the peer's GOAWAY came end
+    /// (their data still going out), at most [`CLOSE_GRACE`]: the runtime,
+    /// and the connection with it, may go once the last stream does.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        let s = self.rt.sockets().clone();
+        self.rt.block_on(async {
+            let _ = tokio::time::timeout(CLOSE_GRACE, s.all_ended()).await;
+        });
+    }
+}
+
+impl Connection {
+    /// Connects to `target` within `deadline` (see
+    /// [`dial_target`](super::connect::dial_target)).
+    pub(crate) fn dial(target: Target<'_>, name: &str, deadline: Option<Instant>) -> Result<Self> {
+        let rt = StreamRuntime::new(name)?;
+        let channel = dial_target(&rt, target, name, deadline)?;
+        let first = rt.sockets().dialled();
+        Ok(Connection { channel, rt, first })
+    }
+
+    /// The connection, for the stubs of other services.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Runs `fut` (a call on [`Self::channel`]) on the connection's runtime
+    /// from the caller's thread until it completes or `deadline` passes
+    /// ([`Error::Timeout`]).
+    pub(crate) fn run<T>(
+        &self,
+        deadline: Option<Instant>,
+        fut: impl Future<Output = T>,
+    ) -> Result<T> {
+        self.rt.block_on(async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), fut)
+                    .await
+                    .map_err(|_| Error::Timeout),
+                None => Ok(fut.await),
+            }
+        })
+    }
+
+    /// Whether the connection still holds its first socket: the peer has
+    /// not closed it, it has not failed, and the channel has not dialled
+    /// again on its own (the server there may be another one: a session
+    /// behind the same path is another session, with other drivers).
+    pub(crate) fn alive(&self) -> bool {
+        let s = self.rt.sockets();
+        s.connected() && s.dialled() == self.first
+    }
+
+    /// Opens a stream: a `RouterService/Stream` call with `metadata` on the
+    /// connection, usable once the server has answered it (its response
+    /// HEADERS), which is waited for until `deadline`. Upstream's session
+    /// never ends such a call: the stream is over for both sides once each
+    /// has sent its GOAWAY, and the call is then cancelled (RST_STREAM)
+    /// instead of waiting for the server's trailers: `close` returns once
+    /// ours went out, and a task on the connection's runtime cancels the
+    /// call when the peer's GOAWAY comes or [`CLOSE_GRACE`] later. `map` maps the status
+    /// of a call the server refuses or ends.
+    ///
+    /// # Errors
+    ///
+    /// The error `map` makes of the server's refusal; [`Error::Timeout`]
+    /// when `deadline` passes first (the call is cancelled).
+    pub(crate) fn stream(
+        &self,
+        name: String,
+        metadata: tonic::metadata::MetadataMap,
+        map: StatusMap,
+        deadline: Option<Instant>,
+    ) -> Result<Stream> {
+        let call = start_call(
+            self.rt.clone(),
+            self.channel.clone(),
+            name,
+            metadata,
+            Some(map),
+        );
+        let mut t = RouterTransport::new(call);
+        t.ends_at_goaway = true;
+        if let Err(e) = t.paired(deadline) {
+            // Refused, or not answered in time: the call goes now
+            // (RST_STREAM), not when the server answers it.
+            t.task.abort();
+            let rt = t.rt.clone();
+            drop(t);
+            rt.settle();
+            return Err(e);
+        }
+        log::debug!("{}: stream open", t.name);
+        Ok(t.into_stream())
+    }
 }
 
 /// Opens a router stream: dials the router named by `router_url` and starts
@@ -294,6 +428,10 @@ pub(super) struct RouterTransport {
     /// A task queueing the rest of a send that its deadline cut short (and
     /// the GOAWAY of a `send_eof` made meanwhile).
     flusher: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// The peer's GOAWAY ends the call for `close` (a session's calls,
+    /// which the server never ends: see [`Connection::stream`]); a router
+    /// call is waited on until it ends.
+    ends_at_goaway: bool,
     /// Last: the call's runtime goes after everything that lives on it.
     rt: Arc<StreamRuntime>,
 }
@@ -374,6 +512,7 @@ impl RouterTransport {
             task: call.task,
             closing: watch::channel(false).0,
             flusher: Mutex::new(None),
+            ends_at_goaway: false,
             rt: call.rt,
         }
     }
@@ -571,6 +710,75 @@ impl Transport for RouterTransport {
                 // or it failed; an unpaired call has nobody to deliver to
                 // and is done once the gRPC layer took every frame.
                 let reader = &mut *r;
+                if self.ends_at_goaway {
+                    // A session's call: `close` waits until everything of
+                    // ours went to the gRPC layer (reading the peer's frames
+                    // meanwhile, so that a peer blocked on sending to us goes
+                    // on reading). The call is over once the peer's GOAWAY
+                    // came too, which a task waits for (at most until the
+                    // grace ends; a UDP driver, or a console that does not
+                    // end on our EOF, never sends one) before it cancels the
+                    // call: `close` does not wait for it.
+                    let mut frames =
+                        match std::mem::replace(&mut reader.incoming, Incoming::Ended(None)) {
+                            Incoming::Open(frames) => Some(frames),
+                            other => {
+                                reader.incoming = other;
+                                None
+                            }
+                        };
+                    let ours = async {
+                        flush.await;
+                        while !shared.drained.load(Ordering::Acquire)
+                            && shared.failure.get().is_none()
+                        {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    };
+                    let mut theirs_ended = frames.is_none();
+                    let _ = tokio::time::timeout_at(until, async {
+                        let mut ours = std::pin::pin!(ours);
+                        loop {
+                            tokio::select! {
+                                () = &mut ours => return,
+                                f = async {
+                                    match frames.as_mut() {
+                                        Some(frames) => frames.message().await,
+                                        None => std::future::pending().await,
+                                    }
+                                }, if !theirs_ended => {
+                                    theirs_ended = !matches!(
+                                        f.map(|f| f.map(|f| received("", f))),
+                                        Ok(Some(Received::Data(_) | Received::Ignored))
+                                    );
+                                }
+                            }
+                        }
+                    })
+                    .await;
+                    if let (Some(mut frames), false) = (frames, theirs_ended) {
+                        // The driver thread runs it when the socket is ready;
+                        // the connection's end waits for it.
+                        self.rt.sent();
+                        let ending = self.rt.sockets().ending();
+                        tokio::spawn(async move {
+                            let _ending = ending;
+                            let _ = tokio::time::timeout_at(until, async {
+                                while let Ok(Some(f)) = frames.message().await {
+                                    if !matches!(
+                                        received("", f),
+                                        Received::Data(_) | Received::Ignored
+                                    ) {
+                                        return;
+                                    }
+                                }
+                            })
+                            .await;
+                            // Dropped: the call is cancelled (RST_STREAM).
+                        });
+                    }
+                    return;
+                }
                 let over = async {
                     if let Incoming::Open(frames) = &mut reader.incoming {
                         while let Ok(Some(_)) = frames.message().await {}

@@ -5,13 +5,15 @@
 //! provider, ALPN `h2`, as gRPC over TLS requires). Either hands the
 //! connection a socket wrapped in [`Linger`], which the driver thread
 //! watches (see `drive`). HTTP/2 keepalive and the flow-control windows are
-//! set here too.
+//! set here too. A Jumpstarter session's Unix socket is reached the same
+//! way through [`UnixConnector`] (plaintext HTTP/2, no keepalive: see
+//! [`Target::Unix`]).
 
 use super::drive::{Linger, Sockets, StreamRuntime};
 use super::{ALPN_H2, CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::error::{Error, Result};
 use crate::tls::client_config;
-use crate::url::RouterConfig;
+use crate::url::{RouterConfig, UnixPath};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -22,7 +24,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 use tonic::codegen::{Service, http};
 use tonic::transport::Channel;
@@ -35,16 +37,61 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// (a dead router, or a black hole, ends a stream within 40 s, not never).
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Where an HTTP/2 connection goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// A router (or a Jumpstarter session on `HOST:PORT`): TCP, TLS for
+    /// `grpcs://`, HTTP/2 keepalive as upstream's channels have it.
+    Tcp(&'a RouterConfig),
+    /// A Jumpstarter session's Unix socket: plaintext HTTP/2 (prior
+    /// knowledge) and no keepalive, as upstream's Unix channel (grpc
+    /// defaults): a grpc server answers PINGs without calls more often than
+    /// every 5 minutes with GOAWAY `too_many_pings`.
+    Unix(&'a UnixPath),
+}
+
+/// Connects to `target` on `rt` (the connection's tasks are spawned on it),
+/// within `deadline`: the socket (TCP, TLS for `grpcs://`, or a Unix
+/// socket), and the HTTP/2 handshake, complete once the server has sent its
+/// SETTINGS.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for a `ca` file that cannot be read or holds
+/// no certificate (before any I/O); [`Error::Connection`] when the server
+/// cannot be reached or the TLS handshake fails; [`Error::Timeout`] when
+/// `deadline` passes first.
+pub(crate) fn dial_target(
+    rt: &StreamRuntime,
+    target: Target<'_>,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<Channel> {
+    let cfg = match target {
+        Target::Tcp(cfg) => cfg,
+        Target::Unix(path) => {
+            let unix = UnixConnector {
+                path: path.clone(),
+                name: name.to_owned(),
+                sockets: rt.sockets().clone(),
+            };
+            let ep = tonic::transport::Endpoint::from_static("http://localhost")
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW);
+            let ep = timed(ep, deadline);
+            return handshake(rt, ep.connect_with_connector(unix), name, deadline);
+        }
+    };
+    dial(rt, cfg, name, deadline)
+}
+
 /// Connects to the router of `cfg` on `rt` (the connection's tasks are
 /// spawned on it), within `deadline`: TCP, TLS for `grpcs://`, and the
 /// HTTP/2 handshake, complete once the router has sent its SETTINGS.
 ///
 /// # Errors
 ///
-/// [`Error::InvalidArgument`] for a `ca` file that cannot be read or holds
-/// no certificate (before any I/O); [`Error::Connection`] when the router
-/// cannot be reached or the TLS handshake fails; [`Error::Timeout`] when
-/// `deadline` passes first.
+/// As [`dial_target`].
 pub(super) fn dial(
     rt: &StreamRuntime,
     cfg: &RouterConfig,
@@ -69,23 +116,37 @@ pub(super) fn dial(
         cfg.host.clone()
     };
     let scheme = if cfg.tls { "https" } else { "http" };
-    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
+    let ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
         .map_err(|e| Error::invalid(format!("{name}: {e}")))?
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    if let Some(d) = deadline {
-        ep = ep.connect_timeout(d.saturating_duration_since(Instant::now()));
+    let ep = timed(ep, deadline);
+    match tls {
+        Some(c) => handshake(rt, ep.connect_with_connector(c), name, deadline),
+        None => handshake(rt, ep.connect_with_connector(plain), name, deadline),
     }
+}
+
+/// `ep` with its connect timeout at `deadline`.
+fn timed(ep: tonic::transport::Endpoint, deadline: Option<Instant>) -> tonic::transport::Endpoint {
+    match deadline {
+        Some(d) => ep.connect_timeout(d.saturating_duration_since(Instant::now())),
+        None => ep,
+    }
+}
+
+/// Runs `connecting` (an endpoint's `connect_with_connector`) on `rt`
+/// within `deadline`: complete once the server has spoken (its SETTINGS).
+fn handshake(
+    rt: &StreamRuntime,
+    connecting: impl Future<Output = std::result::Result<Channel, tonic::transport::Error>>,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<Channel> {
     rt.block_on(async move {
-        let connecting = async {
-            match tls {
-                Some(c) => ep.connect_with_connector(c).await,
-                None => ep.connect_with_connector(plain).await,
-            }
-        };
         let r = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), connecting)
                 .await
@@ -158,6 +219,43 @@ impl Service<http::Uri> for GrpcConnector {
             let tcp = tcp(&me.host, me.port).await?;
             let fd = tcp.as_raw_fd();
             Ok(TokioIo::new(Linger::new(tcp, fd, me.sockets)))
+        })
+    }
+}
+
+/// Dials a Unix socket for a session's plaintext HTTP/2; a `Service<Uri>`
+/// as [`GrpcConnector`] is. The connect itself is the socket module's (it
+/// knows abstract names); a Unix connect does not wait on the network.
+#[derive(Clone)]
+struct UnixConnector {
+    path: UnixPath,
+    name: String,
+    /// The stream runtime's sockets (see [`Linger`]).
+    sockets: Arc<Sockets>,
+}
+
+/// A session's Unix connection, watched and lingering (see [`Linger`]).
+type UnixIo = TokioIo<Linger<UnixStream>>;
+
+impl Service<http::Uri> for UnixConnector {
+    type Response = UnixIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<UnixIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move {
+            let socket = crate::socket::connect_unix(&me.path, None, &me.name)
+                .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string()))?;
+            let std: std::os::unix::net::UnixStream = socket.into();
+            std.set_nonblocking(true)?;
+            let unix = UnixStream::from_std(std)?;
+            let fd = unix.as_raw_fd();
+            Ok(TokioIo::new(Linger::new(unix, fd, me.sockets)))
         })
     }
 }

@@ -78,6 +78,13 @@ pub(super) struct Sockets {
     /// Set once the peer sent its first bytes on a connection (an HTTP/2
     /// server's SETTINGS); `heard` is notified then.
     spoke: AtomicBool,
+    /// Connections made so far (a gRPC channel dials again on its own
+    /// after its connection failed).
+    dialled: AtomicUsize,
+    /// Calls ending in the background (a session stream closed before the
+    /// peer's GOAWAY came); `ended` is notified as each one ends.
+    ending: AtomicUsize,
+    ended: Notify,
     heard: Notify,
 }
 
@@ -139,6 +146,45 @@ impl Sockets {
     }
 }
 
+impl Sockets {
+    /// Whether the connection still holds its socket.
+    pub(super) fn connected(&self) -> bool {
+        lock(&self.watch).fd.is_some()
+    }
+
+    /// How many connections were made on this runtime so far.
+    pub(super) fn dialled(&self) -> usize {
+        self.dialled.load(Ordering::Acquire)
+    }
+
+    /// Counts a call ending in the background until the guard is dropped.
+    pub(super) fn ending(self: &Arc<Self>) -> Ending {
+        self.ending.fetch_add(1, Ordering::AcqRel);
+        Ending(self.clone())
+    }
+
+    /// Completes once no call is ending in the background.
+    pub(super) async fn all_ended(&self) {
+        loop {
+            let ended = self.ended.notified();
+            if self.ending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// A call ending in the background, counted until dropped.
+pub(super) struct Ending(Arc<Sockets>);
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.0.ending.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_waiters();
+    }
+}
+
 impl StreamRuntime {
     pub(super) fn new(name: &str) -> Result<Arc<StreamRuntime>> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -150,6 +196,9 @@ impl StreamRuntime {
             lingered: Notify::new(),
             idle: Notify::new(),
             spoke: AtomicBool::new(false),
+            dialled: AtomicUsize::new(0),
+            ending: AtomicUsize::new(0),
+            ended: Notify::new(),
             heard: Notify::new(),
         });
         let idle = Arc::downgrade(&sockets);
@@ -420,6 +469,7 @@ impl<T: AsyncRead + Unpin + Send + 'static> Linger<T> {
                 w.sent = sent;
             }
             w.fd = Some(fd);
+            sockets.dialled.fetch_add(1, Ordering::AcqRel);
             sockets.rearm(&mut w);
         }
         Linger {

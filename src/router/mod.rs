@@ -23,12 +23,17 @@
 //!   watching the connection's socket (`Linger`). Crate: `error`, `sys`,
 //!   `util`.
 //! - `connect`: how a router is reached: the HTTP/2 connection of a
-//!   `grpc://` or `grpcs://` URL (TCP, TLS, keepalive) on a stream runtime.
-//!   Uses `drive`. Crate: `error`, `tls`, `url`.
+//!   `grpc://` or `grpcs://` URL (TCP, TLS, keepalive) on a stream runtime,
+//!   or of a Jumpstarter session's Unix socket (`Target`). Uses `drive`.
+//!   Crate: `error`, `socket`, `tls`, `url`.
 //! - `client`: one `RouterService/Stream` call (started, its frames, its
 //!   end) and the blocking [`Stream`](crate::Stream) over it
-//!   ([`connect`](fn@connect)). Uses `connect`, `drive`. Crate: `error`,
-//!   `stream`, `url`, `util`.
+//!   ([`connect`](fn@connect)); and `Connection`, an HTTP/2 connection that
+//!   many such calls share, with extra request metadata and a status
+//!   mapping of the caller's (what `crate::session` opens its driver
+//!   streams on: the session's calls end at the GOAWAYs, and are cancelled
+//!   then). Uses `connect`, `drive`. Crate: `error`, `stream`, `url`,
+//!   `util`.
 //! - `export`: the exporter ([`export`](fn@export)): a call started as
 //!   `client` starts one, forwarded to a target stream. Uses `client` (and
 //!   the call's runtime, from `drive`). Crate: `error`, `relay`, `stream`,
@@ -41,8 +46,8 @@
 //!
 //! This module holds what both ends share: the generated types, the message
 //! and window sizes, ALPN, and the server's runtime (crate: `sys`). No file
-//! here uses the dispatcher (`network`), the listeners (`forward`) or
-//! `websocket`; the C side of the router (its handle, the certificate as a
+//! here uses the dispatcher (`network`), the listeners (`forward`),
+//! `session` or `websocket`; the C side of the router (its handle, the certificate as a
 //! C string) is in `ffi`.
 
 mod client;
@@ -53,7 +58,9 @@ mod gate;
 mod server;
 pub mod token;
 
+pub(crate) use client::Connection;
 pub use client::connect;
+pub(crate) use connect::Target;
 pub use export::export;
 pub use server::Router;
 
@@ -119,7 +126,7 @@ mod tests {
     const LAYERS: &[(&str, &[&str])] = &[
         ("token", &["error"]),
         ("drive", &["error", "sys", "util"]),
-        ("connect", &["error", "tls", "url"]),
+        ("connect", &["error", "socket", "tls", "url"]),
         ("client", &["error", "stream", "url", "util"]),
         ("export", &["error", "relay", "stream", "util"]),
         ("gate", &["util"]),

@@ -5,7 +5,14 @@
 //! A session is upstream's `jumpstarter.v1.ExporterService` (`GetReport`,
 //! `DriverCall`, `GetStatus`, `LogStream`, `EndSession`) plus
 //! `jumpstarter.v1.RouterService/Stream`, whose calls carry driver streams;
-//! a lab's controller serves `ControllerService` and `ClientService`. So far
-//! this module holds only their generated types and stubs ([`proto`]).
+//! a lab's controller serves `ControllerService` and `ClientService`. This
+//! module holds their generated types and stubs (`proto`) and the client of
+//! a local session (`client`: `jumpstarter:` networks' streams and
+//! addresses), built on the router client's calls and connection
+//! (`crate::router::Connection`). Crate: `error`, `router`, `stream`, `url`,
+//! `util`.
 
+mod client;
 mod proto;
+
+pub(crate) use client::Sessions;

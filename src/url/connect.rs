@@ -25,6 +25,9 @@ pub enum Endpoint {
     Echo,
     /// `grpc://HOST:PORT`, `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`
     Router(RouterConfig),
+    /// `jumpstarter:unix:/PATH?driver=NAME[&method=M]`,
+    /// `jumpstarter:?driver=NAME[&method=M]`
+    Jumpstarter(JumpstarterConfig),
 }
 
 /// TCP client configuration.
@@ -132,8 +135,44 @@ pub struct RouterConfig {
     pub insecure: bool,
 }
 
+/// A driver stream of a Jumpstarter session (`jumpstarter:`): the session,
+/// the driver by its name path and the stream method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpstarterConfig {
+    /// Where the session is.
+    pub session: SessionAddress,
+    /// The driver's name path: the `jumpstarter.dev/name` labels from the
+    /// root's child down (`["dut", "console"]` for `dut.console`).
+    pub driver: Vec<String>,
+    /// The stream method (`connect` by default, as upstream's network
+    /// clients).
+    pub method: String,
+}
+
+impl JumpstarterConfig {
+    /// The driver's name path as `jmp` shows it (`dut.console`).
+    pub fn driver_name(&self) -> String {
+        self.driver.join(".")
+    }
+}
+
+/// Where a Jumpstarter session is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAddress {
+    /// `jumpstarter:?…`: the session `JUMPSTARTER_HOST` names, read at each
+    /// connect (a Unix socket path, or `HOST:PORT`, as upstream reads it).
+    Env,
+    /// `jumpstarter:unix:/PATH?…`: the session on that Unix socket.
+    Unix(UnixPath),
+}
+
+/// The stream method upstream's network clients open (`TcpPortforwardAdapter`,
+/// `NetworkClient.connect`).
+pub const DEFAULT_STREAM_METHOD: &str = "connect";
+
 /// The connect schemes, as error messages list them.
-const CONNECT_SCHEMES: &str = "tcp, udp, unix, vsock, dbus, ws, wss, echo, grpc, grpcs";
+const CONNECT_SCHEMES: &str =
+    "tcp, udp, unix, vsock, dbus, ws, wss, echo, grpc, grpcs, jumpstarter";
 
 impl Endpoint {
     /// Parses a connect URL. No I/O happens here.
@@ -166,6 +205,7 @@ impl Endpoint {
             "ws" | "wss" => parse_websocket(&cx, rest).map(Endpoint::Websocket),
             "echo" => parse_echo(&cx, rest),
             "grpc" | "grpcs" => parse_router(&cx, rest).map(Endpoint::Router),
+            "jumpstarter" => parse_jumpstarter(&cx, rest).map(Endpoint::Jumpstarter),
             _ => Err(cx.err(format_args!(
                 "unknown scheme {scheme:?} (expected {CONNECT_SCHEMES})"
             ))),
@@ -214,6 +254,18 @@ impl std::fmt::Display for Endpoint {
                 let scheme = if c.tls { "grpcs" } else { "grpc" };
                 write!(f, "{scheme}://{}:{}", HostFmt(&c.host), c.port)?;
                 write_tls_options(f, '?', c.ca.as_deref(), c.insecure).map(|_| ())
+            }
+            Endpoint::Jumpstarter(c) => {
+                f.write_str("jumpstarter:")?;
+                if let SessionAddress::Unix(p) = &c.session {
+                    write!(f, "{p}")?;
+                }
+                let mut opts = OptWriter::new('?');
+                opts.write(f, "driver", &c.driver_name())?;
+                if c.method != DEFAULT_STREAM_METHOD {
+                    opts.write(f, "method", &c.method)?;
+                }
+                Ok(())
             }
         }
     }
@@ -387,6 +439,62 @@ fn parse_router(cx: &Ctx<'_>, rest: &str) -> Result<RouterConfig> {
     })
 }
 
+const JUMPSTARTER_OPTIONS: &[(&str, OptKind)] =
+    &[("driver", OptKind::Name), ("method", OptKind::Name)];
+const JUMPSTARTER_FORMS: &str =
+    "jumpstarter:unix:/PATH?driver=NAME[&method=M] or jumpstarter:?driver=NAME[&method=M]";
+
+/// `jumpstarter:[unix:PATH]?driver=NAME[&method=M]`. Only the session's
+/// Unix socket is given in the URL; without it `JUMPSTARTER_HOST` names the
+/// session at connect time.
+fn parse_jumpstarter(cx: &Ctx<'_>, rest: &str) -> Result<JumpstarterConfig> {
+    let (session, query) = match rest.split_once('?') {
+        Some((s, q)) => (s, Some(q)),
+        None => (rest, None),
+    };
+    let session = if session.is_empty() {
+        SessionAddress::Env
+    } else if let Some((_, path)) = split_scheme(session).filter(|(s, _)| s == "unix") {
+        SessionAddress::Unix(parse_unix(cx, path)?)
+    } else {
+        return Err(cx.err(format_args!(
+            "the session {session:?} is not a unix: address (expected {JUMPSTARTER_FORMS})"
+        )));
+    };
+    let opts = parse_options(cx, query, JUMPSTARTER_OPTIONS, "jumpstarter:")?;
+    let Some(driver) = opts.non_empty(cx, "driver", OptKind::Name)? else {
+        return Err(cx.err(format_args!(
+            "option driver is missing: which driver? (expected {JUMPSTARTER_FORMS})"
+        )));
+    };
+    let mut path = Vec::new();
+    for part in driver.split('.') {
+        if part.is_empty() {
+            return Err(cx.err(format_args!(
+                "option driver: {driver:?} has an empty name between dots \
+                 (expected NAME or NAME.CHILD, e.g. dut.console)"
+            )));
+        }
+        path.push(part.to_owned());
+    }
+    let method = opts
+        .non_empty(cx, "method", OptKind::Name)?
+        .unwrap_or_else(|| DEFAULT_STREAM_METHOD.to_owned());
+    if !method
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(cx.err(format_args!(
+            "option method: {method:?} is not a method name (letters, digits, _)"
+        )));
+    }
+    Ok(JumpstarterConfig {
+        session,
+        driver: path,
+        method,
+    })
+}
+
 fn write_tls_options(
     f: &mut std::fmt::Formatter<'_>,
     first: char,
@@ -452,6 +560,14 @@ mod tests {
             tls,
             ca: ca.map(PathBuf::from),
             insecure,
+        })
+    }
+
+    fn js(session: Option<UnixPath>, driver: &[&str], method: &str) -> Endpoint {
+        Endpoint::Jumpstarter(JumpstarterConfig {
+            session: session.map_or(SessionAddress::Env, SessionAddress::Unix),
+            driver: driver.iter().map(|d| (*d).to_owned()).collect(),
+            method: method.into(),
         })
     }
 
@@ -649,6 +765,27 @@ mod tests {
                 "grpcs://127.0.0.1:1?insecure=true&ca=/c.pem".into(),
                 router("127.0.0.1", 1, true, Some("/c.pem"), true),
             ),
+            // jumpstarter
+            (
+                "jumpstarter:unix:/tmp/j/socket?driver=tcp".into(),
+                js(Some(unix_path("/tmp/j/socket")), &["tcp"], "connect"),
+            ),
+            (
+                "JUMPSTARTER:?driver=dut.console".into(),
+                js(None, &["dut", "console"], "connect"),
+            ),
+            (
+                "jumpstarter:unix:@sess?method=stream_x&driver=a%2Eb".into(),
+                js(
+                    Some(UnixPath::Abstract("sess".into())),
+                    &["a", "b"],
+                    "stream_x",
+                ),
+            ),
+            (
+                "jumpstarter:UNIX:///s?driver=echo".into(),
+                js(Some(unix_path("/s")), &["echo"], "connect"),
+            ),
         ];
         cases.sort_by(|a, b| a.0.cmp(&b.0));
         cases
@@ -672,14 +809,14 @@ mod tests {
             ("", "empty URL: missing scheme (expected tcp, udp, unix"),
             (
                 "localhost",
-                "localhost: missing scheme (expected tcp, udp, unix, vsock, dbus, ws, wss, echo, grpc, grpcs)",
+                "localhost: missing scheme (expected tcp, udp, unix, vsock, dbus, ws, wss, echo, grpc, grpcs, jumpstarter)",
             ),
             ("/tmp/x.sock", "missing scheme"),
             ("127.0.0.1:80", "missing scheme"),
             ("[::1]:80", "missing scheme"),
             (
                 "frob://x",
-                "frob://x: unknown scheme \"frob\" (expected tcp, udp, unix, vsock, dbus, ws, wss, echo, grpc, grpcs)",
+                "frob://x: unknown scheme \"frob\" (expected tcp, udp, unix, vsock, dbus, ws, wss, echo, grpc, grpcs, jumpstarter)",
             ),
             ("http://h/", "unknown scheme \"http\""),
             ("localhost:80", "unknown scheme \"localhost\""),
@@ -928,6 +1065,27 @@ mod tests {
                 "grpcs://h:1?cert=/c",
                 "unknown option \"cert\" (expected ca, insecure)",
             ),
+            // jumpstarter
+            ("jumpstarter:", "option driver is missing"),
+            ("jumpstarter:unix:/s", "option driver is missing"),
+            ("jumpstarter:?driver=", "option driver: value is empty"),
+            ("jumpstarter:?driver=a..b", "has an empty name between dots"),
+            ("jumpstarter:?driver=.a", "has an empty name between dots"),
+            (
+                "jumpstarter:tcp://h:1?driver=a",
+                "the session \"tcp://h:1\" is not a unix: address",
+            ),
+            ("jumpstarter:/s?driver=a", "is not a unix: address"),
+            ("jumpstarter:unix:?driver=a", "path is empty"),
+            (
+                "jumpstarter:?driver=a&method=b-c",
+                "option method: \"b-c\" is not a method name",
+            ),
+            (
+                "jumpstarter:?driver=a&uuid=x",
+                "unknown option \"uuid\" (expected driver, method)",
+            ),
+            ("jumpstarter:?driver=a&driver=b", "given more than once"),
         ];
         for (url, want) in cases {
             let got = message(Endpoint::parse(url));
@@ -957,6 +1115,14 @@ mod tests {
             ("unix:////x", "unix:////x"),
             ("unix:rel", "unix:rel"),
             ("unix:@name", "unix:@name"),
+            (
+                "jumpstarter:unix:///s?method=connect&driver=dut.console",
+                "jumpstarter:unix:/s?driver=dut.console",
+            ),
+            (
+                "Jumpstarter:?driver=a&method=m",
+                "jumpstarter:?driver=a&method=m",
+            ),
             ("vsock://3:1024", "vsock://3:1024"),
             ("dbus:system", "dbus:system"),
             ("dbus:SESSION", "dbus:session"),

@@ -29,6 +29,19 @@
 //! - `echo:` (or `echo://`)
 //! - `grpc://HOST:PORT`, `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`
 //!   ([`RouterConfig`])
+//! - `jumpstarter:unix:/PATH?driver=NAME[&method=M]` (also `unix:@NAME`):
+//!   a driver stream of the Jumpstarter session (upstream's exporter
+//!   session, `ExporterService` plus `RouterService/Stream`) served on that
+//!   Unix socket; `jumpstarter:?driver=NAME[&method=M]`: of the session that
+//!   `JUMPSTARTER_HOST` names (as inside `jmp shell`), read at each connect
+//!   with upstream's rules: a value whose text after its last `:` is a port
+//!   (1-65535) is `HOST:PORT` over TCP (TLS with the system roots, plaintext
+//!   when `JMP_GRPC_INSECURE=1` or `JUMPSTARTER_GRPC_INSECURE=1`; the
+//!   passphrase of `JMP_GRPC_PASSPHRASE` is sent when set), anything else a
+//!   Unix socket path (no `unix:` prefix). `NAME` is the driver's name path
+//!   as `jmp` shows it: the children's `jumpstarter.dev/name` labels,
+//!   dot-separated for nested drivers (`dut.console`); `method` is the
+//!   stream method (`connect` by default). ([`JumpstarterConfig`])
 //!
 //! # Listen URLs ([`ListenEndpoint`])
 //!
@@ -66,7 +79,8 @@ mod query;
 mod syntax;
 
 pub use connect::{
-    DbusBus, Endpoint, RouterConfig, TcpConfig, UdpConfig, VsockConfig, WebsocketConfig,
+    DEFAULT_STREAM_METHOD, DbusBus, Endpoint, JumpstarterConfig, RouterConfig, SessionAddress,
+    TcpConfig, UdpConfig, VsockConfig, WebsocketConfig,
 };
 pub use listen::{ListenEndpoint, RouterListenConfig, TcpListenOptions, WebsocketListenOptions};
 

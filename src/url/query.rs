@@ -14,6 +14,7 @@ pub(super) enum OptKind {
     Secret,
     Count,
     List,
+    Name,
 }
 
 impl OptKind {
@@ -24,6 +25,7 @@ impl OptKind {
             OptKind::Secret => "a non-empty secret",
             OptKind::Count => "a whole number from 1 to 1073741824",
             OptKind::List => "a comma-separated list",
+            OptKind::Name => "a name",
         }
     }
 }

@@ -288,6 +288,18 @@ pub fn run(bin: &Path, args: &[&str], link: Link) -> Run {
 
 /// [`run`] for programs that may take longer than [`RUN_TIMEOUT`].
 pub fn run_for(bin: &Path, args: &[&str], link: Link, limit: Duration) -> Run {
+    run_env(bin, args, link, limit, &[])
+}
+
+/// [`run_for`] with `env` set (`(name, None)` removes a variable) in the
+/// program's environment only.
+pub fn run_env(
+    bin: &Path,
+    args: &[&str],
+    link: Link,
+    limit: Duration,
+    env: &[(&str, Option<&str>)],
+) -> Run {
     let wrapper = flags_from("JW_C_WRAPPER");
     let mut cmd = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
@@ -301,6 +313,12 @@ pub fn run_for(bin: &Path, args: &[&str], link: Link, limit: Duration) -> Run {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
     cmd.env_remove("LD_LIBRARY_PATH");
     if link == Link::Shared {
         cmd.env(

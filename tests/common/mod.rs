@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod routing;
+pub mod session;
 
 use jumpwire::{Error, Stream};
 use std::io::{Read, Write};

@@ -24,10 +24,16 @@ Options:
   --status NAME        the session's ExporterStatus name (default LEASE_READY)
   --disable-address    configure `tcp` with enable_address=False, so that its
                        `address` DriverCall fails as upstream's does
+  --tcp                serve the same session on 127.0.0.1 over TCP too
+                       (plaintext HTTP/2, upstream's serve_tcp_async)
+  --passphrase P       with --tcp: upstream's PassphraseInterceptor there
+  --target HOST:PORT   a driver `target` too: a TcpNetwork to HOST:PORT (a
+                       test's own server, or one whose connect hangs)
 
 Prints on stdout, one per line, then flushes:
   the session's socket path (the value for JUMPSTARTER_HOST)
   "tcp HOST:PORT", "udp HOST:PORT", "unix PATH" (the echo servers)
+  "session-tcp HOST:PORT" (with --tcp)
   "READY"
 and serves until its stdin closes (or it is killed).
 
@@ -38,7 +44,7 @@ import argparse
 import os
 import sys
 import tempfile
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from anyio import to_thread
@@ -109,10 +115,18 @@ def export_config(addrs, disable_address=False):
     }
 
 
-def root_device(addrs, disable_address=False):
-    """The Composite root of `export_config`, built by upstream's config code."""
+def root_device(addrs, disable_address=False, target=None):
+    """The Composite root of `export_config`, built by upstream's config code;
+    with `target` ("HOST:PORT"), a `target` TcpNetwork to it too."""
+    children = export_config(addrs, disable_address)
+    if target is not None:
+        host, port = target.rsplit(":", 1)
+        children["target"] = {
+            "type": "jumpstarter_driver_network.driver.TcpNetwork",
+            "config": {"host": host, "port": int(port)},
+        }
     return ExporterConfigV1Alpha1DriverInstance.model_validate(
-        {"type": "jumpstarter_driver_composite.driver.Composite", "children": export_config(addrs, disable_address)}
+        {"type": "jumpstarter_driver_composite.driver.Composite", "children": children}
     ).instantiate()
 
 
@@ -126,11 +140,24 @@ async def main(args):
     from jumpstarter.exporter import Session
 
     async with echo_servers() as addrs:
-        with Session(root_device=root_device(addrs, args.disable_address)) as session:
-            async with session.serve_unix_async() as path:
+        with Session(root_device=root_device(addrs, args.disable_address, args.target)) as session:
+            async with session.serve_unix_async() as path, AsyncExitStack() as stack:
                 session.update_status(ExporterStatus[args.status])
                 print(path)
                 print_addrs(addrs)
+                if args.tcp:
+                    # The same session on TCP too (plaintext, as upstream's
+                    # serve_tcp_async without TLS), behind upstream's
+                    # passphrase interceptor when --passphrase is given.
+                    interceptors = None
+                    if args.passphrase is not None:
+                        from jumpstarter.exporter.auth import PassphraseInterceptor
+
+                        interceptors = [PassphraseInterceptor(args.passphrase)]
+                    port = await stack.enter_async_context(
+                        session.serve_tcp_async("127.0.0.1", 0, interceptors=interceptors)
+                    )
+                    print("session-tcp 127.0.0.1:{}".format(port))
                 print("READY", flush=True)
                 # Serve until stdin closes.
                 await to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
@@ -140,4 +167,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--status", default="LEASE_READY", choices=[s.name for s in ExporterStatus])
     p.add_argument("--disable-address", action="store_true")
+    p.add_argument("--tcp", action="store_true")
+    p.add_argument("--passphrase")
+    p.add_argument("--target")
     anyio.run(main, p.parse_args())

@@ -13,7 +13,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use toolchain::{Link, WorkDir, build, compile, cxx_compiler, link_args, repo, run, run_for};
+use toolchain::{
+    Link, WorkDir, build, compile, cxx_compiler, link_args, repo, run, run_env, run_for,
+};
 
 /// How long a test server waits for its client at most.
 const SERVER_WAIT: Duration = Duration::from_secs(20);
@@ -97,6 +99,7 @@ fn every_c_program_has_a_test() {
         "c-examples/cpp_echo.cpp",
         "c-examples/dbus_forward.c",
         "c-examples/echo_roundtrip.c",
+        "c-examples/lab_connect.c",
         "c-examples/port_forward.c",
         "c-examples/router_export.c",
         "c-examples/router_forward.c",
@@ -390,6 +393,7 @@ fn examples_build_as_cpp() {
     for example in [
         "dbus_forward",
         "echo_roundtrip",
+        "lab_connect",
         "port_forward",
         "tcp_client",
     ] {
@@ -526,5 +530,38 @@ fn router_forward_forwards_a_local_port_onto_router_streams_with_both_libraries(
             .assert_stdout_has("round trip: \"connection 3 through the router\"")
             .assert_stdout_has("end of stream came back")
             .assert_stdout_has("router forward: OK");
+    }
+}
+
+/// `lab_connect` inside a session (upstream's own, `JUMPSTARTER_HOST`
+/// naming it as `jmp shell` does): by a driver's name, a nested one's, and
+/// an unknown one's (the message lists the names). Needs `JW_PYTHON`.
+#[test]
+fn lab_connect_reaches_drivers_by_name_through_jumpstarter_host() {
+    let peer = common::session::Peer::start(&[]);
+    let dir = WorkDir::new("lab_connect");
+    let limit = Duration::from_secs(60);
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/lab_connect.c", link);
+        let host = [("JUMPSTARTER_HOST", Some(peer.socket.as_str()))];
+        run_env(&bin, &[], link, limit, &host)
+            .assert_success()
+            .assert_stdout_has(&format!("driver tcp: address tcp://{}\n", peer.tcp))
+            .assert_stdout_has("round trip through the session: \"hello from the lab\"")
+            .assert_stdout_has("end of stream came back through the session")
+            .assert_stdout_has("forwarding tcp://127.0.0.1:")
+            .assert_stdout_has("round trip through the forward: \"hello through the forward\"")
+            .assert_stdout_has("lab connect: OK");
+        run_env(&bin, &["dut.console"], link, limit, &host).assert_success();
+        run_env(&bin, &["echo"], link, limit, &host)
+            .assert_success()
+            .assert_stdout_has("driver echo: no address (");
+        run_env(&bin, &["nope"], link, limit, &host)
+            .assert_code(1)
+            .assert_stderr_has("invalid argument (-1)")
+            .assert_stderr_has("tcp, udp, unix, echo, dut, dut.console");
+        run_env(&bin, &[], link, limit, &[("JUMPSTARTER_HOST", None)])
+            .assert_code(1)
+            .assert_stderr_has("JUMPSTARTER_HOST is not set");
     }
 }

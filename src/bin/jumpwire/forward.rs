@@ -22,7 +22,10 @@ LISTEN_URL   tcp://HOST:PORT[?max_connections=N] (port 0 picks a free one),
              websocket bridge: each websocket client's messages go to the
              target as bytes, its bytes come back as binary messages)
 TARGET_URL   any stream URL: tcp://, udp://, unix:, vsock://, dbus:, ws://,
-             wss://, echo:, or a router's grpc(s)://HOST:PORT with --token
+             wss://, echo:, a Jumpstarter session's driver
+             (jumpstarter:?driver=NAME inside jmp shell: `j network
+             forward-tcp`; jumpstarter:unix:/PATH?driver=NAME), or a
+             router's grpc(s)://HOST:PORT with --token
 
 Prints the bound address (with the real port) on stdout, one line. At -v,
 logs each connection on stderr. On a terminal, stderr shows how many
