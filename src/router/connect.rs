@@ -73,6 +73,7 @@ pub(crate) fn dial_target(
             let unix = UnixConnector {
                 path: path.clone(),
                 name: name.to_owned(),
+                deadline,
                 sockets: rt.sockets().clone(),
             };
             let ep = tonic::transport::Endpoint::from_static("http://localhost")
@@ -225,11 +226,15 @@ impl Service<http::Uri> for GrpcConnector {
 
 /// Dials a Unix socket for a session's plaintext HTTP/2; a `Service<Uri>`
 /// as [`GrpcConnector`] is. The connect itself is the socket module's (it
-/// knows abstract names); a Unix connect does not wait on the network.
+/// knows abstract names). A Unix connect does not wait on the network, but
+/// it does retry while a listener's backlog is full: the call's deadline
+/// bounds that, since the connect runs inside the future and the outer
+/// timeout cannot interrupt it.
 #[derive(Clone)]
 struct UnixConnector {
     path: UnixPath,
     name: String,
+    deadline: Option<Instant>,
     /// The stream runtime's sockets (see [`Linger`]).
     sockets: Arc<Sockets>,
 }
@@ -249,7 +254,7 @@ impl Service<http::Uri> for UnixConnector {
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let me = self.clone();
         Box::pin(async move {
-            let socket = crate::socket::connect_unix(&me.path, None, &me.name)
+            let socket = crate::socket::connect_unix(&me.path, me.deadline, &me.name)
                 .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string()))?;
             let std: std::os::unix::net::UnixStream = socket.into();
             std.set_nonblocking(true)?;
