@@ -121,7 +121,7 @@ typedef enum {
  * with `jw_listener_close`.
  *
  * Threads: every call (`jw_listener_address`, `jw_listener_dbus_address`,
- * `jw_listener_connections`, `jw_listener_refused`) may run on any thread,
+ * `jw_listener_connections`, `jw_listener_refused`, `jw_listener_stats`) may run on any thread,
  * at the same time as the others and as `jw_listener_close`; a call that
  * overlaps the close finishes safely. The handle names the listener rather
  * than pointing at its memory: once `jw_listener_close` has begun, every
@@ -193,7 +193,7 @@ typedef struct jw_stream jw_stream;
  * `jw_ws_server_close`.
  *
  * Threads: every call (`jw_ws_broadcast`, `jw_ws_server_address`,
- * `jw_ws_server_dropped`, `jw_ws_server_refused`) may run on any thread,
+ * `jw_ws_server_dropped`, `jw_ws_server_refused`, `jw_ws_server_stats`) may run on any thread,
  * handlers included, at the same time as the others and as
  * `jw_ws_server_close`. A call that overlaps the close finishes
  * safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
@@ -204,6 +204,34 @@ typedef struct jw_stream jw_stream;
  * on a handler's thread (it waits for every handler to return).
  */
 typedef struct jw_ws_server jw_ws_server;
+
+/**
+ * What a server has done so far, as `jw_listener_stats`,
+ * `jw_ws_server_stats` and `jw_router_stats` report it.
+ */
+typedef struct {
+  /**
+   * Connections taken so far (refused ones are not counted here).
+   */
+  uint64_t accepted;
+  /**
+   * Connections open now.
+   */
+  uint64_t active;
+  /**
+   * Connections refused so far (each is logged too).
+   */
+  uint64_t refused;
+  /**
+   * Payload bytes received from the server's clients (for a forward:
+   * passed on to the target), by open and ended connections.
+   */
+  uint64_t bytes_received;
+  /**
+   * Payload bytes sent to the server's clients.
+   */
+  uint64_t bytes_sent;
+} jw_server_stats_t;
 
 /**
  * A log callback: `level` is a `jw_log_level` (1 error ... 5 trace),
@@ -333,6 +361,15 @@ jw_status jw_listener_connections(const jw_listener *l, uint64_t *out);
  * Thread-safe.
  */
 jw_status jw_listener_refused(const jw_listener *l, uint64_t *out);
+
+/**
+ * Writes the listener's counts to `*out`: connections accepted, open now
+ * and refused so far, and the bytes relayed each way (`bytes_received`:
+ * from clients to the target; `bytes_sent`: from the target back to
+ * clients), counted as they move, open connections included. For a
+ * websocket bridge the bytes are message payloads. Thread-safe.
+ */
+jw_status jw_listener_stats(const jw_listener *l, jw_server_stats_t *out);
 
 /**
  * Stops accepting, closes every forwarded connection, joins every thread and
@@ -576,7 +613,9 @@ void jw_stream_close(jw_stream *s);
  * other direction is stopped too and the other stream is reset: a TCP peer
  * gets a reset (RST, not a clean end) once that stream is closed, and its
  * calls return `JW_ERR_CLOSED` until then. Borrows both streams: close them
- * afterwards.
+ * afterwards. The bytes it moved each way are in the streams' counts
+ * (`jw_stream_stats`), also while it runs: `bytes_sent` of `b` is what
+ * went `a -> b`, `bytes_sent` of `a` what went `b -> a`.
  */
 jw_status jw_forward(jw_stream *a, jw_stream *b);
 
@@ -662,6 +701,15 @@ jw_status jw_ws_server_dropped(const jw_ws_server *w, uint64_t *out);
  * their handshake finished. Thread-safe.
  */
 jw_status jw_ws_server_refused(const jw_ws_server *w, uint64_t *out);
+
+/**
+ * Writes the server's counts to `*out`: connections accepted (handshakes
+ * begun), served now (handshake done, handler running) and refused so
+ * far, and the message payload bytes received from clients and sent to
+ * them (by handlers and by `jw_ws_broadcast`), counted as they move.
+ * Thread-safe.
+ */
+jw_status jw_ws_server_stats(const jw_ws_server *w, jw_server_stats_t *out);
 
 /**
  * Stops accepting, closes every connection with a close frame (1001; the

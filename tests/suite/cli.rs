@@ -255,10 +255,18 @@ fn forward_tcp_to_tcp_round_trips_logs_the_connection_and_sigterm_exits_0() {
     assert_eq!(cli.wait().code(), Some(0), "{}", cli.stderr());
     let err = cli.final_stderr();
     assert!(err.contains("SIGTERM: closing"), "{err}");
+    // The closing summary counts the connection and its bytes each way.
+    let n = 256 << 10;
+    assert!(
+        err.contains(&format!(
+            "{addr}: accepted 1, refused 0, bytes in {n}, bytes out {n}"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
-fn forward_shows_a_live_connection_count_when_stderr_is_a_terminal() {
+fn forward_shows_live_connection_and_byte_counts_when_stderr_is_a_terminal() {
     // `script` (util-linux, in every Debian) runs the command on a
     // pseudo-terminal and copies what it writes to our pipe; killing it
     // hangs the terminal up, which ends the command.
@@ -269,12 +277,25 @@ fn forward_shows_a_live_connection_count_when_stderr_is_a_terminal() {
     let mut cli = Cli::start_program("script", &["-qfec", &cmd, "/dev/null"], false);
     let addr = cli.line().trim_end_matches('\r').to_string();
     assert!(addr.starts_with("tcp://127.0.0.1:"), "{addr}");
-    cli.wait_stdout(&format!("{addr}: 0 open, 0 refused"));
-    let c = TcpStream::connect(addr.strip_prefix("tcp://").unwrap()).unwrap();
+    cli.wait_stdout(&format!(
+        "{addr}: 0 open, 0 accepted, 0 refused, 0 B in, 0 B out"
+    ));
+    let mut c = TcpStream::connect(addr.strip_prefix("tcp://").unwrap()).unwrap();
     cli.wait_stdout("\r\x1b[K");
-    cli.wait_stdout(&format!("{addr}: 1 open, 0 refused"));
+    cli.wait_stdout(&format!(
+        "{addr}: 1 open, 1 accepted, 0 refused, 0 B in, 0 B out"
+    ));
+    // Bytes each way, as they move (the echo sends them back).
+    c.write_all(&[7u8; 3000]).unwrap();
+    let mut back = [0u8; 3000];
+    c.read_exact(&mut back).unwrap();
+    cli.wait_stdout(&format!(
+        "{addr}: 1 open, 1 accepted, 0 refused, 2.9 KiB in, 2.9 KiB out"
+    ));
     drop(c);
-    cli.wait_stdout(&format!("{addr}: 0 open, 0 refused"));
+    cli.wait_stdout(&format!(
+        "{addr}: 0 open, 1 accepted, 0 refused, 2.9 KiB in, 2.9 KiB out"
+    ));
 }
 
 #[test]
