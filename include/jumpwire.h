@@ -163,6 +163,23 @@ typedef struct jw_network jw_network;
 typedef struct jw_router jw_router;
 
 /**
+ * A Jumpstarter exporter session serving networks as upstream network
+ * drivers (what `jmp shell` and upstream's Python client use through
+ * `JUMPSTARTER_HOST`). Made by `jw_session_serve`, released with
+ * `jw_session_close`.
+ *
+ * Threads: `jw_session_address` may run on any thread, at the same time as
+ * others and as `jw_session_close`; a call that overlaps the close finishes
+ * safely. The handle names the session rather than pointing at its memory:
+ * once `jw_session_close` has begun, every call with it returns
+ * `JW_ERR_CLOSED` and a second close is a no-op; a value that was never a
+ * session handle is `JW_ERR_INVALID_ARGUMENT`. `jw_session_close` must not
+ * be called from a jumpwire callback (the log callback): it joins the
+ * session's threads.
+ */
+typedef struct jw_session jw_session;
+
+/**
  * A bidirectional byte or message stream, made by `jw_connect`,
  * `jw_network_connect`, `jw_router_connect` or `jw_ws_accept`; a
  * `jw_ws_serve` handler is lent one that belongs to the server. Release it
@@ -555,6 +572,58 @@ jw_status jw_router_export(const char *router_url,
                            const char *token,
                            const jw_network *target,
                            int timeout_ms);
+
+/**
+ * Serves `count` networks as a Jumpstarter exporter session on
+ * `listen_url` and writes the session to `*out`. `listen_url` is
+ * `unix:/PATH` (the socket `JUMPSTARTER_HOST` then names: set it to
+ * `/PATH`; `unix:@NAME` for an abstract socket) or `tcp://HOST:PORT`
+ * (port 0 picks a free one; plaintext HTTP/2: upstream's client needs
+ * `JMP_GRPC_INSECURE=1` and `JUMPSTARTER_HOST=HOST:PORT`).
+ *
+ * `networks[i]` becomes a child driver named `names[i]` of a composite
+ * root, as upstream's exporter configuration's children: upstream's
+ * client sees an upstream `NetworkClient` (a `dbus:system` or
+ * `dbus:session` network: `DbusNetworkClient`) and `jmp shell` shows it
+ * by that name. Its `address` call answers the network's address for TCP,
+ * UDP and websocket networks (upstream's error for
+ * `enable_address=false`; `NOT_FOUND` for the others, as upstream's Unix,
+ * vsock, D-Bus and echo drivers have no address); each of its streams
+ * (`connect`) is a new stream of the network (connected within 30 s),
+ * relayed both ways with half-close until both directions ended. The
+ * session copies the names and the networks: the caller may free them
+ * afterwards.
+ *
+ * `JW_ERR_INVALID_ARGUMENT` for a NULL `listen_url` or `out`, a NULL
+ * `names` or `networks` with `count` > 0, a NULL, empty or duplicate
+ * name, a NULL network, or a URL that is not `unix:` or `tcp://`;
+ * `JW_ERR_IO` if the address cannot be bound (a socket path that exists).
+ */
+jw_status jw_session_serve(const char *listen_url,
+                           const char *const *names,
+                           const jw_network *const *networks,
+                           size_t count,
+                           jw_session **out);
+
+/**
+ * Writes the address the session listens on, with the real port
+ * (`unix:/PATH`, `unix:@NAME`, `tcp://127.0.0.1:PORT`, `tcp://[::1]:PORT`),
+ * into `buf` (`cap` bytes, NUL included). `JUMPSTARTER_HOST` takes it
+ * without its scheme: `/PATH`, or `127.0.0.1:PORT`. Thread-safe.
+ */
+jw_status jw_session_address(const jw_session *s, char *buf, size_t cap);
+
+/**
+ * Stops the session and frees it: accepting stops, every open driver
+ * stream ends (its client sees `UNAVAILABLE`, its target is closed), the
+ * connections close (within 3 s), every thread of the session is joined
+ * (a target's connect still running is waited for, at most 30 s), and a
+ * Unix socket file it created is removed. May run while other threads
+ * are inside calls on the same session; later calls with `s` return
+ * `JW_ERR_CLOSED`. NULL or an already closed `s` is a no-op. The networks
+ * given to `jw_session_serve` are not touched (the session kept copies).
+ */
+void jw_session_close(jw_session *s);
 
 /**
  * Sends all `len` bytes of `data` (on UDP one datagram, on a websocket one
