@@ -491,6 +491,36 @@ fn ws_serve_broadcasts_stdin_lines_and_closes_at_its_end() {
 }
 
 #[test]
+fn session_serve_serves_networks_by_name_until_sigterm_and_removes_its_socket() {
+    let echo = tcp_echo_server("127.0.0.1:0");
+    let dir = TempDir::new("cli-sess");
+    let path = dir.path().join("session.sock");
+    let listen = format!("unix:{}", path.display());
+    let tcp = format!("console=tcp://{echo}");
+    let mut cli = Cli::spawn(&["session", "serve", "-v", &listen, &tcp, "loop=echo:"]);
+    assert_eq!(cli.line(), listen);
+    // The value for JUMPSTARTER_HOST: the socket's path.
+    let host = cli.line();
+    assert_eq!(host, path.display().to_string());
+    for (driver, data) in [("console", pattern(1 << 20, 3)), ("loop", pattern(4096, 4))] {
+        let net =
+            jumpwire::Network::new(&format!("jumpstarter:unix:{host}?driver={driver}")).unwrap();
+        let s = net.connect(LONG).unwrap();
+        s.send(&data, LONG).unwrap();
+        assert_eq!(recv_exact(&s, data.len(), 65536, WITHIN), data, "{driver}");
+        s.close();
+    }
+    // A name the session does not have: the names it has.
+    let net = jumpwire::Network::new(&format!("jumpstarter:unix:{host}?driver=nope")).unwrap();
+    let e = net.connect(LONG).unwrap_err().to_string();
+    assert!(e.contains("console") && e.contains("loop"), "{e}");
+    cli.signal("TERM");
+    assert_eq!(cli.wait().code(), Some(0), "{}", cli.stderr());
+    assert!(cli.final_stderr().contains("SIGTERM: closing"));
+    assert!(!path.exists(), "the session's socket is removed");
+}
+
+#[test]
 fn usage_errors_exit_2_with_a_message_and_a_hint() {
     let cases: &[(&[&str], &str)] = &[
         (&[], "jumpwire: missing COMMAND\nTry 'jumpwire --help'.\n"),
@@ -529,7 +559,30 @@ fn usage_errors_exit_2_with_a_message_and_a_hint() {
             &["ws", "serve", "ws://127.0.0.1:0"],
             "jumpwire: give one of --echo and --broadcast-stdin\n",
         ),
+        (&["session"], "jumpwire: missing serve\n"),
+        (
+            &["session", "serve", "unix:/tmp/x"],
+            "jumpwire: give at least one NAME=URL\n",
+        ),
+        (
+            &["session", "serve", "unix:/tmp/x", "echo:"],
+            "jumpwire: 'echo:' is not NAME=URL\n",
+        ),
         // The library's own message for a bad URL or value.
+        (
+            &[
+                "session",
+                "serve",
+                "tcp://127.0.0.1:0",
+                "a=echo:",
+                "a=echo:",
+            ],
+            "jumpwire: invalid argument: driver 1: the name \"a\" is given twice\n",
+        ),
+        (
+            &["session", "serve", "tcp://127.0.0.1:0", "a=bogus://x"],
+            "jumpwire: invalid argument: bogus://x: ",
+        ),
         (
             &["forward", "bogus://x", "echo:"],
             "jumpwire: invalid argument: bogus://x: ",
@@ -571,6 +624,11 @@ fn help_for_each_command_and_the_version_go_to_stdout_with_exit_0() {
         ),
         (&["ws", "--help"], "Usage: jumpwire ws serve"),
         (&["ws", "serve", "--help"], "Usage: jumpwire ws serve "),
+        (&["session", "--help"], "Usage: jumpwire session serve"),
+        (
+            &["session", "serve", "--help"],
+            "Usage: jumpwire session serve ",
+        ),
     ];
     for (args, want) in cases {
         let r = run(args, b"");
