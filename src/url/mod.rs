@@ -79,8 +79,8 @@ mod query;
 mod syntax;
 
 pub use connect::{
-    DEFAULT_STREAM_METHOD, DbusBus, Endpoint, JumpstarterConfig, RouterConfig, SessionAddress,
-    TcpConfig, UdpConfig, VsockConfig, WebsocketConfig,
+    ClientConfigSource, DEFAULT_STREAM_METHOD, DbusBus, Endpoint, JumpstarterConfig, LeaseAddress,
+    RouterConfig, SessionAddress, TcpConfig, UdpConfig, VsockConfig, WebsocketConfig,
 };
 pub use listen::{ListenEndpoint, RouterListenConfig, TcpListenOptions, WebsocketListenOptions};
 

@@ -39,6 +39,7 @@ mod router;
 mod router_idle;
 mod router_tls;
 mod session_client;
+mod session_lease;
 mod static_libs;
 mod timeouts;
 mod websocket;
