@@ -4,7 +4,8 @@
 //! `FILE::NAME` (`cargo test --test suite router_tls::`).
 //!
 //! Separate binaries (`tests/*.rs`), each for a process of its own:
-//! - `leaks`, `router_leaks`, `router_tls_leaks`, `session_leaks`, `websocket_leaks`,
+//! - `leaks`, `router_leaks`, `router_tls_leaks`, `session_leaks`,
+//!   `session_lease_leaks`, `websocket_leaks`,
 //!   `router_export`, `forward_abuse`, `router_abuse`, `ws_abuse`: they
 //!   compare the whole process's thread and descriptor counts before and
 //!   after, which any other test running beside them would change
