@@ -27,7 +27,7 @@
 //! says what it is and exits 0.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use common::lab::{Lab, RouterKind};
