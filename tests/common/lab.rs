@@ -125,11 +125,18 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// Kills the process (by its pid) and reaps it.
+    fn kill(&mut self) {
         drop(self.stdin.lock().unwrap().take());
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -152,7 +159,7 @@ pub struct Lab {
     /// The exporter's TCP echo server behind its `tcp` driver.
     pub tcp: String,
     pub ctl: Proc,
-    _exporter: Proc,
+    exporter: Proc,
     _router_peer: Option<Proc>,
     router: Option<Router>,
 }
@@ -239,31 +246,14 @@ impl Lab {
         ctl.send("end lease-ended");
         ctl.send("status idle Available");
         ctl.until("ENDED lease-ended");
-        let exporter = Proc::start(
-            "exporter_peer.py",
-            &[
-                "--endpoint",
-                &controller,
-                "--token",
-                "exporter-token",
-                "--name",
-                "bench",
-                "--ca",
-                cert_s,
-            ],
-            &dir,
-        );
-        let tcp = exporter.until("tcp ")[4..].to_owned();
-        exporter.until("READY");
-        ctl.seen("LISTEN lease1");
-        ctl.seen("STATUS bench EXPORTER_STATUS_LEASE_READY");
+        let (exporter, tcp) = start_exporter(&ctl, &controller, &cert, &dir);
         let lab = Lab {
             dir,
             controller,
             cert,
             tcp,
             ctl,
-            _exporter: exporter,
+            exporter,
             _router_peer: router_peer,
             router,
         };
@@ -317,7 +307,62 @@ impl Lab {
     }
 }
 
+/// Starts the exporter `bench` and waits until it is ready on `lease1`;
+/// returns it and the TCP echo behind its `tcp` driver.
+fn start_exporter(
+    ctl: &Proc,
+    controller: &str,
+    cert: &std::path::Path,
+    dir: &std::path::Path,
+) -> (Proc, String) {
+    let exporter = Proc::start(
+        "exporter_peer.py",
+        &[
+            "--endpoint",
+            controller,
+            "--token",
+            "exporter-token",
+            "--name",
+            "bench",
+            "--ca",
+            cert.to_str().unwrap(),
+        ],
+        dir,
+    );
+    let tcp = exporter.until("tcp ")[4..].to_owned();
+    exporter.until("READY");
+    ctl.until("REGISTERED bench");
+    ctl.seen("LISTEN lease1");
+    ctl.seen("STATUS bench EXPORTER_STATUS_LEASE_READY");
+    (exporter, tcp)
+}
+
 impl Lab {
+    /// Kills the exporter (by its pid: no goodbye to the controller) and
+    /// starts a new one; returns once it is registered (its readiness on
+    /// the lease is not waited for: the controller's Dial tells).
+    pub fn restart_exporter(&mut self) {
+        self.exporter.kill();
+        let next = Proc::start(
+            "exporter_peer.py",
+            &[
+                "--endpoint",
+                &self.controller,
+                "--token",
+                "exporter-token",
+                "--name",
+                "bench",
+                "--ca",
+                self.cert.to_str().unwrap(),
+            ],
+            &self.dir,
+        );
+        self.exporter = next;
+        self.tcp = self.exporter.until("tcp ")[4..].to_owned();
+        self.exporter.until("READY");
+        self.ctl.until("REGISTERED bench");
+    }
+
     /// How many times a client dialled a lease so far: the controller's
     /// `DIAL` lines, counted after a command's answer (which comes after
     /// every Dial answered before it).

@@ -291,6 +291,28 @@ fn the_lease_and_configuration_come_from_the_environment() {
 }
 
 #[test]
+fn a_session_that_died_is_dialled_again() {
+    let mut lab = Lab::start(RouterKind::Jumpwire);
+    let net = Network::new(&lab.url("tcp", "lease1", "alice")).unwrap();
+    let s = net.connect(LONG).unwrap();
+    round_trip(&s, b"before", 6);
+    s.close();
+    let dials = lab.dials();
+    // The exporter goes (its router streams with it) and another takes
+    // the lease: the next connect dials the lease again (while the new
+    // exporter is not ready yet, Dial says so and is retried).
+    lab.restart_exporter();
+    let s = net.connect(LONG).unwrap();
+    round_trip(&s, b"after", 5);
+    s.close();
+    assert_eq!(lab.dials(), dials + 1, "one new Dial");
+    let s = net.connect(LONG).unwrap();
+    round_trip(&s, b"again", 5);
+    s.close();
+    assert_eq!(lab.dials(), dials + 1, "the new session is shared");
+}
+
+#[test]
 fn the_upstream_python_router_carries_the_lease_too() {
     let lab = Lab::start(RouterKind::Python);
     let net = Network::new(&lab.url("tcp", "lease1", "alice")).unwrap();
