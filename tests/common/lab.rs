@@ -167,6 +167,13 @@ pub struct Lab {
 impl Lab {
     /// Starts the lab and waits until the exporter listens on `lease1`.
     pub fn start(kind: RouterKind) -> Lab {
+        Lab::start_keyed(kind, ROUTER_KEY)
+    }
+
+    /// [`Lab::start`] with the controller minting router tokens with
+    /// `controller_key` (the router checks them with its own key: another
+    /// one makes the router refuse every stream).
+    pub fn start_keyed(kind: RouterKind, controller_key: &str) -> Lab {
         let dir = std::env::temp_dir().join(format!(
             "jw-lab-{}-{kind:?}-{}",
             std::process::id(),
@@ -212,7 +219,7 @@ impl Lab {
                 "--router",
                 &endpoint,
                 "--router-key",
-                ROUTER_KEY,
+                controller_key,
                 "--cert",
                 cert_s,
                 "--key",

@@ -291,6 +291,18 @@ fn the_lease_and_configuration_come_from_the_environment() {
 }
 
 #[test]
+fn a_router_that_refuses_the_token_is_unauthenticated() {
+    // The controller's router tokens are signed with a key the router
+    // does not have: the controller's part goes well, the router's not.
+    let lab = Lab::start_keyed(RouterKind::Jumpwire, "not-the-routers-key");
+    let e = fails(&lab.url("tcp", "lease1", "alice"), |e| {
+        matches!(e, Error::Unauthenticated(_))
+    });
+    assert!(e.to_string().contains("router"), "{e}");
+    println!("{e}");
+}
+
+#[test]
 fn a_session_that_died_is_dialled_again() {
     let mut lab = Lab::start(RouterKind::Jumpwire);
     let net = Network::new(&lab.url("tcp", "lease1", "alice")).unwrap();
