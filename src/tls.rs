@@ -51,6 +51,117 @@ pub(crate) fn client_config(
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
+/// The client configuration of a Jumpstarter client configuration's `tls`
+/// (js/common/grpc.py `ssl_channel_credentials`): no verification when
+/// `insecure`, else the PEM certificates `ca_pem` when given, else the
+/// system roots. `name` prefixes error messages.
+pub(crate) fn client_config_pem(
+    ca_pem: Option<&[u8]>,
+    insecure: bool,
+    name: &str,
+) -> Result<ClientConfig> {
+    let (Some(pem), false) = (ca_pem, insecure) else {
+        return client_config(None, insecure, name, "tls.ca");
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::invalid(format!("{name}: tls.ca: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::invalid(format!(
+            "{name}: tls.ca holds no PEM certificate"
+        )));
+    }
+    let mut roots = RootCertStore::empty();
+    for c in &certs {
+        roots
+            .add(c.clone())
+            .map_err(|e| Error::invalid(format!("{name}: tls.ca: {e}")))?;
+    }
+    let provider = provider();
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| Error::invalid(format!("{name}: tls.ca: {e}")))?;
+    Ok(ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            webpki,
+            pins: certs,
+            provider,
+        }))
+        .with_no_client_auth())
+}
+
+/// A lab's `tls.ca`: chains to its certificates as usual, and also a server
+/// that presents one of them itself (a self-signed certificate, often a CA
+/// one, which webpki refuses as an end entity while upstream's OpenSSL
+/// trusts it as found in its store), for the name the client dialled.
+#[derive(Debug)]
+struct Pinned {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pins: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let r = self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        if r.is_err() && self.pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        r
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// The system's root certificates, read once: reading and parsing the
 /// system store is not work for every connect. A store with no usable
 /// certificate is an error (and not remembered, so a store installed later

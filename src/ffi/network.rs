@@ -38,9 +38,16 @@ const _: fn() = || {
 
 /// Parses `url` (`tcp://HOST:PORT`, `udp://HOST:PORT`, `unix:/PATH`,
 /// `unix:@NAME`, `vsock://CID:PORT`, `echo:`, `dbus:system`, `dbus:session`,
-/// `dbus:ADDRESS`, `ws://HOST[:PORT]/PATH`, `wss://…`; README.md, "Endpoints
-/// are URLs", lists each one's options) into a new network written to
-/// `*out`. Does no I/O. `JW_ERR_INVALID_ARGUMENT` with a message naming the
+/// `dbus:ADDRESS`, `ws://HOST[:PORT]/PATH`, `wss://…`, a Jumpstarter driver
+/// `jumpstarter:unix:/PATH?driver=NAME`, `jumpstarter:?driver=NAME` (the
+/// session `JUMPSTARTER_HOST` names) or
+/// `jumpstarter:lease?driver=NAME[&lease=LEASE][&client=ALIAS|&config=FILE]`
+/// (a lease's session through its lab's controller and router, with an
+/// upstream client configuration: the file, else upstream's `JMP_*`
+/// variables, read at each connect; the lease from the URL or
+/// `JMP_LEASE`); README.md, "Endpoints are URLs", lists each one's options)
+/// into a new network written to `*out`. Does no I/O (files and variables
+/// are read at connect). `JW_ERR_INVALID_ARGUMENT` with a message naming the
 /// wrong part for a malformed URL or an unknown scheme or option. A
 /// `grpc://` or `grpcs://` network made here has no stream token, so its
 /// connects fail with `JW_ERR_UNSUPPORTED`: use `jw_network_router`.

@@ -138,6 +138,16 @@ impl CallState {
         }
     }
 
+    /// Why the call ended, once it ended with an error.
+    pub(super) fn failure(&self) -> Option<&Error> {
+        self.failure.get()
+    }
+
+    /// Records that the call failed with `e` (unless it had already failed).
+    pub(super) fn failed_with(&self, e: Error) {
+        let _ = self.failure.set(e);
+    }
+
     /// Records that the call ended cleanly (a later send fails with this).
     pub(super) fn ended(&self, name: &str) {
         let _ = self
@@ -218,7 +228,7 @@ pub(super) fn start(router_url: &str, token: &str, timeout: Option<Duration>) ->
 /// Starts a `RouterService/Stream` call with `metadata` on `channel` (a
 /// connection on `rt`) as a task on `rt`; `map` maps its final status (a
 /// router's mapping when `None`).
-fn start_call(
+pub(super) fn start_call(
     rt: Arc<StreamRuntime>,
     channel: Channel,
     name: String,
@@ -271,6 +281,18 @@ pub(crate) struct Connection {
     rt: Arc<StreamRuntime>,
     /// The runtime's connections when this one was made.
     first: usize,
+    /// A connection inside a router stream (`tunnel`): that stream's state.
+    tunnel: Option<Tunnel>,
+}
+
+/// The router stream a tunnelled connection runs in (see
+/// [`Connection::tunnel`](super::tunnel)).
+pub(super) struct Tunnel {
+    /// Cleared once the stream has ended (either way) or its connection
+    /// let go of it.
+    pub(super) open: Arc<AtomicBool>,
+    /// The call's state: why the router refused or ended it.
+    pub(super) shared: Arc<CallState>,
 }
 
 impl Drop for Connection {
@@ -294,8 +316,26 @@ impl Connection {
     pub(crate) fn dial(target: Target<'_>, name: &str, deadline: Option<Instant>) -> Result<Self> {
         let rt = StreamRuntime::new(name)?;
         let channel = dial_target(&rt, target, name, deadline)?;
+        Ok(Self::new(channel, rt, None))
+    }
+
+    /// The connection `channel` on `rt`, inside the router stream `tunnel`
+    /// if given.
+    pub(super) fn new(channel: Channel, rt: Arc<StreamRuntime>, tunnel: Option<Tunnel>) -> Self {
         let first = rt.sockets().dialled();
-        Ok(Connection { channel, rt, first })
+        Connection {
+            channel,
+            rt,
+            first,
+            tunnel,
+        }
+    }
+
+    /// Why the router stream a tunnelled connection runs in failed (the
+    /// router refused its token, …), once it did: a better error than the
+    /// connection's own.
+    pub(crate) fn tunnel_failure(&self) -> Option<Error> {
+        self.tunnel.as_ref()?.shared.failure().cloned()
     }
 
     /// The connection, for the stubs of other services.
@@ -327,7 +367,12 @@ impl Connection {
     /// behind the same path is another session, with other drivers).
     pub(crate) fn alive(&self) -> bool {
         let s = self.rt.sockets();
-        s.connected() && s.dialled() == self.first
+        s.connected()
+            && s.dialled() == self.first
+            && self
+                .tunnel
+                .as_ref()
+                .is_none_or(|t| t.open.load(Ordering::Acquire))
     }
 
     /// Opens a stream: a `RouterService/Stream` call with `metadata` on the

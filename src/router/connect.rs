@@ -43,6 +43,12 @@ pub(crate) enum Target<'a> {
     /// A router (or a Jumpstarter session on `HOST:PORT`): TCP, TLS for
     /// `grpcs://`, HTTP/2 keepalive as upstream's channels have it.
     Tcp(&'a RouterConfig),
+    /// A lab's controller or router (`HOST:PORT` from a Jumpstarter client
+    /// configuration, or as a controller hands it out): as [`Target::Tcp`]
+    /// with TLS, verified by this client configuration (the
+    /// configuration's CA, which is PEM text, not a file; the
+    /// `RouterConfig`'s `tls`, `ca` and `insecure` are not used).
+    Tls(&'a RouterConfig, &'a ClientConfig),
     /// A Jumpstarter session's Unix socket: plaintext HTTP/2 (prior
     /// knowledge) and no keepalive, as upstream's Unix channel (grpc
     /// defaults): a grpc server answers PINGs without calls more often than
@@ -69,6 +75,12 @@ pub(crate) fn dial_target(
 ) -> Result<Channel> {
     let cfg = match target {
         Target::Tcp(cfg) => cfg,
+        Target::Tls(cfg, tls) => {
+            let c = GrpcsConnector::with(cfg, tls.clone(), name, rt.sockets().clone())?;
+            let ep = endpoint(cfg, true, name)?;
+            let ep = timed(ep, deadline);
+            return handshake(rt, ep.connect_with_connector(c), name, deadline);
+        }
         Target::Unix(path) => {
             let unix = UnixConnector {
                 path: path.clone(),
@@ -111,24 +123,31 @@ pub(super) fn dial(
         port: cfg.port,
         sockets: rt.sockets().clone(),
     };
+    let ep = timed(endpoint(cfg, cfg.tls, name)?, deadline);
+    match tls {
+        Some(c) => handshake(rt, ep.connect_with_connector(c), name, deadline),
+        None => handshake(rt, ep.connect_with_connector(plain), name, deadline),
+    }
+}
+
+/// The endpoint of a router (or a lab's controller) at `cfg`'s host and
+/// port: the flow-control windows, HTTP/2 keepalive as upstream's channels.
+fn endpoint(cfg: &RouterConfig, tls: bool, name: &str) -> Result<tonic::transport::Endpoint> {
     let host = if cfg.host.contains(':') {
         format!("[{}]", cfg.host)
     } else {
         cfg.host.clone()
     };
-    let scheme = if cfg.tls { "https" } else { "http" };
-    let ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
-        .map_err(|e| Error::invalid(format!("{name}: {e}")))?
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true);
-    let ep = timed(ep, deadline);
-    match tls {
-        Some(c) => handshake(rt, ep.connect_with_connector(c), name, deadline),
-        None => handshake(rt, ep.connect_with_connector(plain), name, deadline),
-    }
+    let scheme = if tls { "https" } else { "http" };
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("{scheme}://{host}:{}", cfg.port))
+            .map_err(|e| Error::invalid(format!("{name}: {e}")))?
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true),
+    )
 }
 
 /// `ep` with its connect timeout at `deadline`.
@@ -286,7 +305,18 @@ impl GrpcsConnector {
     /// [`Error::InvalidArgument`] for a CA file that cannot be read or holds
     /// no certificate, or a host that is not a valid TLS server name.
     fn new(cfg: &RouterConfig, name: &str, sockets: Arc<Sockets>) -> Result<GrpcsConnector> {
-        let mut config: ClientConfig = client_config(cfg.ca.as_deref(), cfg.insecure, name, "?ca")?;
+        let config: ClientConfig = client_config(cfg.ca.as_deref(), cfg.insecure, name, "?ca")?;
+        Self::with(cfg, config, name, sockets)
+    }
+
+    /// The connector to `cfg`'s host and port with the TLS client
+    /// configuration `config` (ALPN `h2` is set here).
+    fn with(
+        cfg: &RouterConfig,
+        mut config: ClientConfig,
+        name: &str,
+        sockets: Arc<Sockets>,
+    ) -> Result<GrpcsConnector> {
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         let server_name = ServerName::try_from(cfg.host.clone())
             .map_err(|e| Error::invalid(format!("{name}: {}: {e}", cfg.host)))?;

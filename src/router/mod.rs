@@ -34,6 +34,10 @@
 //!   streams on: the session's calls end at the GOAWAYs, and are cancelled
 //!   then). Uses `connect`, `drive`. Crate: `error`, `stream`, `url`,
 //!   `util`.
+//! - `tunnel`: an HTTP/2 connection inside a router stream
+//!   (`Connection::tunnel`): how a lab's client reaches its lease's session
+//!   through the router the controller names. Uses `client`, `connect`,
+//!   `drive`. Crate: `error`.
 //! - `export`: the exporter ([`export`](fn@export)): a call started as
 //!   `client` starts one, forwarded to a target stream. Uses `client` (and
 //!   the call's runtime, from `drive`). Crate: `error`, `relay`, `stream`,
@@ -57,6 +61,7 @@ mod export;
 mod gate;
 mod server;
 pub mod token;
+mod tunnel;
 
 pub(crate) use client::Connection;
 pub use client::connect;
@@ -129,6 +134,7 @@ mod tests {
         ("connect", &["error", "socket", "tls", "url"]),
         ("client", &["error", "stream", "url", "util"]),
         ("export", &["error", "relay", "stream", "util"]),
+        ("tunnel", &["error"]),
         ("gate", &["util"]),
         ("server", &["error", "tls", "url", "util"]),
     ];

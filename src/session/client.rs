@@ -10,6 +10,7 @@
 //! (or when `JUMPSTARTER_HOST` names another session); the streams' frames
 //! and ends are the router client's (`crate::router::Connection`).
 
+use super::lab::Lab;
 use super::proto::jumpstarter::v1::exporter_service_client::ExporterServiceClient;
 use super::proto::jumpstarter::v1::{DriverCallRequest, GetReportResponse};
 use crate::error::{Error, Result};
@@ -45,12 +46,15 @@ pub(crate) const ADDRESS_TIMEOUT: Duration = Duration::from_secs(10);
 enum Place {
     Unix(UnixPath),
     Tcp(RouterConfig),
+    /// A lease's session through its lab (the token is in it: never shown).
+    Lease(Box<Lab>),
 }
 
 impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Place::Unix(p) => write!(f, "{p}"),
+            Place::Lease(l) => write!(f, "{l}"),
             Place::Tcp(c) => write!(
                 f,
                 "{}{}:{}",
@@ -101,11 +105,20 @@ fn resolve(
     name: &str,
     var: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Resolved> {
-    if let SessionAddress::Unix(p) = &cfg.session {
-        return Ok(Resolved {
-            place: Place::Unix(p.clone()),
-            passphrase: None,
-        });
+    match &cfg.session {
+        SessionAddress::Unix(p) => {
+            return Ok(Resolved {
+                place: Place::Unix(p.clone()),
+                passphrase: None,
+            });
+        }
+        SessionAddress::Lease(l) => {
+            return Ok(Resolved {
+                place: Place::Lease(Box::new(super::lab::resolve(l, name, var)?)),
+                passphrase: None,
+            });
+        }
+        SessionAddress::Env => {}
     }
     // Unset, empty or not text: an argument error (retrying will not help),
     // as a `dbus:session` whose variable is malformed.
@@ -375,11 +388,19 @@ impl Sessions {
     /// A new connection to the session `resolved`, and its driver tree.
     fn dial(resolved: Resolved, name: &str, deadline: Option<Instant>) -> Result<Session> {
         let place = &resolved.place;
-        let target = match place {
-            Place::Unix(p) => Target::Unix(p),
-            Place::Tcp(c) => Target::Tcp(c),
+        let conn = match place {
+            Place::Unix(p) => Connection::dial(
+                Target::Unix(p),
+                &format!("{name}: session {place}"),
+                deadline,
+            )?,
+            Place::Tcp(c) => Connection::dial(
+                Target::Tcp(c),
+                &format!("{name}: session {place}"),
+                deadline,
+            )?,
+            Place::Lease(lab) => super::lab::dial(lab, name, deadline)?,
         };
-        let conn = Connection::dial(target, &format!("{name}: session {place}"), deadline)?;
         let mut client = ExporterServiceClient::new(conn.channel())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -388,6 +409,11 @@ impl Sessions {
         let report = conn
             .run(deadline, client.get_report(request))?
             .map_err(|st| {
+                // Through a router: the router's refusal (a token it does
+                // not take, …) says more than the session call's failure.
+                if let Some(e) = conn.tunnel_failure() {
+                    return e;
+                }
                 let e = status_error(&format!("{name}: GetReport of the session at {place}"), &st);
                 match e {
                     Error::Unsupported(m) => {

@@ -11,6 +11,9 @@
 //! - `client`: the client of a session (`jumpstarter:` networks' streams and
 //!   addresses), built on the router client's calls and connection
 //!   (`crate::router::Connection`).
+//! - `lab`: the way to a lease's session through a lab: the client
+//!   configuration, the controller's `GetLease` and `Dial`, the session's
+//!   connection inside a router stream.
 //! - `exported`: what a session serves ([`Exported`], [`DriverKind`]; the
 //!   dispatcher implements it for [`Network`](crate::network::Network)).
 //! - `report`: uuids and the `GetReport` tree of a served session.
@@ -21,11 +24,12 @@
 //! - `server`: the session server ([`Session`]): its runtime, listeners,
 //!   connections and close.
 //!
-//! Crate: `error`, `router`, `socket`, `stream`, `sys`, `url`, `util`.
+//! Crate: `error`, `router`, `socket`, `stream`, `sys`, `tls`, `url`, `util`.
 
 mod authority;
 mod client;
 mod exported;
+mod lab;
 mod pipe;
 mod proto;
 mod report;

@@ -26,7 +26,8 @@ pub enum Endpoint {
     /// `grpc://HOST:PORT`, `grpcs://HOST:PORT[?ca=FILE][&insecure=1]`
     Router(RouterConfig),
     /// `jumpstarter:unix:/PATH?driver=NAME[&method=M]`,
-    /// `jumpstarter:?driver=NAME[&method=M]`
+    /// `jumpstarter:?driver=NAME[&method=M]`,
+    /// `jumpstarter:lease?driver=NAME[&method=M][&lease=LEASE][&client=ALIAS|&config=FILE]`
     Jumpstarter(JumpstarterConfig),
 }
 
@@ -164,6 +165,37 @@ pub enum SessionAddress {
     Env,
     /// `jumpstarter:unix:/PATH?…`: the session on that Unix socket.
     Unix(UnixPath),
+    /// `jumpstarter:lease?…`: the session of a lease, reached through the
+    /// lab's controller and router with an upstream client configuration,
+    /// read at each connect.
+    Lease(LeaseAddress),
+}
+
+/// A lease's session (`jumpstarter:lease?…`): which lease, and which client
+/// configuration reaches the lab. No secret is in the URL: the token is the
+/// configuration's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseAddress {
+    /// `&lease=LEASE`; `None`: the lease `JMP_LEASE` names at connect time.
+    pub lease: Option<String>,
+    /// The client configuration.
+    pub client: ClientConfigSource,
+}
+
+/// Where the client configuration of a `jumpstarter:lease` network comes
+/// from (upstream's `ClientConfigV1Alpha1`, with upstream's `JMP_*`
+/// variables filling what the file leaves out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientConfigSource {
+    /// As upstream's `jmp` without `--client`: `JMP_CLIENT_CONFIG` (a file),
+    /// else the `JMP_*` variables alone (when `JMP_NAMESPACE` and `JMP_NAME`
+    /// are set), else the user configuration's `current-client`.
+    Default,
+    /// `&client=ALIAS`: `clients/ALIAS.yaml` in the configuration directory
+    /// (as `jmp --client ALIAS`).
+    Alias(String),
+    /// `&config=FILE`: that file (as `jmp --client-config FILE`).
+    File(PathBuf),
 }
 
 /// The stream method upstream's network clients open (`TcpPortforwardAdapter`,
@@ -257,13 +289,27 @@ impl std::fmt::Display for Endpoint {
             }
             Endpoint::Jumpstarter(c) => {
                 f.write_str("jumpstarter:")?;
-                if let SessionAddress::Unix(p) = &c.session {
-                    write!(f, "{p}")?;
+                match &c.session {
+                    SessionAddress::Unix(p) => write!(f, "{p}")?,
+                    SessionAddress::Lease(_) => f.write_str("lease")?,
+                    SessionAddress::Env => {}
                 }
                 let mut opts = OptWriter::new('?');
                 opts.write(f, "driver", &c.driver_name())?;
                 if c.method != DEFAULT_STREAM_METHOD {
                     opts.write(f, "method", &c.method)?;
+                }
+                if let SessionAddress::Lease(l) = &c.session {
+                    if let Some(lease) = &l.lease {
+                        opts.write(f, "lease", lease)?;
+                    }
+                    match &l.client {
+                        ClientConfigSource::Default => {}
+                        ClientConfigSource::Alias(a) => opts.write(f, "client", a)?,
+                        ClientConfigSource::File(p) => {
+                            opts.write(f, "config", &p.to_string_lossy())?;
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -439,29 +485,49 @@ fn parse_router(cx: &Ctx<'_>, rest: &str) -> Result<RouterConfig> {
     })
 }
 
-const JUMPSTARTER_OPTIONS: &[(&str, OptKind)] =
-    &[("driver", OptKind::Name), ("method", OptKind::Name)];
-const JUMPSTARTER_FORMS: &str =
-    "jumpstarter:unix:/PATH?driver=NAME[&method=M] or jumpstarter:?driver=NAME[&method=M]";
+const JUMPSTARTER_OPTIONS: &[(&str, OptKind)] = &[
+    ("driver", OptKind::Name),
+    ("method", OptKind::Name),
+    ("lease", OptKind::Name),
+    ("client", OptKind::Name),
+    ("config", OptKind::Path),
+];
+/// The options only a lease's session takes.
+const LEASE_OPTIONS: [&str; 3] = ["lease", "client", "config"];
+const JUMPSTARTER_FORMS: &str = "jumpstarter:unix:/PATH?driver=NAME[&method=M], \
+     jumpstarter:?driver=NAME[&method=M] or \
+     jumpstarter:lease?driver=NAME[&method=M][&lease=LEASE][&client=ALIAS|&config=FILE]";
 
-/// `jumpstarter:[unix:PATH]?driver=NAME[&method=M]`. Only the session's
-/// Unix socket is given in the URL; without it `JUMPSTARTER_HOST` names the
-/// session at connect time.
+/// `jumpstarter:[unix:PATH|lease]?driver=NAME[&method=M][&lease=…]…`. A
+/// session on a Unix socket is given in the URL; `lease` is a lease's
+/// session (its lease and client configuration by options or the
+/// environment); without either `JUMPSTARTER_HOST` names the session at
+/// connect time.
 fn parse_jumpstarter(cx: &Ctx<'_>, rest: &str) -> Result<JumpstarterConfig> {
     let (session, query) = match rest.split_once('?') {
         Some((s, q)) => (s, Some(q)),
         None => (rest, None),
     };
+    let opts = parse_options(cx, query, JUMPSTARTER_OPTIONS, "jumpstarter:")?;
     let session = if session.is_empty() {
         SessionAddress::Env
+    } else if session.eq_ignore_ascii_case("lease") {
+        SessionAddress::Lease(parse_lease(cx, &opts)?)
     } else if let Some((_, path)) = split_scheme(session).filter(|(s, _)| s == "unix") {
         SessionAddress::Unix(parse_unix(cx, path)?)
     } else {
         return Err(cx.err(format_args!(
-            "the session {session:?} is not a unix: address (expected {JUMPSTARTER_FORMS})"
+            "the session {session:?} is not a unix: address (nor lease; \
+             expected {JUMPSTARTER_FORMS})"
         )));
     };
-    let opts = parse_options(cx, query, JUMPSTARTER_OPTIONS, "jumpstarter:")?;
+    if !matches!(session, SessionAddress::Lease(_)) {
+        if let Some(o) = LEASE_OPTIONS.iter().find(|o| opts.has(o)) {
+            return Err(cx.err(format_args!(
+                "option {o} is only valid on jumpstarter:lease"
+            )));
+        }
+    }
     let Some(driver) = opts.non_empty(cx, "driver", OptKind::Name)? else {
         return Err(cx.err(format_args!(
             "option driver is missing: which driver? (expected {JUMPSTARTER_FORMS})"
@@ -493,6 +559,35 @@ fn parse_jumpstarter(cx: &Ctx<'_>, rest: &str) -> Result<JumpstarterConfig> {
         driver: path,
         method,
     })
+}
+
+/// The options of `jumpstarter:lease`: the lease, and the client
+/// configuration by alias or by file (not both).
+fn parse_lease(cx: &Ctx<'_>, opts: &super::query::Options<'_>) -> Result<LeaseAddress> {
+    let lease = opts.non_empty(cx, "lease", OptKind::Name)?;
+    if let Some(l) = &lease {
+        if l.chars().any(|c| c.is_control() || c == '/') {
+            return Err(cx.err(format_args!("option lease: {l:?} is not a lease name")));
+        }
+    }
+    let alias = opts.non_empty(cx, "client", OptKind::Name)?;
+    if let Some(a) = &alias {
+        if a.chars().any(|c| c.is_control() || c == '/') || a.starts_with('.') {
+            return Err(cx.err(format_args!("option client: {a:?} is not a client alias")));
+        }
+    }
+    let file = opts.path(cx, "config")?;
+    let client = match (alias, file) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err(format_args!(
+                "options client and config go one at a time (a client alias, or a configuration file)"
+            )));
+        }
+        (Some(a), None) => ClientConfigSource::Alias(a),
+        (None, Some(f)) => ClientConfigSource::File(f),
+        (None, None) => ClientConfigSource::Default,
+    };
+    Ok(LeaseAddress { lease, client })
 }
 
 fn write_tls_options(
@@ -1083,9 +1178,36 @@ mod tests {
             ),
             (
                 "jumpstarter:?driver=a&uuid=x",
-                "unknown option \"uuid\" (expected driver, method)",
+                "unknown option \"uuid\" (expected driver, method, lease, client, config)",
             ),
             ("jumpstarter:?driver=a&driver=b", "given more than once"),
+            // jumpstarter:lease
+            ("jumpstarter:lease", "option driver is missing"),
+            (
+                "jumpstarter:?driver=a&lease=l",
+                "option lease is only valid on jumpstarter:lease",
+            ),
+            (
+                "jumpstarter:unix:/s?driver=a&config=/c",
+                "option config is only valid on jumpstarter:lease",
+            ),
+            (
+                "jumpstarter:lease?driver=a&client=x&config=/c",
+                "options client and config go one at a time",
+            ),
+            (
+                "jumpstarter:lease?driver=a&lease=",
+                "option lease: value is empty",
+            ),
+            (
+                "jumpstarter:lease?driver=a&lease=a%2Fb",
+                "is not a lease name",
+            ),
+            (
+                "jumpstarter:lease?driver=a&client=..",
+                "is not a client alias",
+            ),
+            ("jumpstarter:leases?driver=a", "is not a unix: address"),
         ];
         for (url, want) in cases {
             let got = message(Endpoint::parse(url));
@@ -1122,6 +1244,18 @@ mod tests {
             (
                 "Jumpstarter:?driver=a&method=m",
                 "jumpstarter:?driver=a&method=m",
+            ),
+            (
+                "jumpstarter:LEASE?lease=l1&driver=tcp",
+                "jumpstarter:lease?driver=tcp&lease=l1",
+            ),
+            (
+                "jumpstarter:lease?config=/etc/j/c.yaml&driver=dut.console&method=m",
+                "jumpstarter:lease?driver=dut.console&method=m&config=/etc/j/c.yaml",
+            ),
+            (
+                "jumpstarter:lease?driver=a&client=lab",
+                "jumpstarter:lease?driver=a&client=lab",
             ),
             ("vsock://3:1024", "vsock://3:1024"),
             ("dbus:system", "dbus:system"),

@@ -42,6 +42,20 @@
 //!   as `jmp` shows it: the children's `jumpstarter.dev/name` labels,
 //!   dot-separated for nested drivers (`dut.console`); `method` is the
 //!   stream method (`connect` by default). ([`JumpstarterConfig`])
+//! - `jumpstarter:lease?driver=NAME[&method=M][&lease=LEASE][&client=ALIAS|&config=FILE]`:
+//!   a driver stream of a lease's session, reached through the lab's
+//!   controller (`GetLease`, `Dial`) and router, as upstream's client
+//!   reaches it ([`LeaseAddress`]). The lease is `LEASE`, else `JMP_LEASE`.
+//!   The client configuration (controller endpoint, token, TLS) is
+//!   upstream's `ClientConfigV1Alpha1` YAML: `config=FILE`, or
+//!   `client=ALIAS` (`clients/ALIAS.yaml` in `JMP_CLIENT_CONFIG_HOME`, else
+//!   `$XDG_CONFIG_HOME/jumpstarter`), else `JMP_CLIENT_CONFIG` (a file),
+//!   else the `JMP_*` variables alone when `JMP_NAMESPACE` and `JMP_NAME`
+//!   are set, else the user configuration's `current-client`
+//!   ([`ClientConfigSource`]); `JMP_ENDPOINT`, `JMP_TOKEN`,
+//!   `JMP_NAMESPACE`, `JMP_NAME`, `JMP_TLS` fill what a file leaves out,
+//!   and `JMP_GRPC_INSECURE=1` skips certificate verification. All of it
+//!   is read at connect time; the URL holds no secret.
 //!
 //! # Listen URLs ([`ListenEndpoint`])
 //!
@@ -79,8 +93,8 @@ mod query;
 mod syntax;
 
 pub use connect::{
-    DEFAULT_STREAM_METHOD, DbusBus, Endpoint, JumpstarterConfig, RouterConfig, SessionAddress,
-    TcpConfig, UdpConfig, VsockConfig, WebsocketConfig,
+    ClientConfigSource, DEFAULT_STREAM_METHOD, DbusBus, Endpoint, JumpstarterConfig, LeaseAddress,
+    RouterConfig, SessionAddress, TcpConfig, UdpConfig, VsockConfig, WebsocketConfig,
 };
 pub use listen::{ListenEndpoint, RouterListenConfig, TcpListenOptions, WebsocketListenOptions};
 

@@ -52,6 +52,11 @@ Usage:
         ENDED <lease>
       Reads commands from stdin, one per line:
         end LEASE    ends the lease (exporter sees leased=false; Dial fails)
+        status EXPORTER STATUS
+                     records STATUS (the controller's name: Available,
+                     LeaseReady, Offline, ...) as the exporter's reported
+                     status, as if it had sent ReportStatus (for an
+                     exporter that is not ready, without one running)
       and stops when stdin closes (or when killed).
 """
 
@@ -428,6 +433,9 @@ async def serve(args):
         words = line.decode().split()
         if len(words) == 2 and words[0] == "end":
             state.end_lease(words[1])
+        elif len(words) == 3 and words[0] == "status" and words[1] in state.exporters:
+            state.exporters[words[1]].status = words[2]
+            event("STATUS-SET", words[1], words[2])
     await server.stop(grace=None)
 
 

@@ -23,8 +23,9 @@ answers after the end of stdin, then closes (a websocket close frame).
 
 URL   any stream URL: tcp://, udp://, unix:, vsock://, dbus:, ws://, wss://,
       echo:, a Jumpstarter session's driver (jumpstarter:?driver=NAME inside
-      jmp shell, jumpstarter:unix:/PATH?driver=NAME), or a router's
-      grpc(s)://HOST:PORT with --token
+      jmp shell, jumpstarter:unix:/PATH?driver=NAME, a lease's
+      jumpstarter:lease?driver=NAME&lease=LEASE[&client=ALIAS] through its
+      lab), or a router's grpc(s)://HOST:PORT with --token
 
 Exit status: 0 when the stream ended cleanly, 1 when it failed (refused,
 reset, closed with an error), 2 on a usage error or a bad URL.

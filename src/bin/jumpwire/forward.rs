@@ -24,8 +24,10 @@ LISTEN_URL   tcp://HOST:PORT[?max_connections=N] (port 0 picks a free one),
 TARGET_URL   any stream URL: tcp://, udp://, unix:, vsock://, dbus:, ws://,
              wss://, echo:, a Jumpstarter session's driver
              (jumpstarter:?driver=NAME inside jmp shell: `j network
-             forward-tcp`; jumpstarter:unix:/PATH?driver=NAME), or a
-             router's grpc(s)://HOST:PORT with --token
+             forward-tcp`; jumpstarter:unix:/PATH?driver=NAME; a lease's
+             jumpstarter:lease?driver=NAME&lease=LEASE[&client=ALIAS]
+             through its lab, with the client configuration of `jmp`), or
+             a router's grpc(s)://HOST:PORT with --token
 
 Prints the bound address (with the real port) on stdout, one line. At -v,
 logs each connection on stderr. On a terminal, stderr shows how many
