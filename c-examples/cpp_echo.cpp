@@ -50,6 +50,8 @@ int main()
         if (!s.receive_string(64, 5s)) {
             std::cout << "end of stream came back\n";
         }
+        jw_stream_stats_t st = s.stats();
+        std::cout << "the stream carried " << st.bytes_sent << " bytes out and " << st.bytes_received << " in\n";
 
         jw::WsServer ws("ws://127.0.0.1:0", [](jw::StreamRef conn) {
             char buf[4096];

@@ -121,7 +121,7 @@ typedef enum {
  * with `jw_listener_close`.
  *
  * Threads: every call (`jw_listener_address`, `jw_listener_dbus_address`,
- * `jw_listener_connections`, `jw_listener_refused`) may run on any thread,
+ * `jw_listener_connections`, `jw_listener_refused`, `jw_listener_stats`) may run on any thread,
  * at the same time as the others and as `jw_listener_close`; a call that
  * overlaps the close finishes safely. The handle names the listener rather
  * than pointing at its memory: once `jw_listener_close` has begun, every
@@ -163,6 +163,23 @@ typedef struct jw_network jw_network;
 typedef struct jw_router jw_router;
 
 /**
+ * A Jumpstarter exporter session serving networks as upstream network
+ * drivers (what `jmp shell` and upstream's Python client use through
+ * `JUMPSTARTER_HOST`). Made by `jw_session_serve`, released with
+ * `jw_session_close`.
+ *
+ * Threads: `jw_session_address` may run on any thread, at the same time as
+ * others and as `jw_session_close`; a call that overlaps the close finishes
+ * safely. The handle names the session rather than pointing at its memory:
+ * once `jw_session_close` has begun, every call with it returns
+ * `JW_ERR_CLOSED` and a second close is a no-op; a value that was never a
+ * session handle is `JW_ERR_INVALID_ARGUMENT`. `jw_session_close` must not
+ * be called from a jumpwire callback (the log callback): it joins the
+ * session's threads.
+ */
+typedef struct jw_session jw_session;
+
+/**
  * A bidirectional byte or message stream, made by `jw_connect`,
  * `jw_network_connect`, `jw_router_connect` or `jw_ws_accept`; a
  * `jw_ws_serve` handler is lent one that belongs to the server. Release it
@@ -193,7 +210,7 @@ typedef struct jw_stream jw_stream;
  * `jw_ws_server_close`.
  *
  * Threads: every call (`jw_ws_broadcast`, `jw_ws_server_address`,
- * `jw_ws_server_dropped`, `jw_ws_server_refused`) may run on any thread,
+ * `jw_ws_server_dropped`, `jw_ws_server_refused`, `jw_ws_server_stats`) may run on any thread,
  * handlers included, at the same time as the others and as
  * `jw_ws_server_close`. A call that overlaps the close finishes
  * safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
@@ -204,6 +221,34 @@ typedef struct jw_stream jw_stream;
  * on a handler's thread (it waits for every handler to return).
  */
 typedef struct jw_ws_server jw_ws_server;
+
+/**
+ * What a server has done so far, as `jw_listener_stats`,
+ * `jw_ws_server_stats` and `jw_router_stats` report it.
+ */
+typedef struct {
+  /**
+   * Connections taken so far (refused ones are not counted here).
+   */
+  uint64_t accepted;
+  /**
+   * Connections open now.
+   */
+  uint64_t active;
+  /**
+   * Connections refused so far (each is logged too).
+   */
+  uint64_t refused;
+  /**
+   * Payload bytes received from the server's clients (for a forward:
+   * passed on to the target), by open and ended connections.
+   */
+  uint64_t bytes_received;
+  /**
+   * Payload bytes sent to the server's clients.
+   */
+  uint64_t bytes_sent;
+} jw_server_stats_t;
 
 /**
  * A log callback: `level` is a `jw_log_level` (1 error ... 5 trace),
@@ -333,6 +378,15 @@ jw_status jw_listener_connections(const jw_listener *l, uint64_t *out);
  * Thread-safe.
  */
 jw_status jw_listener_refused(const jw_listener *l, uint64_t *out);
+
+/**
+ * Writes the listener's counts to `*out`: connections accepted, open now
+ * and refused so far, and the bytes relayed each way (`bytes_received`:
+ * from clients to the target; `bytes_sent`: from the target back to
+ * clients), counted as they move, open connections included. For a
+ * websocket bridge the bytes are message payloads. Thread-safe.
+ */
+jw_status jw_listener_stats(const jw_listener *l, jw_server_stats_t *out);
 
 /**
  * Stops accepting, closes every forwarded connection, joins every thread and
@@ -527,6 +581,58 @@ jw_status jw_router_export(const char *router_url,
                            int timeout_ms);
 
 /**
+ * Serves `count` networks as a Jumpstarter exporter session on
+ * `listen_url` and writes the session to `*out`. `listen_url` is
+ * `unix:/PATH` (the socket `JUMPSTARTER_HOST` then names: set it to
+ * `/PATH`; `unix:@NAME` for an abstract socket) or `tcp://HOST:PORT`
+ * (port 0 picks a free one; plaintext HTTP/2: upstream's client needs
+ * `JMP_GRPC_INSECURE=1` and `JUMPSTARTER_HOST=HOST:PORT`).
+ *
+ * `networks[i]` becomes a child driver named `names[i]` of a composite
+ * root, as upstream's exporter configuration's children: upstream's
+ * client sees an upstream `NetworkClient` (a `dbus:system` or
+ * `dbus:session` network: `DbusNetworkClient`) and `jmp shell` shows it
+ * by that name. Its `address` call answers the network's address for TCP,
+ * UDP and websocket networks (upstream's error for
+ * `enable_address=false`; `NOT_FOUND` for the others, as upstream's Unix,
+ * vsock, D-Bus and echo drivers have no address); each of its streams
+ * (`connect`) is a new stream of the network (connected within 30 s),
+ * relayed both ways with half-close until both directions ended. The
+ * session copies the names and the networks: the caller may free them
+ * afterwards.
+ *
+ * `JW_ERR_INVALID_ARGUMENT` for a NULL `listen_url` or `out`, a NULL
+ * `names` or `networks` with `count` > 0, a NULL, empty or duplicate
+ * name, a NULL network, or a URL that is not `unix:` or `tcp://`;
+ * `JW_ERR_IO` if the address cannot be bound (a socket path that exists).
+ */
+jw_status jw_session_serve(const char *listen_url,
+                           const char *const *names,
+                           const jw_network *const *networks,
+                           size_t count,
+                           jw_session **out);
+
+/**
+ * Writes the address the session listens on, with the real port
+ * (`unix:/PATH`, `unix:@NAME`, `tcp://127.0.0.1:PORT`, `tcp://[::1]:PORT`),
+ * into `buf` (`cap` bytes, NUL included). `JUMPSTARTER_HOST` takes it
+ * without its scheme: `/PATH`, or `127.0.0.1:PORT`. Thread-safe.
+ */
+jw_status jw_session_address(const jw_session *s, char *buf, size_t cap);
+
+/**
+ * Stops the session and frees it: accepting stops, every open driver
+ * stream ends (its client sees `UNAVAILABLE`, its target is closed), the
+ * connections close (within 3 s), every thread of the session is joined
+ * (a target's connect still running is waited for, at most 30 s), and a
+ * Unix socket file it created is removed. May run while other threads
+ * are inside calls on the same session; later calls with `s` return
+ * `JW_ERR_CLOSED`. NULL or an already closed `s` is a no-op. The networks
+ * given to `jw_session_serve` are not touched (the session kept copies).
+ */
+void jw_session_close(jw_session *s);
+
+/**
  * Sends all `len` bytes of `data` (on UDP one datagram, on a websocket one
  * message), waiting at most `timeout_ms`. Either everything is accepted
  * (`JW_OK`) or nothing is (`JW_TIMEOUT`: the stream is unchanged, send again).
@@ -583,7 +689,9 @@ void jw_stream_close(jw_stream *s);
  * other direction is stopped too and the other stream is reset: a TCP peer
  * gets a reset (RST, not a clean end) once that stream is closed, and its
  * calls return `JW_ERR_CLOSED` until then. Borrows both streams: close them
- * afterwards.
+ * afterwards. The bytes it moved each way are in the streams' counts
+ * (`jw_stream_stats`), also while it runs: `bytes_sent` of `b` is what
+ * went `a -> b`, `bytes_sent` of `a` what went `b -> a`.
  */
 jw_status jw_forward(jw_stream *a, jw_stream *b);
 
@@ -669,6 +777,15 @@ jw_status jw_ws_server_dropped(const jw_ws_server *w, uint64_t *out);
  * their handshake finished. Thread-safe.
  */
 jw_status jw_ws_server_refused(const jw_ws_server *w, uint64_t *out);
+
+/**
+ * Writes the server's counts to `*out`: connections accepted (handshakes
+ * begun), served now (handshake done, handler running) and refused so
+ * far, and the message payload bytes received from clients and sent to
+ * them (by handlers and by `jw_ws_broadcast`), counted as they move.
+ * Thread-safe.
+ */
+jw_status jw_ws_server_stats(const jw_ws_server *w, jw_server_stats_t *out);
 
 /**
  * Stops accepting, closes every connection with a close frame (1001; the

@@ -209,6 +209,13 @@ public:
     /* Half-closes: the peer sees the end after what was sent. */
     void send_eof() const { detail::check(jw_stream_send_eof(s_)); }
     bool send_eof(std::error_code &ec) const noexcept { return detail::set(ec, jw_stream_send_eof(s_)); }
+    /* Bytes and messages carried so far (also what jw_forward moved). */
+    jw_stream_stats_t stats() const
+    {
+        jw_stream_stats_t st{};
+        detail::check(jw_stream_stats(s_, &st));
+        return st;
+    }
 
     /* The request path of a websocket server connection (jw_ws_path). */
     std::string ws_path() const
@@ -370,6 +377,13 @@ public:
     {
         return detail::string_or_throw([this](char *b, size_t c) { return jw_listener_dbus_address(l_, b, c); });
     }
+    /* Connections accepted, open, refused; bytes relayed each way. */
+    jw_server_stats_t stats() const
+    {
+        jw_server_stats_t s{};
+        detail::check(jw_listener_stats(l_, &s));
+        return s;
+    }
     void close() noexcept { jw_listener_close(std::exchange(l_, nullptr)); }
     jw_listener *get() const noexcept { return l_; }
     explicit operator bool() const noexcept { return l_ != nullptr; }
@@ -428,6 +442,13 @@ public:
         uint64_t n = 0;
         detail::check(jw_ws_server_refused(w_, &n));
         return n;
+    }
+    /* Connections accepted, served, refused; message bytes each way. */
+    jw_server_stats_t stats() const
+    {
+        jw_server_stats_t s{};
+        detail::check(jw_ws_server_stats(w_, &s));
+        return s;
     }
     void close() noexcept { jw_ws_server_close(std::exchange(w_, nullptr)); }
     jw_ws_server *get() const noexcept { return w_; }

@@ -8,6 +8,7 @@
 #   PREFIX/lib/libjumpwire.a
 #   PREFIX/lib/pkgconfig/jumpwire.pc
 #   PREFIX/lib/.debug/libjumpwire.so.V.W.X.debug   (split debug info; gdb finds it)
+#   PREFIX/bin/jumpwire                  (the command: forward, cat, router, ws)
 #
 # SOVER follows cargo-c: MAJOR, or 0.MINOR while MAJOR is 0 (a 0.x minor
 # release may break the ABI). Installed libraries carry no debug info.
@@ -16,6 +17,7 @@
 #   JW_LIBRARY_TYPE=cdylib|staticlib|both (default both) installs only the
 #   shared or only the static library, as cargo-c's --library-type does; with
 #   only the static one, `pkg-config --static --libs jumpwire` links it.
+#   JW_INSTALL_CLI=0 leaves the `jumpwire` command out.
 set -euo pipefail
 
 prefix=${1:-}
@@ -42,6 +44,8 @@ real="libjumpwire.so.$version"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+target=${CARGO_TARGET_DIR:-target}/release
+cli=${JW_INSTALL_CLI:-1}
 
 # What a program linking libjumpwire.a also needs (Libs.private): what rustc
 # says when it builds the static library (cargo replays the note when the
@@ -55,15 +59,23 @@ if [ -z "$native_static_libs" ]; then
   echo "install.sh: rustc printed no native-static-libs note" >&2
   exit 1
 fi
+cp "$target/libjumpwire.so" "$tmp/libjumpwire.so"
+cp "$target/libjumpwire.a" "$tmp/libjumpwire.a"
 
-target=${CARGO_TARGET_DIR:-target}/release
+# The command: cargo builds the library for it again, without the SONAME
+# flag and over the same files (hence the copies above).
+if [ "$cli" = 1 ]; then
+  cargo build --locked --release --bin jumpwire
+  cp "$target/jumpwire" "$tmp/jumpwire"
+fi
+
 lib="$prefix/lib"
 install -d "$prefix/include" "$lib/pkgconfig"
 install -m 0644 include/jumpwire.h "$prefix/include/jumpwire.h"
 
 if [ "$kind" != staticlib ]; then
   install -d "$lib/.debug"
-  cp "$target/libjumpwire.so" "$tmp/$real"
+  mv "$tmp/libjumpwire.so" "$tmp/$real"
   objcopy --only-keep-debug "$tmp/$real" "$tmp/$real.debug"
   strip --strip-unneeded "$tmp/$real"
   (cd "$tmp" && objcopy --add-gnu-debuglink="$real.debug" "$real")
@@ -76,10 +88,16 @@ else
 fi
 
 if [ "$kind" != cdylib ]; then
-  install -m 0644 "$target/libjumpwire.a" "$lib/libjumpwire.a"
+  install -m 0644 "$tmp/libjumpwire.a" "$lib/libjumpwire.a"
   strip --strip-debug "$lib/libjumpwire.a"
 else
   rm -f "$lib/libjumpwire.a"
+fi
+
+if [ "$cli" = 1 ]; then
+  strip "$tmp/jumpwire"
+  install -d "$prefix/bin"
+  install -m 0755 "$tmp/jumpwire" "$prefix/bin/jumpwire"
 fi
 
 cat >"$lib/pkgconfig/jumpwire.pc" <<EOF
@@ -97,6 +115,6 @@ Cflags: -I\${includedir}
 EOF
 
 echo "installed jumpwire $version into $prefix ($kind)"
-for f in "$lib/$real" "$lib/libjumpwire.a"; do
-  [ -f "$f" ] && echo "  $(du -h "$f" | cut -f1)  ${f#"$prefix"/}"
+for f in "$lib/$real" "$lib/libjumpwire.a" "$prefix/bin/jumpwire"; do
+  if [ -f "$f" ]; then echo "  $(du -h "$f" | cut -f1)  ${f#"$prefix"/}"; fi
 done

@@ -5,6 +5,7 @@
 //! admit a connection, and how to serve it.
 
 use crate::error::{Error, Result};
+use crate::stream::ServerStats;
 use crate::sys;
 use crate::util::lock;
 use socket2::Socket;
@@ -44,6 +45,14 @@ enum Stage {
     Leaving,
 }
 
+/// A connection's record: what `close` needs to reach, and what the
+/// connection has carried so far (counted into the server's totals when it
+/// ends).
+pub(crate) trait Record: Default + Send + 'static {
+    /// Payload bytes `(received from the client, sent to it)` so far.
+    fn traffic(&self) -> (u64, u64);
+}
+
 /// Why a connection is refused, and what it is told.
 pub(crate) struct Refusal {
     /// For the log.
@@ -62,6 +71,9 @@ pub(crate) struct Acceptor<C> {
     closing: AtomicBool,
     next_id: AtomicU64,
     refused: AtomicU64,
+    /// Bytes `(received, sent)` by connections that have ended; changed
+    /// under the `conns` lock, so that a total is never counted twice.
+    ended: Mutex<(u64, u64)>,
     conns: Mutex<HashMap<u64, Entry<C>>>,
     finished: Mutex<Vec<u64>>,
     accept: Mutex<Option<JoinHandle<()>>>,
@@ -83,7 +95,7 @@ pub(crate) struct Names {
     pub conn_thread: &'static str,
 }
 
-impl<C: Default + Send + 'static> Acceptor<C> {
+impl<C: Record> Acceptor<C> {
     /// Starts accepting on `sock` (listening, non-blocking), naming the
     /// server `name` in logs.
     pub(crate) fn start(
@@ -99,6 +111,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            ended: Mutex::new((0, 0)),
             conns: Mutex::new(HashMap::new()),
             finished: Mutex::new(Vec::new()),
             accept: Mutex::new(None),
@@ -199,10 +212,44 @@ impl<C: Default + Send + 'static> Acceptor<C> {
     /// now); its thread is joined later, by the accept loop or `close`.
     pub(crate) fn finish(&self, id: u64) {
         if let Some(e) = lock(&self.conns).get_mut(&id) {
+            self.count_ended(&e.record);
             e.record = C::default();
             e.stage = Stage::Leaving;
         }
         lock(&self.finished).push(id);
+    }
+
+    /// Adds an ending connection's bytes to the totals (under the `conns`
+    /// lock).
+    fn count_ended(&self, record: &C) {
+        let (received, sent) = record.traffic();
+        let mut ended = lock(&self.ended);
+        ended.0 += received;
+        ended.1 += sent;
+    }
+
+    /// The server's counts: connections accepted, open now (those whose
+    /// record satisfies `active`), refused, and the bytes of open and ended
+    /// connections.
+    pub(crate) fn stats(&self, active: impl Fn(&C) -> bool) -> ServerStats {
+        reap(self);
+        let conns = lock(&self.conns);
+        let (mut received, mut sent) = *lock(&self.ended);
+        let mut open = 0;
+        for e in conns.values() {
+            let (r, s) = e.record.traffic();
+            received += r;
+            sent += s;
+            open += u64::from(e.stage != Stage::Leaving && active(&e.record));
+        }
+        ServerStats {
+            // Ids are given in order, one per accepted connection.
+            accepted: self.next_id.load(Ordering::Relaxed),
+            active: open,
+            refused: self.refused(),
+            bytes_received: received,
+            bytes_sent: sent,
+        }
     }
 
     /// How many connections' records satisfy `f`, after joining ended ones.
@@ -227,6 +274,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
             end(&e.record);
         }
         for e in conns {
+            self.count_ended(&e.record);
             drop(e.record);
             if let Some(t) = e.thread {
                 let _ = t.join();
@@ -236,7 +284,7 @@ impl<C: Default + Send + 'static> Acceptor<C> {
     }
 }
 
-fn accept_loop<C: Default + Send + 'static>(
+fn accept_loop<C: Record>(
     acc: &Arc<Acceptor<C>>,
     names: &Names,
     admit: &Admit<C>,
@@ -418,7 +466,7 @@ impl Starved {
 /// when that many are in progress, the oldest is ended (`end`) to make room,
 /// so that clients that never finish a handshake cannot lock real ones out;
 /// `evicted` counts that (and returns the total so far).
-pub(crate) fn admit_http<C: Default + Send + 'static>(
+pub(crate) fn admit_http<C: Record>(
     acc: &Acceptor<C>,
     load: Load,
     max: usize,

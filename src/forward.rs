@@ -53,8 +53,20 @@ struct Job {
 #[derive(Default)]
 struct Conn {
     streams: Vec<Arc<Stream>>,
+    /// The stream to the target, once connected: what it carried is what
+    /// the connection relayed.
+    target: Option<Arc<Stream>>,
     /// A bridged websocket client, told (close 1001) when the listener closes.
     ws: Option<Arc<crate::websocket::Ws>>,
+}
+
+impl crate::acceptor::Record for Conn {
+    fn traffic(&self) -> (u64, u64) {
+        self.target.as_ref().map_or((0, 0), |t| {
+            let s = t.stats();
+            (s.bytes_sent, s.bytes_received)
+        })
+    }
 }
 
 impl std::fmt::Debug for Listener {
@@ -192,6 +204,13 @@ impl Listener {
         self.acceptor.count(|_| true)
     }
 
+    /// Connections accepted, open and refused so far, and the bytes relayed
+    /// each way (from clients to the target, and back), counted as they
+    /// move.
+    pub fn stats(&self) -> crate::stream::ServerStats {
+        self.acceptor.stats(|_| true)
+    }
+
     /// How many clients were refused: because `max_connections` were open
     /// (a `ws://` bridge answers them with HTTP 503, other listeners reset
     /// them), or because the process was out of descriptors (reset).
@@ -272,7 +291,7 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
                 return Err(e);
             }
         };
-        if !register(acc, id, &b) {
+        if !register(acc, id, &b) || acc.update(id, |c| c.target = Some(b.clone())).is_none() {
             b.close();
             return Ok(());
         }

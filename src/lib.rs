@@ -42,7 +42,7 @@ mod logging;
 pub mod network;
 mod relay;
 pub mod router;
-mod session;
+pub mod session;
 mod socket;
 pub mod stream;
 mod sys;

@@ -176,6 +176,24 @@ pub struct Stats {
     pub messages_received: u64,
 }
 
+/// What a server has done so far: a forwarding listener, a websocket
+/// server, a router (see their `stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections taken so far (refused ones are not counted here).
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Connections refused so far (over a limit, out of descriptors, or
+    /// refused at the end of a handshake).
+    pub refused: u64,
+    /// Payload bytes received from the server's clients (and passed on to
+    /// its targets, for a forward), by open and ended connections.
+    pub bytes_received: u64,
+    /// Payload bytes sent to the server's clients.
+    pub bytes_sent: u64,
+}
+
 #[derive(Default)]
 struct Counts {
     bytes_sent: AtomicU64,

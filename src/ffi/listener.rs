@@ -6,6 +6,7 @@ use super::boundary::{
 };
 use super::error::jw_status;
 use super::network::jw_network;
+use super::stream::jw_server_stats_t;
 use crate::forward::Listener;
 use std::ffi::c_char;
 
@@ -14,7 +15,7 @@ use std::ffi::c_char;
 /// with `jw_listener_close`.
 ///
 /// Threads: every call (`jw_listener_address`, `jw_listener_dbus_address`,
-/// `jw_listener_connections`, `jw_listener_refused`) may run on any thread,
+/// `jw_listener_connections`, `jw_listener_refused`, `jw_listener_stats`) may run on any thread,
 /// at the same time as the others and as `jw_listener_close`; a call that
 /// overlaps the close finishes safely. The handle names the listener rather
 /// than pointing at its memory: once `jw_listener_close` has begun, every
@@ -110,6 +111,23 @@ pub extern "C" fn jw_listener_refused(l: *const jw_listener, out: *mut u64) -> j
     boundary(|| {
         check_out(out)?;
         write_out(out, slot_get(l)?.refused())?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
+/// Writes the listener's counts to `*out`: connections accepted, open now
+/// and refused so far, and the bytes relayed each way (`bytes_received`:
+/// from clients to the target; `bytes_sent`: from the target back to
+/// clients), counted as they move, open connections included. For a
+/// websocket bridge the bytes are message payloads. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_listener_stats(
+    l: *const jw_listener,
+    out: *mut jw_server_stats_t,
+) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, jw_server_stats_t::from(slot_get(l)?.stats()))?;
         Ok(jw_status::JW_OK)
     })
 }

@@ -17,6 +17,7 @@ mod listener;
 mod log;
 mod network;
 mod router;
+mod session;
 mod stream;
 mod ws;
 
@@ -25,6 +26,7 @@ pub use listener::*;
 pub use log::*;
 pub use network::*;
 pub use router::*;
+pub use session::*;
 pub use stream::*;
 pub use ws::*;
 

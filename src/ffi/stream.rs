@@ -125,6 +125,36 @@ pub struct jw_stream_stats_t {
     pub messages_received: u64,
 }
 
+/// What a server has done so far, as `jw_listener_stats`,
+/// `jw_ws_server_stats` and `jw_router_stats` report it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct jw_server_stats_t {
+    /// Connections taken so far (refused ones are not counted here).
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Connections refused so far (each is logged too).
+    pub refused: u64,
+    /// Payload bytes received from the server's clients (for a forward:
+    /// passed on to the target), by open and ended connections.
+    pub bytes_received: u64,
+    /// Payload bytes sent to the server's clients.
+    pub bytes_sent: u64,
+}
+
+impl From<crate::stream::ServerStats> for jw_server_stats_t {
+    fn from(s: crate::stream::ServerStats) -> jw_server_stats_t {
+        jw_server_stats_t {
+            accepted: s.accepted,
+            active: s.active,
+            refused: s.refused,
+            bytes_received: s.bytes_received,
+            bytes_sent: s.bytes_sent,
+        }
+    }
+}
+
 /// Writes what `s` has carried so far to `*out`: counts since the stream was
 /// opened, read without stopping other calls. Thread-safe.
 #[unsafe(no_mangle)]
@@ -169,7 +199,9 @@ pub extern "C" fn jw_stream_close(s: *mut jw_stream) {
 /// other direction is stopped too and the other stream is reset: a TCP peer
 /// gets a reset (RST, not a clean end) once that stream is closed, and its
 /// calls return `JW_ERR_CLOSED` until then. Borrows both streams: close them
-/// afterwards.
+/// afterwards. The bytes it moved each way are in the streams' counts
+/// (`jw_stream_stats`), also while it runs: `bytes_sent` of `b` is what
+/// went `a -> b`, `bytes_sent` of `a` what went `b -> a`.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_forward(a: *mut jw_stream, b: *mut jw_stream) -> jw_status {
     boundary(|| {

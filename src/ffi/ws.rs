@@ -8,7 +8,7 @@ use super::boundary::{
     timeout, write_out,
 };
 use super::error::jw_status;
-use super::stream::jw_stream;
+use super::stream::{jw_server_stats_t, jw_stream};
 use crate::error::Error;
 use crate::stream::Stream;
 use crate::util::deadline;
@@ -75,7 +75,7 @@ pub extern "C" fn jw_ws_path(s: *const jw_stream, buf: *mut c_char, cap: usize) 
 /// `jw_ws_server_close`.
 ///
 /// Threads: every call (`jw_ws_broadcast`, `jw_ws_server_address`,
-/// `jw_ws_server_dropped`, `jw_ws_server_refused`) may run on any thread,
+/// `jw_ws_server_dropped`, `jw_ws_server_refused`, `jw_ws_server_stats`) may run on any thread,
 /// handlers included, at the same time as the others and as
 /// `jw_ws_server_close`. A call that overlaps the close finishes
 /// safely (`jw_ws_broadcast` then returns `JW_OK` or `JW_ERR_CLOSED`). The
@@ -222,6 +222,23 @@ pub extern "C" fn jw_ws_server_refused(w: *const jw_ws_server, out: *mut u64) ->
     boundary(|| {
         check_out(out)?;
         write_out(out, slot_get(w)?.refused())?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
+/// Writes the server's counts to `*out`: connections accepted (handshakes
+/// begun), served now (handshake done, handler running) and refused so
+/// far, and the message payload bytes received from clients and sent to
+/// them (by handlers and by `jw_ws_broadcast`), counted as they move.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_ws_server_stats(
+    w: *const jw_ws_server,
+    out: *mut jw_server_stats_t,
+) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, jw_server_stats_t::from(slot_get(w)?.stats()))?;
         Ok(jw_status::JW_OK)
     })
 }

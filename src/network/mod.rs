@@ -17,6 +17,7 @@
 
 pub(crate) mod dbus;
 mod echo;
+mod exported;
 
 use crate::error::{Error, Result};
 use crate::session::Sessions;

@@ -1,21 +1,41 @@
-//! The Jumpstarter session protocol: groundwork for reaching a device through
-//! a lab (issue 13, the client side) and for serving jumpwire networks as
-//! Jumpstarter drivers (issue 14, the exporter side).
+//! The Jumpstarter session protocol: reaching a device through a lab
+//! (issue 13, the client side) and serving jumpwire networks as Jumpstarter
+//! drivers (issue 14, the exporter side).
 //!
 //! A session is upstream's `jumpstarter.v1.ExporterService` (`GetReport`,
 //! `DriverCall`, `GetStatus`, `LogStream`, `EndSession`) plus
 //! `jumpstarter.v1.RouterService/Stream`, whose calls carry driver streams;
-//! a lab's controller serves `ControllerService` and `ClientService`. This
-//! module holds their generated types and stubs (`proto`) and the client of
-//! a session (`client`: `jumpstarter:` networks' streams and addresses),
-//! built on the router client's calls and connection
-//! (`crate::router::Connection`), and the way to a lease's session through
-//! a lab (`lab`: the client configuration, the controller's `GetLease` and
-//! `Dial`, the session's connection inside a router stream). Crate:
-//! `error`, `router`, `stream`, `tls`, `url`, `util`.
+//! a lab's controller serves `ControllerService` and `ClientService`. The
+//! files:
+//! - `proto`: the generated types and stubs.
+//! - `client`: the client of a session (`jumpstarter:` networks' streams and
+//!   addresses), built on the router client's calls and connection
+//!   (`crate::router::Connection`).
+//! - `lab`: the way to a lease's session through a lab: the client
+//!   configuration, the controller's `GetLease` and `Dial`, the session's
+//!   connection inside a router stream.
+//! - `exported`: what a session serves ([`Exported`], [`DriverKind`]; the
+//!   dispatcher implements it for [`Network`](crate::network::Network)).
+//! - `report`: uuids and the `GetReport` tree of a served session.
+//! - `pipe`: one served driver stream, relayed to its target.
+//! - `service`: the calls a served session answers, upstream's errors.
+//! - `authority`: mends the `:authority` gRPC's C core sends over a Unix
+//!   socket, which the HTTP/2 server refuses.
+//! - `server`: the session server ([`Session`]): its runtime, listeners,
+//!   connections and close.
+//!
+//! Crate: `error`, `router`, `socket`, `stream`, `sys`, `tls`, `url`, `util`.
 
+mod authority;
 mod client;
+mod exported;
 mod lab;
+mod pipe;
 mod proto;
+mod report;
+mod server;
+mod service;
 
 pub(crate) use client::Sessions;
+pub use exported::{DriverKind, Exported, NETWORK_CLIENT};
+pub use server::Session;

@@ -77,7 +77,7 @@ impl From<WebsocketListenOptions> for ServerConfig {
 impl ServerConfig {
     /// The handshake policy of connection `id` of `acc`: subprotocols,
     /// origins, admission against `max_connections`, counters.
-    pub(crate) fn accept<C: Default + Send + 'static>(
+    pub(crate) fn accept<C: crate::acceptor::Record>(
         &self,
         raw: Arc<Stream>,
         acc: &Acceptor<C>,
@@ -136,6 +136,20 @@ struct Conn {
     ws: Option<Arc<Ws>>,
     tx: Option<Sender<Arc<[u8]>>>,
     slow: Arc<AtomicBool>,
+    /// The handler's stream: what it sent and received.
+    stream: Option<Arc<Stream>>,
+    /// Broadcast payload bytes written to this client.
+    broadcast: Arc<AtomicU64>,
+}
+
+impl crate::acceptor::Record for Conn {
+    fn traffic(&self) -> (u64, u64) {
+        let (received, sent) = self.stream.as_ref().map_or((0, 0), |s| {
+            let s = s.stats();
+            (s.bytes_received, s.bytes_sent)
+        });
+        (received, sent + self.broadcast.load(Ordering::Relaxed))
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -264,6 +278,14 @@ impl Server {
         self.job.dropped.load(Ordering::Relaxed)
     }
 
+    /// Connections accepted (handshakes begun), served now (handshake
+    /// done, handler running) and refused so far, and the message payload
+    /// bytes received from clients and sent to them (by handlers and
+    /// broadcasts), counted as they move.
+    pub fn stats(&self) -> crate::stream::ServerStats {
+        self.acceptor.stats(|c| c.ws.is_some())
+    }
+
     /// How many clients were refused (HTTP 503) because `max_connections`
     /// were served, when they came or when their handshake finished.
     pub fn refused(&self) -> u64 {
@@ -343,7 +365,7 @@ const WRITE_BATCH: usize = 64 << 10;
 
 /// Sends the connection's queued broadcasts; what is queued together goes in
 /// one send of the underlying stream (all or nothing, as a single message).
-fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
+fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool, written: &AtomicU64) {
     let mut batch: Vec<Arc<[u8]>> = Vec::new();
     while let Ok(msg) = rx.recv() {
         batch.clear();
@@ -369,7 +391,10 @@ fn write_loop(ws: &Ws, rx: &Receiver<Arc<[u8]>>, slow: &AtomicBool) {
                 return;
             }
             match ws.send_messages(&payloads, Some(Instant::now() + WRITER_CHECK)) {
-                Ok(()) => break,
+                Ok(()) => {
+                    written.fetch_add(bytes as u64, Ordering::Relaxed);
+                    break;
+                }
                 Err(Error::Timeout) => {}
                 Err(_) => return,
             }
@@ -397,9 +422,10 @@ fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String
             c.raw = None;
             c.ws = Some(ws.clone());
             c.tx = Some(tx);
-            c.slow.clone()
+            c.stream = Some(stream.clone());
+            (c.slow.clone(), c.broadcast.clone())
         });
-        let Some(slow) = registered else {
+        let Some((slow, broadcast)) = registered else {
             ws.abort(
                 CloseCode::Away,
                 "server closing",
@@ -408,8 +434,9 @@ fn serve_conn(acc: &Acceptor<Conn>, s: &Job, id: u64, conn: Socket, peer: String
             return Ok(());
         };
         std::thread::scope(|sc| {
-            let writer =
-                crate::sys::spawn_scoped(sc, "jw-ws-writer", || write_loop(&ws, &rx, &slow));
+            let writer = crate::sys::spawn_scoped(sc, "jw-ws-writer", || {
+                write_loop(&ws, &rx, &slow, &broadcast);
+            });
             (s.handler)(&stream);
             // No more broadcasts to this connection; the writer finishes what
             // is queued (unless the client is too slow) and ends.

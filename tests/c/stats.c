@@ -1,7 +1,8 @@
 /*
  * stats: jw_stream_stats counts what a stream carried: sends and receives on
  * the caller's thread, and the bytes jw_forward moved (spliced, never seen
- * by a send or receive).
+ * by a send or receive); jw_listener_stats and jw_ws_server_stats count a
+ * server's connections and the bytes they carried.
  *
  * Prints "N checks, 0 failed"; exits 1 if any check failed.
  */
@@ -69,6 +70,59 @@ static void server_start(struct server *s, char *url, size_t cap)
     pthread_create(&s->thread, NULL, server_main, s);
 }
 
+/* Polls the server counts (what a relay counts may lag the bytes the client
+ * already has) until `ok` holds, for at most 5 s. */
+typedef jw_status (*stats_fn)(const void *, jw_server_stats_t *);
+
+static jw_status listener_stats(const void *l, jw_server_stats_t *out)
+{
+    return jw_listener_stats(l, out);
+}
+
+static jw_status ws_stats(const void *w, jw_server_stats_t *out)
+{
+    return jw_ws_server_stats(w, out);
+}
+
+static int stats_reach(stats_fn f, const void *h, uint64_t accepted, uint64_t active, uint64_t refused,
+                       uint64_t received, uint64_t sent)
+{
+    jw_server_stats_t s;
+    for (int i = 0; i < 500; i++) {
+        memset(&s, 0x5a, sizeof s);
+        if (f(h, &s) != JW_OK) {
+            return 0;
+        }
+        if (s.accepted == accepted && s.active == active && s.refused == refused && s.bytes_received == received &&
+            s.bytes_sent == sent) {
+            return 1;
+        }
+        struct timespec ten = {0, 10000000L};
+        nanosleep(&ten, NULL);
+    }
+    fprintf(stderr,
+            "stats: accepted %llu active %llu refused %llu received %llu sent %llu, "
+            "expected %llu %llu %llu %llu %llu\n",
+            (unsigned long long)s.accepted, (unsigned long long)s.active, (unsigned long long)s.refused,
+            (unsigned long long)s.bytes_received, (unsigned long long)s.bytes_sent, (unsigned long long)accepted,
+            (unsigned long long)active, (unsigned long long)refused, (unsigned long long)received,
+            (unsigned long long)sent);
+    return 0;
+}
+
+/* A websocket handler that echoes each message until the client ends. */
+static void echo_handler(jw_stream *conn, void *user)
+{
+    (void)user;
+    char buf[256];
+    size_t n;
+    while (jw_stream_receive(conn, buf, sizeof buf, &n, -1) == JW_OK) {
+        if (jw_stream_send(conn, buf, n, 5000) != JW_OK) {
+            return;
+        }
+    }
+}
+
 struct fwd {
     jw_stream *a, *b;
     jw_status st;
@@ -129,6 +183,7 @@ int main(void)
     CHECK(f.st == JW_OK);
     CHECK(srv.got_back == 1000);
     jw_stream_stats_t sa, sb;
+    jw_server_stats_t ss;
     CHECK(jw_stream_stats(f.a, &sa) == JW_OK);
     CHECK(jw_stream_stats(f.b, &sb) == JW_OK);
     printf("stats: jw_forward moved %llu bytes out of a and %llu into it\n", (unsigned long long)sa.bytes_received,
@@ -151,6 +206,7 @@ int main(void)
     CHECK(jw_stream_send(c1, "x", 1, 5000) == JW_OK);
     CHECK(jw_stream_receive(c1, buf, sizeof buf, &n, 5000) == JW_OK);
     CHECK(jw_listener_connections(l, &count) == JW_OK && count == 1);
+    CHECK(stats_reach(listener_stats, l, 1, 1, 0, 1, 1));
     /* The second is over max_connections: reset (the reset may already
      * reach the connect on a slow machine), and counted before that. */
     jw_status st2 = jw_connect(addr, 5000, &c2);
@@ -160,11 +216,41 @@ int main(void)
     CHECK(st2 == JW_ERR_CONNECTION || st2 == JW_EOF);
     CHECK(jw_listener_refused(l, &count) == JW_OK && count == 1);
     CHECK(jw_listener_refused(l, NULL) == JW_ERR_INVALID_ARGUMENT);
+    CHECK(jw_listener_stats(l, NULL) == JW_ERR_INVALID_ARGUMENT);
+    CHECK(jw_listener_stats(NULL, &ss) == JW_ERR_INVALID_ARGUMENT);
     jw_stream_close(c2);
+    /* More bytes, then the end: the counts keep an ended connection's
+     * bytes. */
+    CHECK(jw_stream_send(c1, "yz", 2, 5000) == JW_OK);
+    for (got = 0; got < 2 && jw_stream_receive(c1, buf, sizeof buf, &n, 5000) == JW_OK;) {
+        got += n;
+    }
+    CHECK(got == 2);
     jw_stream_close(c1);
+    CHECK(stats_reach(listener_stats, l, 1, 0, 1, 3, 3));
     jw_listener_close(l);
     CHECK(jw_listener_refused(l, &count) == JW_ERR_CLOSED);
+    CHECK(jw_listener_stats(l, &ss) == JW_ERR_CLOSED);
     jw_network_free(echo);
+
+    /* A websocket server: what handlers and broadcasts carried. */
+    jw_ws_server *w = NULL;
+    CHECK(jw_ws_serve("ws://127.0.0.1:0", echo_handler, NULL, &w) == JW_OK);
+    CHECK(jw_ws_server_address(w, addr, sizeof addr) == JW_OK);
+    CHECK(stats_reach(ws_stats, w, 0, 0, 0, 0, 0));
+    jw_stream *wc = NULL;
+    CHECK(jw_connect(addr, 5000, &wc) == JW_OK);
+    CHECK(jw_stream_send(wc, "hello", 5, 5000) == JW_OK);
+    CHECK(jw_stream_receive(wc, buf, sizeof buf, &n, 5000) == JW_OK && n == 5);
+    CHECK(stats_reach(ws_stats, w, 1, 1, 0, 5, 5));
+    CHECK(jw_ws_broadcast(w, "all", 3) == JW_OK);
+    CHECK(jw_stream_receive(wc, buf, sizeof buf, &n, 5000) == JW_OK && n == 3);
+    CHECK(stats_reach(ws_stats, w, 1, 1, 0, 5, 8));
+    jw_stream_close(wc);
+    CHECK(stats_reach(ws_stats, w, 1, 0, 0, 5, 8));
+    CHECK(jw_ws_server_stats(w, NULL) == JW_ERR_INVALID_ARGUMENT);
+    jw_ws_server_close(w);
+    CHECK(jw_ws_server_stats(w, &ss) == JW_ERR_CLOSED);
 
     jw_router *r = NULL;
     CHECK(jw_router_serve("grpc://127.0.0.1:0?key=k", &r) == JW_OK);

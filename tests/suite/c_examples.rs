@@ -99,6 +99,7 @@ fn every_c_program_has_a_test() {
         "c-examples/cpp_echo.cpp",
         "c-examples/dbus_forward.c",
         "c-examples/echo_roundtrip.c",
+        "c-examples/exporter.c",
         "c-examples/lab_connect.c",
         "c-examples/port_forward.c",
         "c-examples/router_export.c",
@@ -113,6 +114,7 @@ fn every_c_program_has_a_test() {
         "tests/c/misuse.c",
         "tests/c/router_faults.c",
         "tests/c/router_idle_limit.c",
+        "tests/c/session.c",
         "tests/c/sigpipe.c",
         "tests/c/stats.c",
         "tests/c/ws_faults.c",
@@ -497,6 +499,42 @@ fn ws_client_gets_the_reply_from_a_websocket_server() {
     assert!(r.stderr.contains("connection error (-3)"), "{r}");
     assert!(r.stderr.contains(&format!("ws://127.0.0.1:{port}/")), "{r}");
     server.close();
+}
+
+/// tests/c/session.c: jw_session's argument errors, copies, client use,
+/// and its close with driver streams open.
+#[test]
+fn session_checks_pass_with_both_libraries() {
+    let dir = WorkDir::new("session");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/session.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+/// c-examples/exporter.c: a TCP service and the echo network served as a
+/// session on a Unix socket, used through jumpwire's own client.
+#[test]
+fn exporter_serves_a_session_with_both_libraries() {
+    let dir = WorkDir::new("exporter");
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    for link in Link::BOTH {
+        let bin = build(&dir, "c-examples/exporter.c", link);
+        let sock = dir.path(&format!("session-{link:?}.sock"));
+        let sock = sock.to_str().unwrap();
+        run(&bin, &[&format!("tcp://{echo}"), sock], link)
+            .assert_success()
+            .assert_stdout_has(&format!("session listening on unix:{sock}"))
+            .assert_stdout_has(&format!("JUMPSTARTER_HOST={sock}"))
+            .assert_stdout_has(
+                "echo through the session: \"hello through the session\", then end of stream",
+            )
+            .assert_stdout_has(&format!("tcp driver's address: tcp://{echo}"))
+            .assert_stdout_has("connected to the TCP service through the session")
+            .assert_stdout_has("exporter: OK");
+    }
 }
 
 #[test]

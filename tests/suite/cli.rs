@@ -255,10 +255,18 @@ fn forward_tcp_to_tcp_round_trips_logs_the_connection_and_sigterm_exits_0() {
     assert_eq!(cli.wait().code(), Some(0), "{}", cli.stderr());
     let err = cli.final_stderr();
     assert!(err.contains("SIGTERM: closing"), "{err}");
+    // The closing summary counts the connection and its bytes each way.
+    let n = 256 << 10;
+    assert!(
+        err.contains(&format!(
+            "{addr}: accepted 1, refused 0, bytes in {n}, bytes out {n}"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
-fn forward_shows_a_live_connection_count_when_stderr_is_a_terminal() {
+fn forward_shows_live_connection_and_byte_counts_when_stderr_is_a_terminal() {
     // `script` (util-linux, in every Debian) runs the command on a
     // pseudo-terminal and copies what it writes to our pipe; killing it
     // hangs the terminal up, which ends the command.
@@ -269,12 +277,25 @@ fn forward_shows_a_live_connection_count_when_stderr_is_a_terminal() {
     let mut cli = Cli::start_program("script", &["-qfec", &cmd, "/dev/null"], false);
     let addr = cli.line().trim_end_matches('\r').to_string();
     assert!(addr.starts_with("tcp://127.0.0.1:"), "{addr}");
-    cli.wait_stdout(&format!("{addr}: 0 open, 0 refused"));
-    let c = TcpStream::connect(addr.strip_prefix("tcp://").unwrap()).unwrap();
+    cli.wait_stdout(&format!(
+        "{addr}: 0 open, 0 accepted, 0 refused, 0 B in, 0 B out"
+    ));
+    let mut c = TcpStream::connect(addr.strip_prefix("tcp://").unwrap()).unwrap();
     cli.wait_stdout("\r\x1b[K");
-    cli.wait_stdout(&format!("{addr}: 1 open, 0 refused"));
+    cli.wait_stdout(&format!(
+        "{addr}: 1 open, 1 accepted, 0 refused, 0 B in, 0 B out"
+    ));
+    // Bytes each way, as they move (the echo sends them back).
+    c.write_all(&[7u8; 3000]).unwrap();
+    let mut back = [0u8; 3000];
+    c.read_exact(&mut back).unwrap();
+    cli.wait_stdout(&format!(
+        "{addr}: 1 open, 1 accepted, 0 refused, 2.9 KiB in, 2.9 KiB out"
+    ));
     drop(c);
-    cli.wait_stdout(&format!("{addr}: 0 open, 0 refused"));
+    cli.wait_stdout(&format!(
+        "{addr}: 0 open, 1 accepted, 0 refused, 2.9 KiB in, 2.9 KiB out"
+    ));
 }
 
 #[test]
@@ -470,6 +491,36 @@ fn ws_serve_broadcasts_stdin_lines_and_closes_at_its_end() {
 }
 
 #[test]
+fn session_serve_serves_networks_by_name_until_sigterm_and_removes_its_socket() {
+    let echo = tcp_echo_server("127.0.0.1:0");
+    let dir = TempDir::new("cli-sess");
+    let path = dir.path().join("session.sock");
+    let listen = format!("unix:{}", path.display());
+    let tcp = format!("console=tcp://{echo}");
+    let mut cli = Cli::spawn(&["session", "serve", "-v", &listen, &tcp, "loop=echo:"]);
+    assert_eq!(cli.line(), listen);
+    // The value for JUMPSTARTER_HOST: the socket's path.
+    let host = cli.line();
+    assert_eq!(host, path.display().to_string());
+    for (driver, data) in [("console", pattern(1 << 20, 3)), ("loop", pattern(4096, 4))] {
+        let net =
+            jumpwire::Network::new(&format!("jumpstarter:unix:{host}?driver={driver}")).unwrap();
+        let s = net.connect(LONG).unwrap();
+        s.send(&data, LONG).unwrap();
+        assert_eq!(recv_exact(&s, data.len(), 65536, WITHIN), data, "{driver}");
+        s.close();
+    }
+    // A name the session does not have: the names it has.
+    let net = jumpwire::Network::new(&format!("jumpstarter:unix:{host}?driver=nope")).unwrap();
+    let e = net.connect(LONG).unwrap_err().to_string();
+    assert!(e.contains("console") && e.contains("loop"), "{e}");
+    cli.signal("TERM");
+    assert_eq!(cli.wait().code(), Some(0), "{}", cli.stderr());
+    assert!(cli.final_stderr().contains("SIGTERM: closing"));
+    assert!(!path.exists(), "the session's socket is removed");
+}
+
+#[test]
 fn usage_errors_exit_2_with_a_message_and_a_hint() {
     let cases: &[(&[&str], &str)] = &[
         (&[], "jumpwire: missing COMMAND\nTry 'jumpwire --help'.\n"),
@@ -508,7 +559,30 @@ fn usage_errors_exit_2_with_a_message_and_a_hint() {
             &["ws", "serve", "ws://127.0.0.1:0"],
             "jumpwire: give one of --echo and --broadcast-stdin\n",
         ),
+        (&["session"], "jumpwire: missing serve\n"),
+        (
+            &["session", "serve", "unix:/tmp/x"],
+            "jumpwire: give at least one NAME=URL\n",
+        ),
+        (
+            &["session", "serve", "unix:/tmp/x", "echo:"],
+            "jumpwire: 'echo:' is not NAME=URL\n",
+        ),
         // The library's own message for a bad URL or value.
+        (
+            &[
+                "session",
+                "serve",
+                "tcp://127.0.0.1:0",
+                "a=echo:",
+                "a=echo:",
+            ],
+            "jumpwire: invalid argument: driver 1: the name \"a\" is given twice\n",
+        ),
+        (
+            &["session", "serve", "tcp://127.0.0.1:0", "a=bogus://x"],
+            "jumpwire: invalid argument: bogus://x: ",
+        ),
         (
             &["forward", "bogus://x", "echo:"],
             "jumpwire: invalid argument: bogus://x: ",
@@ -550,6 +624,11 @@ fn help_for_each_command_and_the_version_go_to_stdout_with_exit_0() {
         ),
         (&["ws", "--help"], "Usage: jumpwire ws serve"),
         (&["ws", "serve", "--help"], "Usage: jumpwire ws serve "),
+        (&["session", "--help"], "Usage: jumpwire session serve"),
+        (
+            &["session", "serve", "--help"],
+            "Usage: jumpwire session serve ",
+        ),
     ];
     for (args, want) in cases {
         let r = run(args, b"");

@@ -22,12 +22,14 @@ fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
 }
 
-/// Runs scripts/install.sh into `prefix`; returns what it printed.
-fn install(prefix: &Path, kind: &str) -> String {
+/// Runs scripts/install.sh into `prefix` (with the command when `cli`);
+/// returns what it printed.
+fn install(prefix: &Path, kind: &str, cli: bool) -> String {
     sh(Command::new("bash")
         .arg(repo().join("scripts/install.sh"))
         .arg(prefix)
         .env("JW_LIBRARY_TYPE", kind)
+        .env("JW_INSTALL_CLI", if cli { "1" } else { "0" })
         .current_dir(repo()))
 }
 
@@ -83,7 +85,9 @@ fn version() -> (&'static str, String) {
 fn install_then_build_with_pkg_config_shared_and_static() {
     let dir = WorkDir::new("install");
     let prefix: PathBuf = dir.path("prefix");
-    let printed = install(&prefix, "both");
+    let static_prefix = dir.path("prefix-static");
+    install(&static_prefix, "staticlib", false);
+    let printed = install(&prefix, "both", true);
     let (v, sover) = version();
     let lib = prefix.join("lib");
 
@@ -151,10 +155,20 @@ fn install_then_build_with_pkg_config_shared_and_static() {
          NATIVE_STATIC_LIBS in tests/c/toolchain.rs and the static build line in README.md"
     );
 
+    // The command, stripped, runs from the prefix (it links the library
+    // statically, as cargo builds a Rust program).
+    let cli = prefix.join("bin/jumpwire");
+    assert!(!has_debug_info(&cli));
+    let out = sh(Command::new(&cli).arg("--version"));
+    assert!(out.contains(v), "jumpwire --version: {out}");
+    let cli_size = std::fs::metadata(&cli).unwrap().len();
+    println!("installed jumpwire command: {cli_size} bytes");
+
     // A prefix with only the static library: pkg-config --static links it,
     // and the program needs no libjumpwire at run time.
-    let static_prefix = dir.path("prefix-static");
-    install(&static_prefix, "staticlib");
+    // (Installed first, without the command: its build and the library's
+    // have different flags, so each rebuilds what the other built.)
+    assert!(!static_prefix.join("bin/jumpwire").exists());
     assert!(!static_prefix.join("lib/libjumpwire.so").exists());
     flags = pkg_config(&static_prefix, &["--static", "--cflags", "--libs"]);
     let static_bin = dir.path("app-static");

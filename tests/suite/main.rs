@@ -5,7 +5,7 @@
 //!
 //! Separate binaries (`tests/*.rs`), each for a process of its own:
 //! - `leaks`, `router_leaks`, `router_tls_leaks`, `session_leaks`,
-//!   `session_lease_leaks`, `websocket_leaks`,
+//!   `session_lease_leaks`, `session_server_leaks`, `websocket_leaks`,
 //!   `router_export`, `forward_abuse`, `router_abuse`, `ws_abuse`: they
 //!   compare the whole process's thread and descriptor counts before and
 //!   after, which any other test running beside them would change
@@ -41,6 +41,7 @@ mod router_idle;
 mod router_tls;
 mod session_client;
 mod session_lease;
+mod session_server;
 mod static_libs;
 mod timeouts;
 mod websocket;

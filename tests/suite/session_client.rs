@@ -390,6 +390,23 @@ fn fds_of(pid: u32) -> usize {
         .count()
 }
 
+/// What each of the session's descriptors is, for a failure message.
+fn fd_list(pid: u32) -> String {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let link = std::fs::read_link(e.path()).map(|l| l.display().to_string());
+        out.push(format!(
+            "{}->{}",
+            e.file_name().to_string_lossy(),
+            link.unwrap_or_default()
+        ));
+    }
+    out.join(" ")
+}
+
 /// Waits (at most `within`) until `pid` has no more descriptors than
 /// `baseline`, and returns the last count.
 fn fds_settle(pid: u32, baseline: usize, within: Duration) -> usize {
@@ -413,14 +430,29 @@ fn fds_settle(pid: u32, baseline: usize, within: Duration) -> usize {
 fn closed_streams_let_the_session_release_their_targets() {
     let p = Peer::start(&[]);
     let pid = p.child.id();
+    let idle = fds_of(pid);
     let net = p.net("tcp");
-    // The session connection is part of the baseline.
+    let udp = p.net("udp");
+    // Each network's one session connection is part of the baseline: one
+    // descriptor each in the session, once the warm-up streams' targets
+    // have gone (the UDP one at the client's cancel, 2 s after its close).
     let s = net.connect(LONG).unwrap();
     round_trip(&s, b"warm", 4);
     s.send_eof().unwrap();
     assert_eq!(recv_to_eof(&s, Duration::from_secs(10)), b"");
     s.close();
-    let baseline = fds_of(pid);
+    let s = udp.connect(LONG).unwrap();
+    s.send(b"w", LONG).unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(s.receive(&mut buf, LONG).unwrap(), Some(1));
+    s.close();
+    let baseline = fds_settle(pid, idle + 2, Duration::from_secs(10));
+    assert_eq!(
+        baseline,
+        idle + 2,
+        "two session connections: {}",
+        fd_list(pid)
+    );
     let streams: Vec<Stream> = (0..30).map(|_| net.connect(LONG).unwrap()).collect();
     // Each stream's target is open in the session (its socket to the echo
     // server, and the echo server's side once accepted: the same process),
@@ -454,7 +486,6 @@ fn closed_streams_let_the_session_release_their_targets() {
     // UDP has no end of stream: the session keeps a UDP driver's target
     // until the call is cancelled, which the client does (at most 2 s after
     // `close`, which returns at once).
-    let udp = p.net("udp");
     for i in 0..10u8 {
         let s = udp.connect(LONG).unwrap();
         s.send(&[i], LONG).unwrap();
@@ -467,7 +498,8 @@ fn closed_streams_let_the_session_release_their_targets() {
     let n = fds_settle(pid, baseline, Duration::from_secs(10));
     assert!(
         n <= baseline,
-        "after UDP: {n} descriptors, {baseline} before"
+        "after UDP: {n} descriptors, {baseline} before: {}",
+        fd_list(pid)
     );
 }
 

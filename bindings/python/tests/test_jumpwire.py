@@ -11,6 +11,15 @@ import pytest
 import jumpwire
 
 
+def settled(stats, want, within=5.0):
+    """``stats()`` once it equals ``want``, or its last value after
+    ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while (got := stats()) != want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return got
+
+
 def test_version_matches_the_package():
     assert jumpwire.version() == "0.1.0"
     assert jumpwire.library_path
@@ -79,6 +88,11 @@ def test_listen_forwards_a_local_port_onto_a_tcp_server():
             assert got == b"through the forward"
             s.send_eof()
             assert s.recv(64, timeout=5) == b""
+            assert s.stats()["bytes_sent"] == 19 and s.stats()["bytes_received"] == 19
+        # The listener counts the connection and what it relayed, once the
+        # relay has passed the end on (the count may lag the client).
+        want = {"accepted": 1, "active": 0, "refused": 0, "bytes_received": 19, "bytes_sent": 19}
+        assert settled(listener.stats, want) == want
     t.join(5)
     server.close()
 
@@ -141,6 +155,9 @@ def test_websocket_server_with_a_python_handler():
             assert c.recv(64, timeout=5) == b"HELLO WS"
             server.broadcast(b"to all")
             assert c.recv(64, timeout=5) == b"to all"
+            # A count may lag the bytes the client already has.
+            want = {"accepted": 1, "active": 1, "refused": 0, "bytes_received": 8, "bytes_sent": 14}
+            assert settled(server.stats, want) == want
     assert paths == ["/room?x=1"]
 
 

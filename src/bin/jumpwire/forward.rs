@@ -63,16 +63,19 @@ pub fn run(p: Parsed) -> Result<(), Failure> {
             );
         }
     }
-    // A live count on a terminal. The listener counts connections, not
-    // bytes (it has no byte counter).
+    // A live count on a terminal: connections and bytes each way.
     let live = std::io::stderr().is_terminal();
     let sig = if live {
         loop {
+            let st = listener.stats();
             logger::status(&format!(
-                "{}: {} open, {} refused",
+                "{}: {} open, {} accepted, {} refused, {} in, {} out",
                 listener.address(),
-                listener.connections(),
-                listener.refused()
+                st.active,
+                st.accepted,
+                st.refused,
+                bytes(st.bytes_received),
+                bytes(st.bytes_sent)
             ));
             match signals.recv_timeout(TICK) {
                 Ok(sig) => break Ok(sig),
@@ -84,10 +87,47 @@ pub fn run(p: Parsed) -> Result<(), Failure> {
         signals.recv().map_err(|_| ())
     };
     logger::end_status();
+    let st = listener.stats();
+    log::info!(
+        "{}: accepted {}, refused {}, bytes in {}, bytes out {}",
+        listener.address(),
+        st.accepted,
+        st.refused,
+        st.bytes_received,
+        st.bytes_sent
+    );
     match sig {
         Ok(sig) => log::info!("{}: {sig}: closing", listener.address()),
         Err(_) => return Err(Failure::Runtime("the signal thread ended".into())),
     }
     listener.close();
     Ok(())
+}
+
+/// A byte count as people read it: `512 B`, `1.5 KiB`, `3.2 GiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes;
+
+    #[test]
+    fn byte_counts_read_as_people_write_them() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 << 30), "5.0 GiB");
+    }
 }

@@ -1,6 +1,6 @@
-//! `jumpwire`: the library's streams, forwards, router and websocket server
-//! from the shell, for lab scripts and quick tests (as `socat`, `websocat`
-//! and upstream's `j network` are used). One file per command; everything is
+//! `jumpwire`: the library's streams, forwards, router, websocket server and
+//! Jumpstarter session from the shell, for lab scripts and quick tests (as
+//! `socat`, `websocat` and upstream's `j network` are used). One file per command; everything is
 //! the crate's public API.
 //!
 //! Exit codes: 0 on success (and when stopped by `SIGINT`/`SIGTERM`), 1 for
@@ -12,6 +12,7 @@ mod cat;
 mod forward;
 mod logger;
 mod router;
+mod session;
 mod stop;
 mod ws;
 
@@ -34,6 +35,8 @@ Commands:
                                     serve a target through a router
   ws serve URL --echo|--broadcast-stdin
                                     a websocket server for quick tests
+  session serve LISTEN_URL NAME=URL...
+                                    serve networks as Jumpstarter drivers
 
 Options:
   -v, -vv, -vvv   log info, debug, trace lines on stderr (default: warnings)
@@ -116,6 +119,7 @@ fn run(argv: &[String]) -> Result<(), Failure> {
         "cat" => (&cat::SPEC, cat::run),
         "router" => return router::dispatch(rest, verbose),
         "ws" => return ws::dispatch(rest, verbose),
+        "session" => return session::dispatch(rest, verbose),
         other => return Err(TOP.usage_error(format!("unknown command '{other}'"))),
     };
     start(spec, rest, verbose, go)

@@ -120,6 +120,25 @@ _router_connect = _sig("jw_router_connect", [_s, _s, _i, _pp])
 _router_export = _sig("jw_router_export", [_s, _s, _p, _i])
 
 
+class _StreamStats(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("bytes_sent", "bytes_received", "messages_sent", "messages_received")]
+
+
+class _ServerStats(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("accepted", "active", "refused", "bytes_received", "bytes_sent")]
+
+
+_stream_stats = _sig("jw_stream_stats", [_p, ctypes.POINTER(_StreamStats)])
+_listener_stats = _sig("jw_listener_stats", [_p, ctypes.POINTER(_ServerStats)])
+_ws_stats = _sig("jw_ws_server_stats", [_p, ctypes.POINTER(_ServerStats)])
+
+
+def _stats(call, handle, struct) -> dict:
+    out = struct()
+    _check(call(handle, ctypes.byref(out)))
+    return {name: getattr(out, name) for name, _ in struct._fields_}
+
+
 class Error(Exception):
     """A failed call: ``status`` is the jw_status code, ``message`` the
     library's message (``jw_last_error``)."""
@@ -207,6 +226,12 @@ class Stream:
     def send_eof(self) -> None:
         """Half-closes: the peer sees the end after what was sent."""
         _check(_send_eof(self._handle()))
+
+    def stats(self) -> dict:
+        """What the stream has carried so far (``jw_stream_stats``):
+        ``bytes_sent``, ``bytes_received``, ``messages_sent``,
+        ``messages_received``."""
+        return _stats(_stream_stats, self._handle(), _StreamStats)
 
     def ws_path(self) -> str:
         """The request path of a websocket server connection."""
@@ -323,6 +348,12 @@ class Listener(_Closing):
     def address(self) -> str:
         return _string(_listener_address, self._h)
 
+    def stats(self) -> dict:
+        """``accepted``, ``active``, ``refused`` connections and the bytes
+        relayed (``bytes_received`` from clients, ``bytes_sent`` to them),
+        as ``jw_listener_stats`` counts them."""
+        return _stats(_listener_stats, self._h, _ServerStats)
+
 
 def listen(listen_url: str, target_url: str) -> Listener:
     """Forwards ``listen_url`` (``tcp://127.0.0.1:0``, ``unix:/PATH``,
@@ -357,6 +388,11 @@ class WsServer(_Closing):
         """One binary message to every open connection."""
         data = bytes(data)
         _check(_ws_broadcast(self._h, data, len(data)))
+
+    def stats(self) -> dict:
+        """``accepted``, ``active``, ``refused`` connections and the message
+        bytes received from clients and sent to them (``jw_ws_server_stats``)."""
+        return _stats(_ws_stats, self._h, _ServerStats)
 
 
 def ws_serve(listen_url: str, handler: Callable[[Stream], None]) -> WsServer:
