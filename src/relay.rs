@@ -215,7 +215,10 @@ struct Leg<'a> {
     dst: &'a Stream,
     from: BorrowedFd<'a>,
     to: BorrowedFd<'a>,
-    /// The pipe of a spliced direction; `None`: this direction copies.
+    /// Whether this direction splices (or only copies): false between
+    /// sockets that cannot, or when no pipe can be made.
+    splices: bool,
+    /// The pipe, made when the first bulk read comes.
     pipe: Option<Pipe>,
     /// Bytes in the pipe.
     piped: usize,
@@ -258,22 +261,16 @@ impl<'a> Leg<'a> {
         from: BorrowedFd<'a>,
         to: BorrowedFd<'a>,
         splice: bool,
-    ) -> Result<Leg<'a>> {
-        let pipe = if splice {
-            let (r, w, cap) =
-                sys::pipe(RELAY_PIPE).map_err(|e| Error::io("creating a pipe", &e))?;
-            Some(Pipe { r, w, cap })
-        } else {
-            None
-        };
+    ) -> Leg<'a> {
         let size = if splice { SMALL_READ } else { FORWARD_CHUNK };
-        Ok(Leg {
+        Leg {
             side,
             src,
             dst,
             from,
             to,
-            pipe,
+            splices: splice,
+            pipe: None,
             piped: 0,
             pipe_full: false,
             buf: vec![0u8; size],
@@ -285,7 +282,7 @@ impl<'a> Leg<'a> {
             moved: 0,
             eof: false,
             done: false,
-        })
+        }
     }
 
     /// Bytes taken from `src` and not yet given to `dst`.
@@ -295,16 +292,17 @@ impl<'a> Leg<'a> {
 
     /// Whether the next read goes into the buffer (or else into the pipe).
     fn reads_into_buffer(&self) -> bool {
-        self.pipe.is_none() || (self.small && self.held() == 0)
+        !self.splices || (self.small && self.held() == 0)
     }
 
     /// How many bytes the next read may take (0: none now).
     fn room(&self) -> usize {
         match &self.pipe {
             _ if self.reads_into_buffer() => self.buf.len() - self.end,
-            Some(_) if self.pipe_full => 0,
+            _ if self.pipe_full => 0,
             Some(p) => p.cap - self.piped,
-            None => 0,
+            // Made by the read that needs it.
+            None => RELAY_PIPE,
         }
     }
 
@@ -337,8 +335,19 @@ impl<'a> Leg<'a> {
 
     /// One read from `src`; true if it took bytes or found the end.
     fn fill(&mut self) -> std::result::Result<bool, Failure> {
-        let room = self.room();
         let into_buffer = self.reads_into_buffer();
+        if !into_buffer && self.pipe.is_none() {
+            match sys::pipe(RELAY_PIPE) {
+                Ok((r, w, cap)) => self.pipe = Some(Pipe { r, w, cap }),
+                Err(e) => {
+                    // Out of descriptors, say: copying needs none.
+                    log::debug!("forward: no pipe ({e}); copying instead");
+                    self.copy_only();
+                    return Ok(true);
+                }
+            }
+        }
+        let room = self.room();
         let r = match &self.pipe {
             Some(p) if !into_buffer => sys::splice(self.from, p.w.as_fd(), room),
             _ => (&*socket2::SockRef::from(&self.from)).read(&mut self.buf[self.end..]),
@@ -366,7 +375,7 @@ impl<'a> Leg<'a> {
         if into_buffer {
             self.end += n;
             // A full buffer: bulk data is coming; splice the rest.
-            self.small &= n < room || self.pipe.is_none();
+            self.small &= n < room || !self.splices;
         } else {
             self.piped += n;
             self.small = n < SMALL_READ;
@@ -431,10 +440,11 @@ impl<'a> Leg<'a> {
     fn unpipe(&mut self, on: Side) -> std::result::Result<(), Failure> {
         let st = if on == self.side { self.src } else { self.dst };
         log::debug!("forward: {} cannot splice; copying instead", st.name());
+        self.copy_only();
         let Some(p) = self.pipe.take() else {
             return Ok(());
         };
-        let size = FORWARD_CHUNK.max(self.end + self.piped);
+        let size = self.buf.len().max(self.end + self.piped);
         self.buf.resize(size, 0);
         let mut r = std::fs::File::from(p.r);
         while self.piped > 0 {
@@ -455,6 +465,15 @@ impl<'a> Leg<'a> {
         self.readable = true;
         self.writable = true;
         Ok(())
+    }
+
+    /// This direction copies from now on, through a buffer of
+    /// [`FORWARD_CHUNK`].
+    fn copy_only(&mut self) {
+        self.splices = false;
+        if self.buf.len() < FORWARD_CHUNK {
+            self.buf.resize(FORWARD_CHUNK, 0);
+        }
     }
 
     /// What an I/O error of side `on`'s socket means for the relay.
@@ -484,24 +503,10 @@ fn relay(
     a.flush(None).map_err(|e| Failure::of(Side::A, e))?;
     b.flush(None).map_err(|e| Failure::of(Side::B, e))?;
     let _sigpipe = sys::SigpipeGuard::new();
-    let legs = |splice| -> Result<[Leg<'_>; 2]> {
-        Ok([
-            Leg::new((a, Side::A), b, fa, fb, splice)?,
-            Leg::new((b, Side::B), a, fb, fa, splice)?,
-        ])
-    };
-    let mut legs = match legs(true) {
-        Ok(legs) => legs,
-        // Out of descriptors for the pipes, say: copying needs none.
-        Err(e) => {
-            log::debug!(
-                "forward {} <-> {}: {e}; copying instead",
-                a.name(),
-                b.name()
-            );
-            legs(false).map_err(Failure::own)?
-        }
-    };
+    let mut legs = [
+        Leg::new((a, Side::A), b, fa, fb, true),
+        Leg::new((b, Side::B), a, fb, fa, true),
+    ];
     run_legs(a, b, &mut legs)
 }
 
@@ -613,8 +618,8 @@ mod tests {
             let f = s.spawn(|| {
                 let (fa, fb) = (a.socket().unwrap(), b.socket().unwrap());
                 let mut legs = [
-                    Leg::new((&a, Side::A), &b, fa, fb, false)?,
-                    Leg::new((&b, Side::B), &a, fb, fa, false)?,
+                    Leg::new((&a, Side::A), &b, fa, fb, false),
+                    Leg::new((&b, Side::B), &a, fb, fa, false),
                 ];
                 run_legs(&a, &b, &mut legs).map_err(|f| f.error)
             });
@@ -634,6 +639,76 @@ mod tests {
             assert_eq!(back, b"back");
             assert_eq!(f.join().unwrap(), Ok(()));
         });
+    }
+
+    #[test]
+    fn short_messages_and_bulk_keep_their_order_through_buffer_and_pipe() {
+        let (a, mut pa) = pair();
+        let (b, mut pb) = pair();
+        // Short messages (copied), then bulk (the first 16 KiB copied, the
+        // rest spliced), then short again, each way.
+        let sizes = [10usize, 3, 100_000, 7, 2_000_000, 1, 16 * 1024, 5];
+        let data = |seed: u32| -> Vec<Vec<u8>> {
+            let mut k = seed;
+            sizes
+                .iter()
+                .map(|&n| {
+                    (0..n)
+                        .map(|_| {
+                            k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                            (k >> 16) as u8
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (there, back) = (data(1), data(2));
+        std::thread::scope(|s| {
+            let f = s.spawn(|| forward(&a, &b));
+            for (out, inn) in there.iter().zip(&back) {
+                // One message each way at once, each written while the
+                // other is read.
+                let (mut wa, mut wb) = (pa.try_clone().unwrap(), pb.try_clone().unwrap());
+                let sent = s.spawn(move || wa.write_all(out).unwrap());
+                let answered = s.spawn(move || wb.write_all(inn).unwrap());
+                let mut got = vec![0u8; out.len()];
+                pb.read_exact(&mut got).unwrap();
+                assert!(&got == out, "{} bytes arrived in order", out.len());
+                let mut got = vec![0u8; inn.len()];
+                pa.read_exact(&mut got).unwrap();
+                assert!(&got == inn, "{} bytes came back in order", inn.len());
+                sent.join().unwrap();
+                answered.join().unwrap();
+            }
+            pa.shutdown(Shutdown::Write).unwrap();
+            pb.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(f.join().unwrap(), Ok(()));
+        });
+    }
+
+    #[test]
+    fn a_direction_that_stops_splicing_sends_its_buffer_then_its_pipe() {
+        let (a, mut pa) = pair();
+        let (b, mut pb) = pair();
+        let (fa, fb) = (a.socket().unwrap(), b.socket().unwrap());
+        let mut leg = Leg::new((&a, Side::A), &b, fa, fb, true);
+        let big: Vec<u8> = (0..SMALL_READ as u32 + 5000)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        pa.write_all(&big).unwrap();
+        // Nothing may go out yet: the first 16 KiB land in the buffer, the
+        // rest in the pipe.
+        leg.writable = false;
+        leg.advance().unwrap();
+        assert_eq!((leg.end, leg.piped), (SMALL_READ, 5000));
+        leg.unpipe(Side::B).unwrap();
+        assert!(leg.pipe.is_none() && !leg.splices);
+        assert_eq!((leg.end - leg.start, leg.piped), (big.len(), 0));
+        leg.writable = true;
+        leg.advance().unwrap();
+        let mut got = vec![0u8; big.len()];
+        pb.read_exact(&mut got).unwrap();
+        assert!(got == big, "every byte, in order");
     }
 
     #[test]
