@@ -36,8 +36,9 @@ const RELAY_PIPE: usize = 1024 * 1024;
 /// sends and receives on the two streams must wait until it returns.
 ///
 /// Between two socket streams (TCP, Unix, vsock) this runs on the calling
-/// thread alone and moves the bytes with `splice(2)`, never through user space
-/// (copying through a buffer where a socket cannot splice); otherwise each
+/// thread alone and moves bulk data with `splice(2)`, never through user
+/// space, and short messages with `recv` and `send` through a small buffer
+/// (copying everything where a socket cannot splice); otherwise each
 /// direction has a thread.
 pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
     let r = match (a.socket(), b.socket()) {
