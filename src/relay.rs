@@ -370,6 +370,8 @@ impl<'a> Leg<'a> {
                 self.unpipe(self.side)?;
                 return Ok(true);
             }
+            // Tried again by the caller's loop.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
             Err(e) => return Err(self.fail(&e, self.side)),
         };
         self.src.count_received(n);
@@ -412,6 +414,7 @@ impl<'a> Leg<'a> {
                 self.unpipe(self.side.other())?;
                 return Ok(true);
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
             Err(e) => return Err(self.fail(&e, self.side.other())),
         };
         if from_buffer {
