@@ -148,7 +148,7 @@ mapfile -d '' ECHO_TARGETS < <(targets)
 # --- latency -------------------------------------------------------------------
 log "64-byte round trips x $COUNT (direct and each forwarder, in turns)"
 "$BIN" latency --count "$COUNT" "${ECHO_TARGETS[@]}" >"$WORK/lat"
-row "forward RTT 64 B, p50" µs 'js<=1' "$WORK/lat" 2
+row "forward RTT 64 B, p50" µs 'js<=0.9' "$WORK/lat" 2
 row "forward RTT 64 B, p90" µs - "$WORK/lat" 3
 row "forward RTT 64 B, p99" µs - "$WORK/lat" 4
 
@@ -160,7 +160,7 @@ row "Stream RTT 64 B (direct = raw TcpStream), p99" µs - "$WORK/slat" 4
 
 log "connect + 1-byte echo + close x $CONNECTS"
 "$BIN" connect-latency --count "$CONNECTS" "${ECHO_TARGETS[@]}" >"$WORK/conn"
-row "connect to first byte, p50" µs - "$WORK/conn" 2
+row "connect to first byte, p50" µs 'js<=0.5' "$WORK/conn" 2
 row "connect to first byte, p99" µs - "$WORK/conn" 4
 
 # --- throughput ----------------------------------------------------------------

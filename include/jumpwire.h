@@ -683,7 +683,7 @@ void jw_stream_close(jw_stream *s);
  * half-close (when one side ends, the other's sending direction is closed).
  * Blocks the calling thread meanwhile. Between two byte-stream sockets (TCP,
  * Unix, vsock, D-Bus) both directions run on the calling thread (one
- * `poll(2)` loop, the bytes moved with `splice(2)`); between any other
+ * `poll(2)` loop, bulk data moved with `splice(2)`); between any other
  * streams the second direction runs on one more thread. Returns `JW_OK`
  * when both directions ended normally, or the first error, after which the
  * other direction is stopped too and the other stream is reset: a TCP peer

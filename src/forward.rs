@@ -22,11 +22,14 @@ use crate::url::{ListenEndpoint, TcpListenOptions, UnixPath};
 use crate::websocket::bridge;
 use socket2::{Domain, Socket};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a listener waits for the target of an accepted connection.
 const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection's thread waits for the connection accepted before
+/// it to have reached the target (see [`Turns`]).
+const CONNECT_ORDER_WAIT: Duration = Duration::from_millis(10);
 /// A listening socket that forwards each accepted connection to a new stream of
 /// its target network, on a thread of its own. Dropping or
 /// [closing](Listener::close) it stops accepting, ends every forwarded
@@ -47,6 +50,60 @@ struct Job {
     websocket: Option<crate::websocket::ServerConfig>,
     /// The bridge's handshake refusals.
     counters: Arc<crate::websocket::Counters>,
+    /// The order in which a plain forward's connections connect to the target.
+    turns: Turns,
+}
+
+/// Connections reach the target in the order they were accepted: a client
+/// that opens several connections and tells them apart by that order (as
+/// `iperf3 --bidir` does) would otherwise see them swapped now and then,
+/// each connection having its own thread. A connection's thread waits until
+/// the connection accepted before it has connected (or failed to), but at
+/// most [`CONNECT_ORDER_WAIT`]: a target that is slow to answer delays the
+/// next connections that little, and then the order is not kept.
+#[derive(Default)]
+struct Turns {
+    /// One more than the newest connection (by acceptance) that has
+    /// connected to the target or given up.
+    next: Mutex<u64>,
+    moved: Condvar,
+}
+
+impl Turns {
+    /// Waits (bounded) until connection `id` may connect.
+    fn wait(&self, id: u64) {
+        let until = Instant::now() + CONNECT_ORDER_WAIT;
+        let mut next = crate::util::lock(&self.next);
+        while *next < id {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            next = match self.moved.wait_timeout(next, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// Connection `id` has connected to the target, or will not.
+    fn done(&self, id: u64) {
+        let mut next = crate::util::lock(&self.next);
+        if *next <= id {
+            *next = id + 1;
+            self.moved.notify_all();
+        }
+    }
+}
+
+/// Marks connection `id`'s turn done when dropped, whichever way its thread
+/// goes.
+struct Turn<'a>(&'a Turns, u64);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.done(self.1);
+    }
 }
 
 /// A forwarded connection's streams, for `close` to end.
@@ -140,6 +197,7 @@ impl Listener {
             target: target.clone(),
             websocket,
             counters: Arc::default(),
+            turns: Turns::default(),
         });
         let names = Names {
             peer: socket::tcp_address,
@@ -262,6 +320,7 @@ fn register(acc: &Acceptor<Conn>, id: u64, st: &Arc<Stream>) -> bool {
 }
 
 fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: String) {
+    let mut turn = Some(Turn(&job.turns, id));
     let run = || -> Result<()> {
         let a = Arc::new(fd::stream(conn, peer.clone(), Kind::Bytes)?);
         if !register(acc, id, &a) {
@@ -280,7 +339,12 @@ fn serve_conn(acc: &Acceptor<Conn>, job: &Job, id: u64, conn: Socket, peer: Stri
         } else {
             (a, None)
         };
-        let b = match job.target.connect(Some(TARGET_CONNECT_TIMEOUT)) {
+        if ws.is_none() {
+            job.turns.wait(id);
+        }
+        let connected = job.target.connect(Some(TARGET_CONNECT_TIMEOUT));
+        drop(turn.take());
+        let b = match connected {
             Ok(b) => Arc::new(b),
             Err(e) => {
                 if let Some(ws) = &ws {
@@ -327,4 +391,46 @@ fn bridge_admit(
         |c: &Conn| c.streams.iter().for_each(|s| s.close()),
         || job.counters.count_evicted(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_waits_for_the_one_accepted_before_it_but_not_long() {
+        let turns = Turns::default();
+        // The first connection never waits.
+        let t0 = Instant::now();
+        turns.wait(0);
+        assert!(t0.elapsed() < CONNECT_ORDER_WAIT);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                let start = Instant::now();
+                turns.wait(1);
+                (start, Instant::now())
+            });
+            let done = Instant::now();
+            turns.done(0);
+            // It waited for the first (unless its bound passed first, on a
+            // machine too busy to run this thread for that long).
+            let (start, went) = second.join().unwrap();
+            assert!(went >= done || went.duration_since(start) >= CONNECT_ORDER_WAIT);
+        });
+        // Connection 3 waits for 2, which never connects: only the bound.
+        let t0 = Instant::now();
+        turns.wait(3);
+        let waited = t0.elapsed();
+        assert!(
+            waited >= CONNECT_ORDER_WAIT && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
+        // Turns only move forward: an older connection done late changes
+        // nothing for the newer ones.
+        turns.done(3);
+        turns.done(1);
+        let t0 = Instant::now();
+        turns.wait(4);
+        assert!(t0.elapsed() < CONNECT_ORDER_WAIT);
+    }
 }

@@ -36,8 +36,9 @@ const RELAY_PIPE: usize = 1024 * 1024;
 /// sends and receives on the two streams must wait until it returns.
 ///
 /// Between two socket streams (TCP, Unix, vsock) this runs on the calling
-/// thread alone and moves the bytes with `splice(2)`, never through user space
-/// (copying through a buffer where a socket cannot splice); otherwise each
+/// thread alone and moves bulk data with `splice(2)`, never through user
+/// space, and short messages with `recv` and `send` through a small buffer
+/// (copying everything where a socket cannot splice); otherwise each
 /// direction has a thread.
 pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
     let r = match (a.socket(), b.socket()) {
@@ -199,8 +200,15 @@ fn pump(src: (&Stream, Side), dst: (&Stream, Side), cancel: &Cancel) -> Result<(
     })
 }
 
-/// One direction of a [`relay`]: bytes spliced from `src` into a pipe and from
-/// the pipe into `dst`.
+/// One direction of a [`relay`]: bytes taken from `src` and given to `dst`.
+///
+/// A spliced direction moves bulk data through a pipe, never through user
+/// space; a short message costs less copied than spliced (two page
+/// references and a pipe buffer per message), so after a read that found
+/// little, the next bytes are read into a small buffer with `recv` and sent
+/// with `send`, and only a read that fills that buffer goes back to splicing.
+/// Bytes in the buffer are always older than bytes in the pipe: the buffer is
+/// filled only while nothing is held, and emptied before the pipe.
 struct Leg<'a> {
     /// The side `src` is; `dst` is the other.
     side: Side,
@@ -208,13 +216,44 @@ struct Leg<'a> {
     dst: &'a Stream,
     from: BorrowedFd<'a>,
     to: BorrowedFd<'a>,
-    hold: Hold,
-    cap: usize,
-    held: usize,
+    /// Whether this direction splices (or only copies): false between
+    /// sockets that cannot, or when no pipe can be made.
+    splices: bool,
+    /// The pipe, made when the first bulk read comes.
+    pipe: Option<Pipe>,
+    /// Bytes in the pipe.
+    piped: usize,
+    /// The last splice into the pipe found no room although it held less
+    /// than its capacity (a pipe holds a number of buffers, not bytes): read
+    /// no more until some of it has gone out.
+    pipe_full: bool,
+    /// Bytes read into user space: `buf[start..end]` is still to be sent.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The last read found little: read the next bytes into `buf`.
+    small: bool,
+    /// `src` may have bytes (or its end, or an error) to take: false after a
+    /// read found it empty, until `poll` says otherwise.
+    readable: bool,
+    /// `dst` may take bytes: false after a write found it full, until `poll`
+    /// says otherwise.
+    writable: bool,
     moved: u64,
     eof: bool,
     done: bool,
 }
+
+/// A pipe a direction splices through.
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    cap: usize,
+}
+
+/// What a spliced direction reads into user space while its messages are
+/// small; a read that fills it goes back to splicing.
+const SMALL_READ: usize = 16 * 1024;
 
 impl<'a> Leg<'a> {
     fn new(
@@ -223,71 +262,67 @@ impl<'a> Leg<'a> {
         from: BorrowedFd<'a>,
         to: BorrowedFd<'a>,
         splice: bool,
-    ) -> Result<Leg<'a>> {
-        let (hold, cap) = if !splice {
-            (
-                Hold::Buffer {
-                    buf: vec![0u8; FORWARD_CHUNK],
-                    start: 0,
-                },
-                FORWARD_CHUNK,
-            )
-        } else {
-            let (r, w, cap) =
-                sys::pipe(RELAY_PIPE).map_err(|e| Error::io("creating a pipe", &e))?;
-            (Hold::Pipe { r, w }, cap)
-        };
-        Ok(Leg {
+    ) -> Leg<'a> {
+        let size = if splice { SMALL_READ } else { FORWARD_CHUNK };
+        Leg {
             side,
             src,
             dst,
             from,
             to,
-            hold,
-            cap,
-            held: 0,
+            splices: splice,
+            pipe: None,
+            piped: 0,
+            pipe_full: false,
+            buf: vec![0u8; size],
+            start: 0,
+            end: 0,
+            small: true,
+            readable: true,
+            writable: true,
             moved: 0,
             eof: false,
             done: false,
-        })
+        }
     }
 
-    /// Moves what can move now without waiting.
+    /// Bytes taken from `src` and not yet given to `dst`.
+    fn held(&self) -> usize {
+        self.end - self.start + self.piped
+    }
+
+    /// Whether the next read goes into the buffer (or else into the pipe).
+    fn reads_into_buffer(&self) -> bool {
+        !self.splices || (self.small && self.held() == 0)
+    }
+
+    /// How many bytes the next read may take (0: none now).
+    fn room(&self) -> usize {
+        match &self.pipe {
+            _ if self.reads_into_buffer() => self.buf.len() - self.end,
+            _ if self.pipe_full => 0,
+            Some(p) => p.cap - self.piped,
+            // Made by the read that needs it.
+            None => RELAY_PIPE,
+        }
+    }
+
+    fn wants_read(&self) -> bool {
+        !self.eof && self.room() > 0
+    }
+
+    /// Moves what can move now without waiting, trying only the descriptors
+    /// that may be ready.
     fn advance(&mut self) -> std::result::Result<(), Failure> {
         loop {
             let mut progress = false;
-            let room = self.room();
-            if !self.eof && room > 0 {
-                match self.hold.fill(self.from, self.held, room) {
-                    Ok(0) => {
-                        self.eof = true;
-                        progress = true;
-                    }
-                    Ok(n) => {
-                        self.held += n;
-                        self.src.count_received(n);
-                        progress = true;
-                    }
-                    Err(e) => self.fail(&e, self.side)?,
-                }
+            if self.readable && self.wants_read() {
+                progress |= self.fill()?;
             }
-            if self.held > 0 {
-                match self.hold.drain(self.to, self.held) {
-                    Ok(n) => {
-                        self.held -= n;
-                        if self.held == 0 {
-                            self.hold.reset();
-                        }
-                        self.moved += n as u64;
-                        if n > 0 {
-                            self.dst.count_sent(n);
-                        }
-                        progress |= n > 0;
-                    }
-                    Err(e) => self.fail(&e, self.side.other())?,
-                }
+            if self.writable && self.held() > 0 {
+                progress |= self.drain()?;
             }
-            if self.eof && self.held == 0 && !self.done {
+            if self.eof && self.held() == 0 && !self.done {
                 self.done = true;
                 self.dst
                     .send_eof()
@@ -299,95 +334,169 @@ impl<'a> Leg<'a> {
         }
     }
 
-    fn room(&self) -> usize {
-        match &self.hold {
-            Hold::Pipe { .. } => self.cap - self.held,
-            Hold::Buffer { start, .. } => self.cap - start - self.held,
+    /// One read from `src`; true if it took bytes or found the end.
+    fn fill(&mut self) -> std::result::Result<bool, Failure> {
+        let into_buffer = self.reads_into_buffer();
+        if !into_buffer && self.pipe.is_none() {
+            match sys::pipe(RELAY_PIPE) {
+                Ok((r, w, cap)) => self.pipe = Some(Pipe { r, w, cap }),
+                Err(e) => {
+                    // Out of descriptors, say: copying needs none.
+                    log::debug!("forward: no pipe ({e}); copying instead");
+                    self.copy_only();
+                    return Ok(true);
+                }
+            }
+        }
+        let room = self.room();
+        let r = match &self.pipe {
+            Some(p) if !into_buffer => sys::splice(self.from, p.w.as_fd(), room),
+            _ => (&*socket2::SockRef::from(&self.from)).read(&mut self.buf[self.end..]),
+        };
+        let n = match r {
+            Ok(0) => {
+                self.eof = true;
+                return Ok(true);
+            }
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                self.readable = false;
+                // Nothing to read, or no pipe buffer free: either way the
+                // pipe must drain before a read can make progress.
+                self.pipe_full = !into_buffer && self.piped > 0;
+                return Ok(false);
+            }
+            Err(e) if !into_buffer && e.raw_os_error() == Some(libc::EINVAL) => {
+                self.unpipe(self.side)?;
+                return Ok(true);
+            }
+            // Tried again by the caller's loop.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(e) => return Err(self.fail(&e, self.side)),
+        };
+        self.src.count_received(n);
+        if into_buffer {
+            self.end += n;
+            // A full buffer: bulk data is coming; splice the rest.
+            self.small &= n < room || !self.splices;
+        } else {
+            self.piped += n;
+            self.small = n < SMALL_READ;
+        }
+        // A short read emptied the socket (or, for the pipe, filled it):
+        // wait for `poll` before the next.
+        if n < room {
+            self.readable = false;
+        }
+        Ok(true)
+    }
+
+    /// One write to `dst`, from the buffer first, then from the pipe; true
+    /// if it gave bytes.
+    fn drain(&mut self) -> std::result::Result<bool, Failure> {
+        let from_buffer = self.end > self.start;
+        let (r, want) = match &self.pipe {
+            _ if from_buffer => (
+                socket2::SockRef::from(&self.to)
+                    .send_with_flags(&self.buf[self.start..self.end], libc::MSG_NOSIGNAL),
+                self.end - self.start,
+            ),
+            Some(p) => (sys::splice(p.r.as_fd(), self.to, self.piped), self.piped),
+            None => return Ok(false),
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                self.writable = false;
+                return Ok(false);
+            }
+            Err(e) if !from_buffer && e.raw_os_error() == Some(libc::EINVAL) => {
+                self.unpipe(self.side.other())?;
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(e) => return Err(self.fail(&e, self.side.other())),
+        };
+        if from_buffer {
+            self.start += n;
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+            }
+        } else {
+            self.piped -= n;
+            if n > 0 {
+                self.pipe_full = false;
+            }
+        }
+        if n < want {
+            self.writable = false;
+        }
+        self.moved += n as u64;
+        if n > 0 {
+            self.dst.count_sent(n);
+        }
+        Ok(n > 0)
+    }
+
+    /// A socket that cannot splice (side `on`'s): this direction copies from
+    /// now on, after taking back what its pipe holds (behind what its buffer
+    /// holds, which is older).
+    fn unpipe(&mut self, on: Side) -> std::result::Result<(), Failure> {
+        let st = if on == self.side { self.src } else { self.dst };
+        log::debug!("forward: {} cannot splice; copying instead", st.name());
+        self.copy_only();
+        let Some(p) = self.pipe.take() else {
+            return Ok(());
+        };
+        let size = self.buf.len().max(self.end + self.piped);
+        self.buf.resize(size, 0);
+        let mut r = std::fs::File::from(p.r);
+        while self.piped > 0 {
+            match r.read(&mut self.buf[self.end..self.end + self.piped]) {
+                Ok(n) if n > 0 => {
+                    self.end += n;
+                    self.piped -= n;
+                }
+                Ok(_) => {
+                    return Err(Failure::own(Error::Internal(
+                        "a relay pipe ended early".into(),
+                    )));
+                }
+                Err(e) => return Err(Failure::own(Error::io("reading a relay pipe", &e))),
+            }
+        }
+        self.pipe_full = false;
+        self.readable = true;
+        self.writable = true;
+        Ok(())
+    }
+
+    /// This direction copies from now on, through a buffer of
+    /// [`FORWARD_CHUNK`].
+    fn copy_only(&mut self) {
+        self.splices = false;
+        if self.buf.len() < FORWARD_CHUNK {
+            self.buf.resize(FORWARD_CHUNK, 0);
         }
     }
 
-    /// What an I/O error of side `on`'s socket means: nothing (would block),
-    /// or the end of the relay.
-    fn fail(&self, e: &io::Error, on: Side) -> std::result::Result<(), Failure> {
+    /// What an I/O error of side `on`'s socket means for the relay.
+    fn fail(&self, e: &io::Error, on: Side) -> Failure {
         let st = if on == self.side { self.src } else { self.dst };
-        match e.raw_os_error() {
-            Some(libc::EAGAIN) => Ok(()),
-            Some(libc::EINVAL) if self.moved == 0 && self.held == 0 => Err(Failure::own(
-                Error::Unsupported(format!("{} cannot splice", st.name())),
-            )),
-            _ if st.is_closed() => Err(Failure::of(
+        if st.is_closed() {
+            Failure::of(
                 on,
                 Error::Closed(format!("{}: stream is closed", st.name())),
-            )),
-            _ => Err(Failure::of(on, Error::io(st.name(), e))),
-        }
-    }
-
-    /// The descriptors this direction waits on, and for what.
-    fn interest(&self, fds: &mut Vec<libc::pollfd>) {
-        if self.done {
-            return;
-        }
-        if !self.eof && self.room() > 0 {
-            fds.push(libc::pollfd {
-                fd: self.from.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        if self.held > 0 {
-            fds.push(libc::pollfd {
-                fd: self.to.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            });
-        }
-    }
-}
-
-/// Where a relay direction keeps bytes between reading and writing them.
-enum Hold {
-    /// A pipe: bytes are spliced in and out, never copied to user space.
-    Pipe { r: OwnedFd, w: OwnedFd },
-    /// A buffer: bytes are read into `buf[start..start + held]` and sent on.
-    Buffer { buf: Vec<u8>, start: usize },
-}
-
-impl Hold {
-    /// Takes up to `room` bytes from `from`; 0 at end of stream.
-    fn fill(&mut self, from: BorrowedFd<'_>, held: usize, room: usize) -> io::Result<usize> {
-        match self {
-            Hold::Pipe { w, .. } => sys::splice(from, w.as_fd(), room),
-            Hold::Buffer { buf, start } => {
-                let at = *start + held;
-                (&*socket2::SockRef::from(&from)).read(&mut buf[at..at + room])
-            }
-        }
-    }
-
-    /// Gives up to `held` bytes to `to`.
-    fn drain(&mut self, to: BorrowedFd<'_>, held: usize) -> io::Result<usize> {
-        match self {
-            Hold::Pipe { r, .. } => sys::splice(r.as_fd(), to, held),
-            Hold::Buffer { buf, start } => {
-                let n = socket2::SockRef::from(&to)
-                    .send_with_flags(&buf[*start..*start + held], libc::MSG_NOSIGNAL)?;
-                *start += n;
-                Ok(n)
-            }
-        }
-    }
-
-    /// Called when everything held has gone out.
-    fn reset(&mut self) {
-        if let Hold::Buffer { start, .. } = self {
-            *start = 0;
+            )
+        } else {
+            Failure::of(on, Error::io(st.name(), e))
         }
     }
 }
 
 /// [`forward`] between two sockets on the calling thread: one `poll` loop
-/// serving both directions, the bytes spliced through a pipe per direction.
+/// serving both directions, each spliced through a pipe of its own (copying
+/// where a socket cannot splice, or no pipe can be made).
 fn relay(
     a: &Stream,
     b: &Stream,
@@ -398,46 +507,22 @@ fn relay(
     a.flush(None).map_err(|e| Failure::of(Side::A, e))?;
     b.flush(None).map_err(|e| Failure::of(Side::B, e))?;
     let _sigpipe = sys::SigpipeGuard::new();
-    let legs = |splice| -> Result<[Leg<'_>; 2]> {
-        Ok([
-            Leg::new((a, Side::A), b, fa, fb, splice)?,
-            Leg::new((b, Side::B), a, fb, fa, splice)?,
-        ])
-    };
-    let spliced = match legs(true) {
-        Ok(mut legs) => run_legs(a, b, &mut legs),
-        // Out of descriptors for the pipes, say: copying needs none.
-        Err(e) => Err(Failure::own(Error::Unsupported(format!("no pipe: {e}")))),
-    };
-    match spliced {
-        Err(Failure {
-            error: Error::Unsupported(why),
-            ..
-        }) => {
-            log::debug!(
-                "forward {} <-> {}: {why}; copying instead",
-                a.name(),
-                b.name()
-            );
-            run_legs(a, b, &mut legs(false).map_err(Failure::own)?)
-        }
-        r => r,
-    }
+    let mut legs = [
+        Leg::new((a, Side::A), b, fa, fb, true),
+        Leg::new((b, Side::B), a, fb, fa, true),
+    ];
+    run_legs(a, b, &mut legs)
 }
 
-/// The relay loop over some directions: move what can move, then wait.
-fn run_legs(a: &Stream, b: &Stream, legs: &mut [Leg<'_>]) -> std::result::Result<(), Failure> {
-    let mut fds = Vec::with_capacity(4);
+/// The relay loop over both directions (`legs[0]` reads `a`, `legs[1]` reads
+/// `b`): move what can move, then wait in `poll` for what the directions wait
+/// for, one `pollfd` per socket.
+fn run_legs(a: &Stream, b: &Stream, legs: &mut [Leg<'_>; 2]) -> std::result::Result<(), Failure> {
+    const READ: libc::c_short = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
+    const WRITE: libc::c_short = libc::POLLOUT | libc::POLLHUP | libc::POLLERR;
     loop {
-        for i in 0..legs.len() {
-            if let Err(mut f) = legs[i].advance() {
-                if let Error::Unsupported(why) = &f.error {
-                    // Nothing has moved yet: the relay may still copy instead.
-                    if legs_untouched(legs) {
-                        return Err(f);
-                    }
-                    f.error = Error::Io(why.clone());
-                }
+        for leg in legs.iter_mut() {
+            if let Err(f) = leg.advance() {
                 log::debug!("forward {} <-> {}: {}", a.name(), b.name(), f.error);
                 return Err(f);
             }
@@ -453,17 +538,33 @@ fn run_legs(a: &Stream, b: &Stream, legs: &mut [Leg<'_>]) -> std::result::Result
                 ))));
             }
         }
-        fds.clear();
-        legs.iter().for_each(|l| l.interest(&mut fds));
+        // fds[i]: the socket legs[i] reads and legs[1 - i] writes.
+        let mut fds = [0, 1].map(|i| {
+            let reads = !legs[i].done && legs[i].wants_read();
+            let other = &legs[1 - i];
+            let writes = !other.done && other.held() > 0;
+            let events =
+                if reads { libc::POLLIN } else { 0 } | if writes { libc::POLLOUT } else { 0 };
+            libc::pollfd {
+                // A socket nobody waits on is left out: poll would report
+                // its hang-up at once, again and again.
+                fd: if events == 0 {
+                    -1
+                } else {
+                    legs[i].from.as_raw_fd()
+                },
+                events,
+                revents: 0,
+            }
+        });
         sys::wait_any(&mut fds, None)
             .map_err(|e| Failure::own(Error::io("waiting to forward", &e)))?;
+        for i in 0..2 {
+            let ready = fds[i].revents;
+            legs[i].readable |= ready & READ != 0;
+            legs[1 - i].writable |= ready & WRITE != 0;
+        }
     }
-}
-
-/// True when no byte has gone through any direction of a relay yet, so that
-/// the forward can still start over another way.
-fn legs_untouched(legs: &[Leg<'_>]) -> bool {
-    legs.iter().all(|l| l.moved == 0 && l.held == 0 && !l.eof)
 }
 
 #[cfg(test)]
@@ -521,8 +622,8 @@ mod tests {
             let f = s.spawn(|| {
                 let (fa, fb) = (a.socket().unwrap(), b.socket().unwrap());
                 let mut legs = [
-                    Leg::new((&a, Side::A), &b, fa, fb, false)?,
-                    Leg::new((&b, Side::B), &a, fb, fa, false)?,
+                    Leg::new((&a, Side::A), &b, fa, fb, false),
+                    Leg::new((&b, Side::B), &a, fb, fa, false),
                 ];
                 run_legs(&a, &b, &mut legs).map_err(|f| f.error)
             });
@@ -542,6 +643,76 @@ mod tests {
             assert_eq!(back, b"back");
             assert_eq!(f.join().unwrap(), Ok(()));
         });
+    }
+
+    #[test]
+    fn short_messages_and_bulk_keep_their_order_through_buffer_and_pipe() {
+        let (a, mut pa) = pair();
+        let (b, mut pb) = pair();
+        // Short messages (copied), then bulk (the first 16 KiB copied, the
+        // rest spliced), then short again, each way.
+        let sizes = [10usize, 3, 100_000, 7, 2_000_000, 1, 16 * 1024, 5];
+        let data = |seed: u32| -> Vec<Vec<u8>> {
+            let mut k = seed;
+            sizes
+                .iter()
+                .map(|&n| {
+                    (0..n)
+                        .map(|_| {
+                            k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                            (k >> 16) as u8
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (there, back) = (data(1), data(2));
+        std::thread::scope(|s| {
+            let f = s.spawn(|| forward(&a, &b));
+            for (out, inn) in there.iter().zip(&back) {
+                // One message each way at once, each written while the
+                // other is read.
+                let (mut wa, mut wb) = (pa.try_clone().unwrap(), pb.try_clone().unwrap());
+                let sent = s.spawn(move || wa.write_all(out).unwrap());
+                let answered = s.spawn(move || wb.write_all(inn).unwrap());
+                let mut got = vec![0u8; out.len()];
+                pb.read_exact(&mut got).unwrap();
+                assert!(&got == out, "{} bytes arrived in order", out.len());
+                let mut got = vec![0u8; inn.len()];
+                pa.read_exact(&mut got).unwrap();
+                assert!(&got == inn, "{} bytes came back in order", inn.len());
+                sent.join().unwrap();
+                answered.join().unwrap();
+            }
+            pa.shutdown(Shutdown::Write).unwrap();
+            pb.shutdown(Shutdown::Write).unwrap();
+            assert_eq!(f.join().unwrap(), Ok(()));
+        });
+    }
+
+    #[test]
+    fn a_direction_that_stops_splicing_sends_its_buffer_then_its_pipe() {
+        let (a, mut pa) = pair();
+        let (b, mut pb) = pair();
+        let (fa, fb) = (a.socket().unwrap(), b.socket().unwrap());
+        let mut leg = Leg::new((&a, Side::A), &b, fa, fb, true);
+        let big: Vec<u8> = (0..SMALL_READ as u32 + 5000)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        pa.write_all(&big).unwrap();
+        // Nothing may go out yet: the first 16 KiB land in the buffer, the
+        // rest in the pipe.
+        leg.writable = false;
+        leg.advance().unwrap();
+        assert_eq!((leg.end, leg.piped), (SMALL_READ, 5000));
+        leg.unpipe(Side::B).unwrap();
+        assert!(leg.pipe.is_none() && !leg.splices);
+        assert_eq!((leg.end - leg.start, leg.piped), (big.len(), 0));
+        leg.writable = true;
+        leg.advance().unwrap();
+        let mut got = vec![0u8; big.len()];
+        pb.read_exact(&mut got).unwrap();
+        assert!(got == big, "every byte, in order");
     }
 
     #[test]
