@@ -20,6 +20,19 @@
 //! - floor: the same hops with no gRPC at all, two relays of plain blocking
 //!   threads (one per direction) between the client and the TCP target.
 //!
+//! Then the routed path as a user measures it (issue 16): a TCP ping-pong
+//! client in this process through a relay process, (j) jumpwire: a
+//! `forward::Listener` (`jw_listen`) onto router streams of an embedded
+//! router and one exporter thread to the TCP echo, all in a child process
+//! (this program with the argument `routed-forward`); (b) upstream's
+//! in-process path above. Back to back on one connection at a time, in
+//! rounds that alternate the two: p50/p90/p99 and the CPU the whole relay
+//! process spent per round trip (the sum of its threads' run times from
+//! `/proc/PID/task/*/schedstat`), the ratios, and whether issue 16's
+//! targets (p50 <= 0.25x upstream's, CPU <= 60 us per round trip) are met.
+//! `ROUTED_COUNT` round trips per path (default 20000); `ROUTED_ONLY=1`
+//! measures only this.
+//!
 //! Prints, per path: one-way throughput (`MIB` MiB to a TCP sink that
 //! acknowledges the last byte), echo throughput (`MIB` MiB each way at once
 //! through a TCP echo), and 64-byte round-trip latency percentiles, with
@@ -355,6 +368,16 @@ struct Upstream {
     b: Path,
 }
 
+impl Upstream {
+    /// The process of (b) and its port to the echo.
+    fn b_echo(&self) -> Option<(u32, &str)> {
+        match &self.b {
+            Path::Tcp { echo, .. } => Some((self.child.id(), echo.as_str())),
+            Path::Jw { .. } => None,
+        }
+    }
+}
+
 fn upstream(echo_addr: &str, sink_addr: &str) -> Res<Option<Upstream>> {
     let Ok(python) = std::env::var("JW_PYTHON") else {
         println!("JW_PYTHON is not set: the upstream paths (a) and (b) are left out");
@@ -392,6 +415,149 @@ fn upstream(echo_addr: &str, sink_addr: &str) -> Res<Option<Upstream>> {
     }))
 }
 
+/// CPU time (ns) the threads of process `pid` have run so far.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The routed path of `jw_listen` in this process (the child of
+/// `routed_path`): an embedded router, one exporter thread to the TCP
+/// `target` (one pairing at a time), and a TCP forward onto router streams;
+/// prints `ADDR HOST:PORT` of the forward and runs until stdin closes.
+fn routed_forward(target: &str) -> Res<()> {
+    let r = Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}"))?;
+    let url = r.address().to_string();
+    let t = token::mint(KEY, "routed", Duration::from_secs(24 * 3600))?;
+    let net = Network::new(&format!("tcp://{target}"))?;
+    {
+        let (url, t) = (url.clone(), t.clone());
+        std::thread::spawn(move || {
+            loop {
+                if let Err(e) = router::export(&url, &t, &net, None) {
+                    eprintln!("routed-forward: export: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+    }
+    let routed = Network::router(&url, &t)?;
+    let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &routed)?;
+    let addr = l
+        .address()
+        .trim_start_matches("tcp://")
+        .trim_end_matches('/');
+    println!("ADDR {addr}");
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+    l.close();
+    r.close();
+    Ok(())
+}
+
+/// 64-byte round trips through the relay process `pid` listening on
+/// `addr`, back to back on one new connection: the samples (us) and the
+/// relay's CPU (us) per round trip, measured after `WARMUP` * 20 untimed ones.
+fn ping_pong(addr: &str, pid: u32, count: usize) -> Res<(Vec<f64>, f64)> {
+    let mut c = TcpStream::connect(addr)?;
+    c.set_nodelay(true)?;
+    c.set_read_timeout(WAIT)?;
+    let msg = [0x42u8; 64];
+    let mut back = [0u8; 64];
+    for _ in 0..WARMUP * 20 {
+        c.write_all(&msg)?;
+        c.read_exact(&mut back)?;
+    }
+    let mut samples = Vec::with_capacity(count);
+    let cpu0 = cpu_ns(pid);
+    for _ in 0..count {
+        let t0 = Instant::now();
+        c.write_all(&msg)?;
+        c.read_exact(&mut back)?;
+        samples.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    let cpu = (cpu_ns(pid) - cpu0) as f64 / 1e3 / count as f64;
+    c.shutdown(Shutdown::Write)?;
+    let _ = c.read(&mut back);
+    Ok((samples, cpu))
+}
+
+/// The routed path as a user measures it (see the module docs): jumpwire's
+/// `jw_listen` -> router -> exporter -> TCP in a child process, against
+/// upstream's (b) in the process `b_pid` at `b_addr`.
+fn routed_path(echo_addr: &str, b: Option<(u32, &str)>, count: usize) -> Res<()> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["routed-forward", echo_addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().ok_or("no stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("ADDR ")
+        .ok_or("routed-forward: no address")?;
+    let mut paths = vec![(
+        "(j) jumpwire jw_listen routed",
+        child.id(),
+        addr.to_string(),
+    )];
+    if let Some((pid, a)) = b {
+        paths.push(("(b) upstream in-process", pid, a.to_string()));
+    }
+    let rounds: u32 = 4;
+    let mut samples = vec![Vec::new(); paths.len()];
+    let mut cpu = vec![0.0; paths.len()];
+    for _ in 0..rounds {
+        for (i, (_, pid, a)) in paths.iter().enumerate() {
+            let (s, c) = ping_pong(a, *pid, count.div_ceil(rounds as usize))?;
+            samples[i].extend(s);
+            cpu[i] += c / f64::from(rounds);
+        }
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    println!(
+        "\nrouted path, TCP client -> relay process -> TCP echo, 64-byte round trips \
+         ({count} per path, back to back, {rounds} rounds alternating)"
+    );
+    println!(
+        "{:<32} {:>8} {:>8} {:>8} {:>14}",
+        "path", "p50 us", "p90 us", "p99 us", "relay CPU us/rt"
+    );
+    for (i, (name, _, _)) in paths.iter().enumerate() {
+        let s = &mut samples[i];
+        s.sort_by(f64::total_cmp);
+        println!(
+            "{name:<32} {:>8.1} {:>8.1} {:>8.1} {:>14.1}",
+            pct(s, 0.5),
+            pct(s, 0.9),
+            pct(s, 0.99),
+            cpu[i]
+        );
+    }
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    if paths.len() > 1 {
+        let ratio = pct(&samples[0], 0.5) / pct(&samples[1], 0.5);
+        println!(
+            "routed (j) / upstream (b): p50 {ratio:.3}x (target <= 0.25x: {}), CPU per round trip {:.3}x",
+            met(ratio <= 0.25),
+            cpu[0] / cpu[1]
+        );
+    }
+    println!(
+        "routed (j) relay CPU per round trip {:.1} us (target <= 60 us: {})",
+        cpu[0],
+        met(cpu[0] <= 60.0)
+    );
+    Ok(())
+}
+
 /// The jumpwire router in a child process, on `scheme` (`grpc` or `grpcs`);
 /// returns the child and the URL to dial (for grpcs, trusting its
 /// self-signed certificate with `?ca=`).
@@ -426,6 +592,9 @@ fn main() -> Res<()> {
         let _ = std::fs::remove_file(&ca);
         return Ok(());
     }
+    if args.get(1).map(String::as_str) == Some("routed-forward") {
+        return routed_forward(&args[2]);
+    }
     if !args.iter().any(|a| a == "--bench") {
         eprintln!("bench_router: built; bench/router.sh runs it");
         return Ok(());
@@ -441,6 +610,19 @@ fn main() -> Res<()> {
     let echo_addr = server(echo);
     let sink_addr = server(sink);
     let up = upstream(&echo_addr, &sink_addr)?;
+    if std::env::var_os("ROUTED_ONLY").is_some() {
+        let b = up.as_ref().and_then(Upstream::b_echo);
+        routed_path(&echo_addr, b, env("ROUTED_COUNT", 20000))?;
+        if let Some(mut u) = up {
+            drop(u.child.stdin.take());
+            let _ = u.child.wait();
+        }
+        for c in [&mut child, &mut tls_child] {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+        return Ok(());
+    }
     let jw = Path::Jw {
         router: url.clone(),
     };
@@ -515,6 +697,8 @@ fn main() -> Res<()> {
             met(pct(&lat[0], 0.5) <= 0.25 * pct(&lat[3], 0.5)),
         );
     }
+    let b = up.as_ref().and_then(Upstream::b_echo);
+    routed_path(&echo_addr, b, env("ROUTED_COUNT", 20000))?;
     if let Some(mut u) = up {
         drop(u.child.stdin.take());
         let _ = u.child.wait();

@@ -6,8 +6,13 @@
 # (bench/router_upstream.py, in the venv of scripts/venv.sh): throughput one
 # way and echo, 64-byte round-trip latency, ratios; then 500 concurrent pairs
 # with the router's threads and resident memory. See bench/router.rs.
+# Then the routed path as a user measures it (issue 16): a TCP ping-pong
+# through jw_listen -> router -> exporter in a child process, and through
+# upstream's in-process path: p50 and the relay process's CPU per round trip,
+# ratios, targets met or not.
 # Environment: MIB (default 1024), UPSTREAM_MIB (256), COUNT (4000),
-# PAIRS (500), JW_PYTHON (default: scripts/venv.sh's), CARGO_TARGET_DIR.
+# PAIRS (500), ROUTED_COUNT (20000), ROUTED_ONLY=1 (only the routed path),
+# JW_PYTHON (default: scripts/venv.sh's), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -594,6 +594,28 @@ impl RouterTransport {
         })
     }
 
+    /// [`Self::wait`] for a `receive`: waiting outside the runtime (see
+    /// [`StreamRuntime::wait_outside`]), so that a `send` meanwhile writes
+    /// its frames itself.
+    fn wait_receiving<T>(
+        &self,
+        deadline: Option<Instant>,
+        fut: impl Future<Output = T>,
+    ) -> Result<T> {
+        let mut closing = self.closing.subscribe();
+        let r = self.rt.wait_outside(
+            async {
+                tokio::select! {
+                    biased;
+                    r = fut => Ok(r),
+                    _ = closing.wait_for(|c| *c) => Err(self.closed()),
+                }
+            },
+            deadline,
+        );
+        r.unwrap_or(Err(Error::Timeout))
+    }
+
     /// Waits (until `deadline`) for the rest of an earlier send that a task
     /// is queueing, and returns how that ended.
     fn wait_flushed(&self, deadline: Option<Instant>) -> Result<()> {
@@ -714,7 +736,7 @@ impl Transport for RouterTransport {
                 return end.clone().map_or(Ok(None), Err);
             }
             let r = &mut *r;
-            self.wait(deadline, r.advance(&self.shared, &self.name))?;
+            self.wait_receiving(deadline, r.advance(&self.shared, &self.name))?;
         }
     }
 

@@ -8,9 +8,14 @@
 //! ([`StreamRuntime`], tokio's current-thread kind: no thread of its own) on
 //! which its connection, its gRPC tasks and its timers live. The thread of a
 //! caller inside a call of the stream drives it: a `send` queues the frames
-//! and runs the connection until they are written, a `receive` waits in the
-//! runtime's own `epoll` and is woken by the kernel when the router's frame
-//! arrives. A frame thus goes from the caller to the socket and back with no
+//! and runs the connection until they are written, a `receive` runs it
+//! while it has something to run and otherwise waits outside it, in an
+//! `epoll` of its own over the connection's socket, woken by the kernel when
+//! the router's frame arrives ([`StreamRuntime::wait_outside`]): a `send`
+//! beside a waiting `receive` (a forward's two directions) then writes its
+//! frames itself instead of waking the receiving thread to write them. A
+//! receive that got its frame leaves the socket to the driver only at the
+//! driver's next tick (it is likely back at once). A frame thus goes from the caller to the socket and back with no
 //! thread hand-off of ours: on the 2-vCPU machines of this project the
 //! context switches of a shared worker thread were most of a routed round
 //! trip's latency.
@@ -59,6 +64,87 @@ const TICK: Duration = Duration::from_secs(1);
 pub(super) struct StreamRuntime {
     rt: Option<Runtime>,
     sockets: Arc<Sockets>,
+    /// What a caller waiting outside the runtime waits with; made on first
+    /// use (`None` if it could not be made: such callers wait inside).
+    #[allow(clippy::option_option)]
+    outside: Mutex<Option<Option<Outside>>>,
+}
+
+/// A caller's wait outside the runtime (see [`StreamRuntime::wait_outside`]):
+/// an `epoll` of its own over the connection's socket, and a doorbell that
+/// the wakers of the caller's future ring.
+struct Outside {
+    poll: MioPoll,
+    events: Events,
+    bell: Arc<Bell>,
+    /// The socket registered in `poll`, if any, with the number of the
+    /// connection it belongs to (a later one may reuse the number).
+    fd: Option<(RawFd, usize)>,
+}
+
+/// The token of the connection's socket in [`Outside::poll`].
+const SOCKET: Token = Token(0);
+/// The token of the doorbell in [`Outside::poll`].
+const BELL: Token = Token(1);
+
+/// Wakes a caller waiting outside the runtime.
+struct Bell(mio::Waker);
+
+impl std::task::Wake for Bell {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.0.wake();
+    }
+}
+
+impl Outside {
+    fn new() -> std::io::Result<Outside> {
+        let poll = MioPoll::new()?;
+        let bell = Arc::new(Bell(mio::Waker::new(poll.registry(), BELL)?));
+        Ok(Outside {
+            poll,
+            events: Events::with_capacity(4),
+            bell,
+            fd: None,
+        })
+    }
+
+    /// Watches `fd` (the connection's socket now) instead of the one before.
+    fn watch(&mut self, fd: Option<(RawFd, usize)>) {
+        if self.fd == fd {
+            return;
+        }
+        if let Some((old, _)) = self.fd.take() {
+            // Gone already if it was closed (the kernel forgets it then).
+            let _ = self.poll.registry().deregister(&mut SourceFd(&old));
+        }
+        if let Some((fd, n)) = fd {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&fd), SOCKET, interest)
+            {
+                Ok(()) => self.fd = Some((fd, n)),
+                Err(e) => log::debug!("router stream: watching socket {fd}: {e}"),
+            }
+        }
+    }
+}
+
+/// One caller waiting outside the runtime, counted until dropped.
+struct Waiting<'a>(&'a Sockets);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut w = lock(&self.0.watch);
+        w.outside -= 1;
+        w.deferred = true;
+        self.0.rearm(&mut w);
+    }
 }
 
 /// The shared state of a stream runtime's sockets: the driver's watch of
@@ -96,6 +182,14 @@ struct Watch {
     fd: Option<RawFd>,
     /// Threads inside a call of the stream.
     inside: usize,
+    /// Threads waiting outside the runtime in a call of the stream (see
+    /// [`StreamRuntime::wait_outside`]): they watch the socket themselves.
+    outside: usize,
+    /// The last caller to leave was a receive that waited outside: the
+    /// driver's watch waits for the driver's next tick, since the caller is
+    /// likely to come back at once (a forward's receive loop), and watching
+    /// the socket in between would cost two `epoll_ctl` per received frame.
+    deferred: bool,
     /// Two or more threads were inside at once since the last one left:
     /// the one driving may have left tasks woken by the others unrun.
     crowded: bool,
@@ -109,7 +203,7 @@ struct Watch {
 impl Sockets {
     /// The interest to watch the socket for now, if it is to be watched.
     fn wanted(&self, w: &Watch) -> Option<Interest> {
-        (w.inside == 0 && w.sent && w.fd.is_some()).then(|| {
+        (w.inside == 0 && w.outside == 0 && w.sent && w.fd.is_some()).then(|| {
             if self.write_blocked.load(Ordering::Acquire) {
                 Interest::READABLE | Interest::WRITABLE
             } else {
@@ -125,7 +219,7 @@ impl Sockets {
             return;
         };
         let want = self.wanted(w);
-        if want == w.armed {
+        if want == w.armed || want.is_some() && w.deferred {
             return;
         }
         let mut src = SourceFd(&fd);
@@ -217,6 +311,7 @@ impl StreamRuntime {
         let me = Arc::new(StreamRuntime {
             rt: Some(rt),
             sockets,
+            outside: Mutex::new(None),
         });
         if let Some(d) = driver() {
             lock(&d.streams).insert(me.sockets.id, Arc::downgrade(&me));
@@ -239,11 +334,17 @@ impl StreamRuntime {
         // The connection (and an exporter's bridge) writes to sockets from
         // this thread, which may be a C host's: writev has no MSG_NOSIGNAL.
         let _sigpipe = crate::sys::SigpipeGuard::unless_ignored();
+        self.block_on_guarded(fut)
+    }
+
+    /// [`Self::block_on`] where the caller keeps `SIGPIPE` from the host.
+    fn block_on_guarded<F: Future>(&self, fut: F) -> F::Output {
         let s = &self.sockets;
         {
             let mut w = lock(&s.watch);
             w.inside += 1;
             w.crowded |= w.inside > 1;
+            w.deferred = false;
             s.rearm(&mut w);
         }
         let r = self.rt().block_on(fut);
@@ -280,6 +381,96 @@ impl StreamRuntime {
         self.block_on(self.until_idle());
     }
 
+    /// Runs `fut` until it completes (`Some`) or `until` passes (`None`),
+    /// driving the runtime only while it has something to run: in between,
+    /// the caller waits outside it, in an `epoll` of its own over the
+    /// connection's socket and a doorbell that `fut`'s wakers ring. Another
+    /// thread's call meanwhile (a `send` beside this `receive`) then runs the
+    /// runtime itself, writing its frames at once, instead of waking this
+    /// thread to write them (a wake-up and two context switches per frame on
+    /// the routed path's hot loop). What arrives on the socket wakes this
+    /// thread, which runs the runtime; so does `fut`'s waker when another
+    /// thread running the runtime delivered what `fut` waits for. Timers of
+    /// the runtime's tasks fire at the next of these, or within [`TICK`].
+    pub(super) fn wait_outside<F: Future>(
+        &self,
+        fut: F,
+        until: Option<Instant>,
+    ) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let mut held = self.outside.try_lock().ok();
+        if let Some(o) = &mut held {
+            if o.is_none() {
+                let made = Outside::new();
+                if let Err(e) = &made {
+                    log::debug!("router stream: cannot wait outside the runtime: {e}");
+                }
+                **o = Some(made.ok());
+            }
+        }
+        let _sigpipe = crate::sys::SigpipeGuard::unless_ignored();
+        let Some(out) = held.as_mut().and_then(|o| o.as_mut()?.as_mut()) else {
+            // Another caller waits outside already (or none can): inside.
+            return self.block_on_guarded(async {
+                match until {
+                    Some(d) => tokio::time::timeout_at(d.into(), fut).await.ok(),
+                    None => Some(fut.await),
+                }
+            });
+        };
+        let s = &self.sockets;
+        let socket = || lock(&s.watch).fd.map(|fd| (fd, s.dialled()));
+        {
+            let mut w = lock(&s.watch);
+            w.outside += 1;
+            w.deferred = false;
+            s.rearm(&mut w);
+        }
+        let _waiting = Waiting(s);
+        out.watch(socket());
+        let waker = std::task::Waker::from(out.bell.clone());
+        loop {
+            // Run the runtime until `fut` is done or nothing is left to run:
+            // what arrived on the socket first (the runtime's I/O is looked
+            // at when a task yields, before its tasks run again), then what
+            // that woke.
+            let done = self.block_on_guarded(async {
+                let idle = async {
+                    tokio::task::yield_now().await;
+                    self.until_idle().await;
+                };
+                tokio::select! {
+                    biased;
+                    v = &mut fut => Some(v),
+                    () = idle => None,
+                }
+            });
+            if done.is_some() {
+                return done;
+            }
+            out.watch(socket());
+            // From now on `fut` rings the doorbell when woken.
+            {
+                let _in = self.rt().enter();
+                if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    return Some(v);
+                }
+            }
+            let now = Instant::now();
+            let wait = match until {
+                Some(d) if d <= now => return None,
+                Some(d) => (d - now).min(TICK),
+                None => TICK,
+            };
+            if let Err(e) = out.poll.poll(&mut out.events, Some(wait)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::debug!("router stream: waiting: {e}");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
     /// Completes when the runtime is next about to wait for I/O or a timer;
     /// at once if another thread is inside a call of the stream (that one
     /// drives the runtime, and the last one out runs what is left).
@@ -295,11 +486,16 @@ impl StreamRuntime {
     /// inside (one that is drives it already).
     fn drive(&self) {
         let s = &self.sockets;
-        if lock(&s.watch).inside > 0 {
-            return;
+        {
+            let w = lock(&s.watch);
+            if w.inside > 0 || w.outside > 0 {
+                return;
+            }
         }
         self.rt().block_on(self.sockets.idle.notified());
-        s.rearm(&mut lock(&s.watch));
+        let mut w = lock(&s.watch);
+        w.deferred = false;
+        s.rearm(&mut w);
     }
 
     /// Waits until the peer has sent its first bytes on the connection (an
