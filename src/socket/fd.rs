@@ -102,8 +102,9 @@ impl Shared {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Closed from another thread: a UDP socket shut down
                     // polls readable (hung up) but its reads still say
-                    // EAGAIN, so the close must be seen here, not by a read.
-                    if self.is_closing() {
+                    // EAGAIN, so the close must be seen here, not by a read
+                    // (a byte stream's reads see it as the end of stream).
+                    if self.kind == Kind::Datagrams && self.is_closing() {
                         return Err(io::Error::new(io::ErrorKind::NotConnected, "closed"));
                     }
                     if sys::wait(self.sock.as_fd(), libc::POLLIN, deadline)? == 0 {
