@@ -36,6 +36,9 @@ const PRIORITY: u8 = 0x20;
 const FRAME_OUT: usize = 16 << 10;
 /// Largest header block read whole; a larger one fails the connection.
 const MAX_BLOCK: usize = 1 << 20;
+/// Bytes read from the client at a time (outside frame payloads, which
+/// are read straight into the server's buffer).
+const SCRATCH: usize = 64 << 10;
 /// The static table index of `:authority`.
 const AUTHORITY_INDEX: u64 = 1;
 
@@ -298,6 +301,8 @@ pub(crate) struct FixAuthority<T> {
     passthrough: usize,
     block: Option<Block>,
     eof: bool,
+    /// What each read from the client lands in first.
+    scratch: Box<[u8]>,
 }
 
 impl<T> FixAuthority<T> {
@@ -309,6 +314,7 @@ impl<T> FixAuthority<T> {
             passthrough: PREFACE_LEN,
             block: None,
             eof: false,
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         }
     }
 
@@ -434,8 +440,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FixAuthority<T> {
             if !me.out.is_empty() {
                 continue;
             }
-            let mut scratch = [0u8; 16 << 10];
-            let mut rb = ReadBuf::new(&mut scratch);
+            let mut rb = ReadBuf::new(&mut me.scratch);
             std::task::ready!(Pin::new(&mut me.io).poll_read(cx, &mut rb))?;
             if rb.filled().is_empty() {
                 me.eof = true;

@@ -22,13 +22,56 @@ use crate::router::MAX_FRAME;
 use crate::router::pb::{FrameType, StreamRequest, StreamResponse};
 use crate::stream::Stream;
 use bytes::{Bytes, BytesMut};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
 /// Where a driver stream's response frames go (the call's response stream).
-pub(super) type Out = mpsc::Sender<std::result::Result<StreamResponse, Status>>;
+pub(super) type Out = mpsc::Sender<StreamResponse>;
+
+/// How a driver stream's call ends when it fails: set by the relay, given to
+/// the client after the frames queued before it.
+pub(super) type End = Arc<OnceLock<Status>>;
+
+/// A driver stream's response stream: the frames the relay sent, then its
+/// failure (if it failed) as the call's status, never lost behind a full
+/// queue; OK once both directions ended.
+pub(super) struct Responses {
+    rx: mpsc::Receiver<StreamResponse>,
+    end: End,
+    done: bool,
+}
+
+impl Responses {
+    pub(super) fn new(rx: mpsc::Receiver<StreamResponse>, end: End) -> Responses {
+        Responses {
+            rx,
+            end,
+            done: false,
+        }
+    }
+}
+
+impl tokio_stream::Stream for Responses {
+    type Item = std::result::Result<StreamResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(f)) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(self.end.get().cloned().map(Err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// Frames queued between a blocking target's threads and the call.
 const QUEUE: usize = 16;
@@ -176,6 +219,7 @@ pub(super) async fn relay(
     target: Stream,
     mut incoming: Streaming<StreamRequest>,
     out: Out,
+    end: End,
     stop: watch::Receiver<bool>,
 ) {
     let target = Arc::new(target);
@@ -195,7 +239,7 @@ pub(super) async fn relay(
                 Some(b) => frame(b, FrameType::Data),
                 None => frame(Bytes::new(), FrameType::Goaway),
             };
-            if out.send(Ok(f)).await.is_err() {
+            if out.send(f).await.is_err() {
                 return Err(Failed::Client);
             }
             if last {
@@ -234,13 +278,12 @@ pub(super) async fn relay(
         Ok(()) => log::debug!("{name}: ended"),
         Err(Failed::Target(e)) => {
             log::info!("{name}: the target failed: {e}");
-            let _ = out.try_send(Err(Status::unknown(format!(
-                "Unexpected <class 'OSError'>: {e}"
-            ))));
+            let st = Status::unknown(format!("Unexpected <class 'OSError'>: {e}"));
+            let _ = end.set(st);
         }
         Err(Failed::Client) => log::info!("{name}: the client went away"),
         Err(Failed::Closing) => {
-            let _ = out.try_send(Err(Status::unavailable("the session is closing")));
+            let _ = end.set(Status::unavailable("the session is closing"));
         }
     }
     drop(out);

@@ -337,8 +337,8 @@ impl Session {
 
     /// Serves the session on one more connection: any byte stream whose
     /// peer speaks HTTP/2 (a router stream of a lease, as upstream's
-    /// exporter serves its session over each one). Must be called within
-    /// the session's runtime or from any thread outside a runtime.
+    /// exporter serves its session over each one). Any thread may call it;
+    /// `io` must be usable on the session's runtime.
     ///
     /// # Errors
     ///

@@ -5,7 +5,7 @@
 //! and messages, in upstream's words where a client may show them).
 
 use super::exported::{DriverKind, Exported};
-use super::pipe::{self, Out};
+use super::pipe::{self, End, Out, Responses};
 use super::proto::jumpstarter::v1::exporter_service_server::ExporterService;
 use super::proto::jumpstarter::v1::{
     DriverCallRequest, DriverCallResponse, EndSessionRequest, EndSessionResponse, ExporterStatus,
@@ -14,8 +14,8 @@ use super::proto::jumpstarter::v1::{
 };
 use super::report::{self, Entry, parse_uuid, uuid_repr, uuid4};
 use crate::error::Error;
+use crate::router::pb::StreamRequest;
 use crate::router::pb::router_service_server::RouterService;
-use crate::router::pb::{StreamRequest, StreamResponse};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// How long a driver stream's target may take to connect.
@@ -351,7 +350,7 @@ impl Drop for Open {
 
 #[tonic::async_trait]
 impl RouterService for Streams {
-    type StreamStream = ReceiverStream<Result<StreamResponse, Status>>;
+    type StreamStream = Responses;
 
     async fn stream(
         &self,
@@ -379,15 +378,17 @@ impl RouterService for Streams {
         })?;
         log::debug!("{name}: connected to {}", target.name());
         let (tx, rx): (Out, _) = mpsc::channel(OUT_QUEUE);
+        let end = End::default();
         s.streams.fetch_add(1, Ordering::AcqRel);
         let open = Open(s.streams.clone());
         let incoming = request.into_inner();
         let stop = s.stop.clone();
+        let ends = end.clone();
         tokio::spawn(async move {
-            pipe::relay(name, target, incoming, tx, stop).await;
+            pipe::relay(name, target, incoming, tx, ends, stop).await;
             drop(open);
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Responses::new(rx, end)))
     }
 }
 

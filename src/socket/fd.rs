@@ -100,6 +100,13 @@ impl Shared {
                 Ok(n) => return Ok(Some(n)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Closed from another thread: a UDP socket shut down
+                    // polls readable (hung up) but its reads still say
+                    // EAGAIN, so the close must be seen here, not by a read
+                    // (a byte stream's reads see it as the end of stream).
+                    if self.kind == Kind::Datagrams && self.is_closing() {
+                        return Err(io::Error::new(io::ErrorKind::NotConnected, "closed"));
+                    }
                     if sys::wait(self.sock.as_fd(), libc::POLLIN, deadline)? == 0 {
                         return Ok(None);
                     }
@@ -426,6 +433,27 @@ mod tests {
     use super::*;
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_close_wakes_a_udp_receive_blocked_on_another_thread() {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        sock.connect(&peer.local_addr().unwrap().into()).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let s = std::sync::Arc::new(stream(sock, "udp:test".into(), Kind::Datagrams).unwrap());
+        let r = s.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let _ = tx.send(r.receive(&mut [0u8; 64], None));
+        });
+        std::thread::sleep(Duration::from_millis(100)); // let it block
+        s.close();
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the receive woke");
+        assert!(matches!(got, Err(Error::Closed(_))), "{got:?}");
+        t.join().unwrap();
+    }
 
     #[test]
     fn send_parts_is_all_or_nothing_and_keeps_the_order() {

@@ -360,3 +360,35 @@ fn bad_input_gets_an_error_status_and_the_session_keeps_serving() {
     }
     assert_eq!(s.streams(), 0);
 }
+
+#[test]
+fn a_udp_driver_carries_datagrams_one_frame_each() {
+    let udp = common::udp_echo_server();
+    let drivers: Vec<(String, Arc<dyn Exported>)> = vec![(
+        "udp".into(),
+        Arc::new(Network::new(&format!("udp://{udp}")).unwrap()),
+    )];
+    let dir = TempDir::new("sess-srv");
+    let path = dir.path().join("s");
+    let s = Session::serve(&format!("unix:{}", path.display()), drivers).unwrap();
+    let net = Network::new(&format!("jumpstarter:{}?driver=udp", s.address())).unwrap();
+    assert_eq!(net.address().unwrap(), format!("udp://{udp}"));
+    let st = net.connect(LONG).unwrap();
+    for (i, len) in [1usize, 100, 1400, 8000].into_iter().enumerate() {
+        let d = pattern(len, i as u64);
+        st.send(&d, LONG).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = st.receive(&mut buf, LONG).unwrap().unwrap();
+        assert_eq!(&buf[..n], &d[..], "datagram {i} of {len} bytes");
+    }
+    st.close();
+    let t0 = Instant::now();
+    while s.streams() > 0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        s.streams(),
+        0,
+        "the UDP stream ended with the client's call"
+    );
+}
