@@ -151,7 +151,7 @@ typedef struct jw_network jw_network;
  * `jw_router_close`.
  *
  * Threads: every call (`jw_router_address`, `jw_router_certificate`,
- * `jw_router_refused`) may run on any thread, at the same time as the others
+ * `jw_router_refused`, `jw_router_stats`) may run on any thread, at the same time as the others
  * and as `jw_router_close`; a call that overlaps the close finishes safely.
  * The handle names the router rather than pointing at its memory: once
  * `jw_router_close` has begun, every call with it returns `JW_ERR_CLOSED`
@@ -224,7 +224,8 @@ typedef struct jw_ws_server jw_ws_server;
 
 /**
  * What a server has done so far, as `jw_listener_stats`,
- * `jw_ws_server_stats` and `jw_router_stats` report it.
+ * `jw_ws_server_stats` and `jw_router_stats` report it (for a router,
+ * "connections" are its calls).
  */
 typedef struct {
   /**
@@ -525,6 +526,15 @@ const char *jw_router_certificate(const jw_router *r);
  * process was out of descriptors. Each is logged too. Thread-safe.
  */
 jw_status jw_router_refused(const jw_router *r, uint64_t *out);
+
+/**
+ * Writes the router's counts to `*out`: calls admitted (a valid token) and
+ * open now (waiting for their peer or paired), refusals (as
+ * `jw_router_refused`), and the payload bytes received from callers
+ * (`bytes_received`) and relayed to their peers (`bytes_sent`), counted as
+ * they move. Thread-safe.
+ */
+jw_status jw_router_stats(const jw_router *r, jw_server_stats_t *out);
 
 /**
  * Stops the router (waiting callers and running pairs end with a connection

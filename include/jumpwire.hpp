@@ -501,6 +501,14 @@ public:
     void close() noexcept { jw_router_close(std::exchange(r_, nullptr)); }
     jw_router *get() const noexcept { return r_; }
 
+    /* Calls admitted and open, refusals, payload bytes relayed. */
+    jw_server_stats_t stats() const
+    {
+        jw_server_stats_t s{};
+        detail::check(jw_router_stats(r_, &s));
+        return s;
+    }
+
 private:
     jw_router *r_ = nullptr;
 };

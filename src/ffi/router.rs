@@ -7,7 +7,7 @@ use super::boundary::{
 };
 use super::error::jw_status;
 use super::network::jw_network;
-use super::stream::jw_stream;
+use super::stream::{jw_server_stats_t, jw_stream};
 use crate::error::Error;
 use crate::router::{self, Router};
 use std::ffi::{CString, c_char, c_int};
@@ -18,7 +18,7 @@ use std::time::Duration;
 /// `jw_router_close`.
 ///
 /// Threads: every call (`jw_router_address`, `jw_router_certificate`,
-/// `jw_router_refused`) may run on any thread, at the same time as the others
+/// `jw_router_refused`, `jw_router_stats`) may run on any thread, at the same time as the others
 /// and as `jw_router_close`; a call that overlaps the close finishes safely.
 /// The handle names the router rather than pointing at its memory: once
 /// `jw_router_close` has begun, every call with it returns `JW_ERR_CLOSED`
@@ -124,6 +124,20 @@ pub extern "C" fn jw_router_refused(r: *const jw_router, out: *mut u64) -> jw_st
     boundary(|| {
         check_out(out)?;
         write_out(out, slot_get(r)?.router.refused())?;
+        Ok(jw_status::JW_OK)
+    })
+}
+
+/// Writes the router's counts to `*out`: calls admitted (a valid token) and
+/// open now (waiting for their peer or paired), refusals (as
+/// `jw_router_refused`), and the payload bytes received from callers
+/// (`bytes_received`) and relayed to their peers (`bytes_sent`), counted as
+/// they move. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_router_stats(r: *const jw_router, out: *mut jw_server_stats_t) -> jw_status {
+    boundary(|| {
+        check_out(out)?;
+        write_out(out, jw_server_stats_t::from(slot_get(r)?.router.stats()))?;
         Ok(jw_status::JW_OK)
     })
 }

@@ -126,7 +126,8 @@ pub struct jw_stream_stats_t {
 }
 
 /// What a server has done so far, as `jw_listener_stats`,
-/// `jw_ws_server_stats` and `jw_router_stats` report it.
+/// `jw_ws_server_stats` and `jw_router_stats` report it (for a router,
+/// "connections" are its calls).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct jw_server_stats_t {

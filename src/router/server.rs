@@ -57,6 +57,35 @@ struct Responses {
     rx: mpsc::Receiver<StreamResponse>,
     end: End,
     done: bool,
+    /// Counts the call as open while its response stream lives.
+    _open: OpenCall,
+}
+
+/// What the router has carried: calls admitted and open, and the payload
+/// bytes received from callers and sent to them.
+#[derive(Default)]
+struct Traffic {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+/// An open call, counted in [`Traffic::open`] until dropped.
+struct OpenCall(Arc<Traffic>);
+
+impl OpenCall {
+    fn new(t: &Arc<Traffic>) -> OpenCall {
+        t.accepted.fetch_add(1, Ordering::Relaxed);
+        t.open.fetch_add(1, Ordering::Relaxed);
+        OpenCall(t.clone())
+    }
+}
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl tokio_stream::Stream for Responses {
@@ -88,6 +117,7 @@ struct Service {
     waiting: Arc<Mutex<HashMap<String, Waiter>>>,
     next_id: AtomicU64,
     stop: watch::Receiver<bool>,
+    traffic: Arc<Traffic>,
 }
 
 /// Forgets a waiting caller when its call goes (the client left or the
@@ -137,10 +167,16 @@ fn authorize(md: &tonic::metadata::MetadataMap, key: &[u8]) -> Result<String, (S
 /// `Ok(true)` if a GOAWAY frame went through (the caller said goodbye, as
 /// upstream's `RouterStream.send_eof` and jumpwire's clients do, before it
 /// ended its request stream).
-async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<bool, Status> {
+async fn pipe(
+    mut from: Streaming<StreamRequest>,
+    to: Outgoing,
+    traffic: &Traffic,
+) -> Result<bool, Status> {
     let mut goaway = false;
     while let Some(f) = from.message().await? {
         goaway |= f.frame_type == FrameType::Goaway as i32;
+        let n = f.payload.len() as u64;
+        traffic.received.fetch_add(n, Ordering::Relaxed);
         let f = StreamResponse {
             payload: f.payload,
             frame_type: f.frame_type,
@@ -148,6 +184,7 @@ async fn pipe(mut from: Streaming<StreamRequest>, to: Outgoing) -> Result<bool, 
         if to.send(f).await.is_err() {
             return Err(Status::cancelled("the peer left"));
         }
+        traffic.sent.fetch_add(n, Ordering::Relaxed);
     }
     Ok(goaway)
 }
@@ -191,10 +228,16 @@ impl PairSide {
 /// both directions had ended with a goodbye: hyper ends a request body that
 /// the client cancels as if it had ended, but drops the response stream,
 /// which is how the caller's going is seen here.
-async fn relay(sub: String, a: Caller, b: Caller, stop: watch::Receiver<bool>) {
+async fn relay(
+    sub: String,
+    a: Caller,
+    b: Caller,
+    stop: watch::Receiver<bool>,
+    traffic: Arc<Traffic>,
+) {
     let (a_out, b_out) = (a.outgoing, b.outgoing);
-    let mut ab = std::pin::pin!(pipe(a.incoming, b_out.clone()));
-    let mut ba = std::pin::pin!(pipe(b.incoming, a_out.clone()));
+    let mut ab = std::pin::pin!(pipe(a.incoming, b_out.clone(), &traffic));
+    let mut ba = std::pin::pin!(pipe(b.incoming, a_out.clone(), &traffic));
     let mut stop = std::pin::pin!(halted(stop));
     let (mut sa, mut sb) = (PairSide::default(), PairSide::default());
     let mut drain = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
@@ -303,6 +346,7 @@ impl RouterService for Service {
             rx: out_rx,
             end: end.clone(),
             done: false,
+            _open: OpenCall::new(&self.traffic),
         };
         let mut me = Caller {
             incoming: request.into_inner(),
@@ -353,7 +397,13 @@ impl RouterService for Service {
                     me.addr,
                     peer.addr
                 );
-                tokio::spawn(relay(sub, me, peer, self.stop.clone()));
+                tokio::spawn(relay(
+                    sub,
+                    me,
+                    peer,
+                    self.stop.clone(),
+                    self.traffic.clone(),
+                ));
                 return Ok(Response::new(responses));
             }
         }
@@ -369,6 +419,7 @@ pub struct Router {
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     gate: Arc<Gate>,
+    traffic: Arc<Traffic>,
 }
 
 impl std::fmt::Debug for Router {
@@ -437,12 +488,14 @@ impl Router {
         let address = format!("{scheme}://{local}");
         let (stop_tx, stop_rx) = watch::channel(false);
         let gate = Gate::new(&address, call_within, max_pending);
+        let traffic = Arc::<Traffic>::default();
         let service = Service {
             key: cfg.key.into_bytes(),
             gate: gate.clone(),
             waiting: Arc::default(),
             next_id: AtomicU64::new(0),
             stop: stop_rx.clone(),
+            traffic: traffic.clone(),
         };
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -496,6 +549,7 @@ impl Router {
             stop: stop_tx,
             task: Mutex::new(Some(task)),
             gate,
+            traffic,
         })
     }
 
@@ -519,6 +573,21 @@ impl Router {
     /// also logged (at `info`).
     pub fn refused(&self) -> u64 {
         self.gate.refused()
+    }
+
+    /// Calls admitted (their token accepted) and open now (waiting or
+    /// paired), refusals (as [`Router::refused`]), and the payload bytes
+    /// received from callers and relayed to their peers, counted as they
+    /// move.
+    pub fn stats(&self) -> crate::stream::ServerStats {
+        let t = &self.traffic;
+        crate::stream::ServerStats {
+            accepted: t.accepted.load(Ordering::Relaxed),
+            active: t.open.load(Ordering::Relaxed),
+            refused: self.gate.refused(),
+            bytes_received: t.received.load(Ordering::Relaxed),
+            bytes_sent: t.sent.load(Ordering::Relaxed),
+        }
     }
 
     /// Stops the router: waiting callers and running pairs end with

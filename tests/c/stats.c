@@ -84,6 +84,11 @@ static jw_status ws_stats(const void *w, jw_server_stats_t *out)
     return jw_ws_server_stats(w, out);
 }
 
+static jw_status router_stats(const void *r, jw_server_stats_t *out)
+{
+    return jw_router_stats(r, out);
+}
+
 static int stats_reach(stats_fn f, const void *h, uint64_t accepted, uint64_t active, uint64_t refused,
                        uint64_t received, uint64_t sent)
 {
@@ -275,7 +280,24 @@ int main(void)
         nanosleep(&ten, NULL);
     }
     CHECK(count == 1);
+    /* A pair: two calls admitted and open, the bytes relayed counted. */
+    char token[1024];
+    CHECK(jw_router_token("k", "pair-1", 60, token, sizeof token) == JW_OK);
+    jw_stream *pa = NULL, *pb = NULL;
+    CHECK(jw_router_connect(addr, token, 5000, &pa) == JW_OK);
+    CHECK(jw_router_connect(addr, token, 5000, &pb) == JW_OK);
+    CHECK(jw_stream_send(pa, "hello", 5, 5000) == JW_OK);
+    for (got = 0; got < 5 && jw_stream_receive(pb, buf, sizeof buf, &n, 5000) == JW_OK;) {
+        got += n;
+    }
+    CHECK(got == 5);
+    CHECK(stats_reach(router_stats, r, 2, 2, 1, 5, 5));
+    jw_stream_close(pa);
+    jw_stream_close(pb);
+    CHECK(stats_reach(router_stats, r, 2, 0, 1, 5, 5));
+    CHECK(jw_router_stats(r, NULL) == JW_ERR_INVALID_ARGUMENT);
     jw_router_close(r);
+    CHECK(jw_router_stats(r, &ss) == JW_ERR_CLOSED);
 
     return summary("stats");
 }

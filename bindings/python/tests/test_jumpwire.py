@@ -181,6 +181,10 @@ def test_router_pairs_two_streams_and_the_exporter_reaches_a_target():
             assert s.recv(64, timeout=5) == b""
         t.join(10)
         assert done == [None]
+        # Two calls admitted; 18 bytes each way (the echo's answer), all
+        # ended.
+        want = {"accepted": 2, "active": 0, "refused": 0, "bytes_received": 36, "bytes_sent": 36}
+        assert settled(router.stats, want) == want
 
 
 def test_a_wrong_token_is_unauthenticated():

@@ -131,6 +131,7 @@ class _ServerStats(ctypes.Structure):
 _stream_stats = _sig("jw_stream_stats", [_p, ctypes.POINTER(_StreamStats)])
 _listener_stats = _sig("jw_listener_stats", [_p, ctypes.POINTER(_ServerStats)])
 _ws_stats = _sig("jw_ws_server_stats", [_p, ctypes.POINTER(_ServerStats)])
+_router_stats = _sig("jw_router_stats", [_p, ctypes.POINTER(_ServerStats)])
 
 
 def _stats(call, handle, struct) -> dict:
@@ -428,6 +429,12 @@ class Router(_Closing):
     def certificate(self) -> Optional[str]:
         pem = _router_certificate(self._h)
         return pem.decode() if pem else None
+
+    def stats(self) -> dict:
+        """Calls ``accepted`` and ``active`` (open), ``refused`` ones, and the
+        payload bytes received from callers and relayed to their peers
+        (``jw_router_stats``)."""
+        return _stats(_router_stats, self._h, _ServerStats)
 
 
 def router_serve(listen_url: str) -> Router:
