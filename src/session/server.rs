@@ -124,7 +124,7 @@ enum Listening {
     Unix(std::os::unix::net::UnixListener),
 }
 
-/// A session server (see the [module docs](self)). Runs until
+/// A session server (see the [`session`](crate::session) module). Runs until
 /// [`Session::close`] (or drop).
 pub struct Session {
     address: String,
