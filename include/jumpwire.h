@@ -175,7 +175,7 @@ typedef struct jw_router jw_router;
  * from any thread at any time; `jw_router_export_close` once, from any
  * thread.
  */
-typedef struct jw_router_export jw_router_export;
+typedef struct jw_router_exporter jw_router_exporter;
 
 /**
  * A Jumpstarter exporter session serving networks as upstream network
@@ -394,20 +394,20 @@ void jw_exporter_close(jw_exporter *e);
 jw_status jw_router_export_start(const char *router_url,
                                  const char *token,
                                  const jw_network *target,
-                                 jw_router_export **out);
+                                 jw_router_exporter **out);
 
 /**
  * 1 while the export `x` serves pairings, 0 once its loop has ended (a
  * refused token, an unsupported target) or for NULL or a closed handle.
  */
-int32_t jw_router_export_running(const jw_router_export *x);
+int32_t jw_router_export_running(const jw_router_exporter *x);
 
 /**
  * Stops the export `x` and frees it: a pairing waited for or in progress
  * ends at once (its client's stream fails), and the export's thread is
  * joined. NULL or a closed handle does nothing.
  */
-void jw_router_export_close(jw_router_export *x);
+void jw_router_export_close(jw_router_exporter *x);
 
 /**
  * Binds `listen_url` (`tcp://HOST:PORT[?max_connections=N]`, port 0 picks a

@@ -40,17 +40,17 @@ impl SlotHandle for jw_exporter {
 /// (`jw_router_export_start`). Thread rules: `jw_router_export_running`
 /// from any thread at any time; `jw_router_export_close` once, from any
 /// thread.
-pub struct jw_router_export {
+pub struct jw_router_exporter {
     _private: [u8; 0],
 }
 
-impl Handle for jw_router_export {
+impl Handle for jw_router_exporter {
     type Rust = Exporting;
     type Ownership = Slotted;
     const NAME: &'static str = "router export";
 }
 
-impl SlotHandle for jw_router_export {
+impl SlotHandle for jw_router_exporter {
     fn registry() -> &'static Registry<Exporting> {
         static EXPORTS: Registry<Exporting> = Registry::new();
         &EXPORTS
@@ -126,7 +126,7 @@ pub extern "C" fn jw_router_export_start(
     router_url: *const c_char,
     token: *const c_char,
     target: *const jw_network,
-    out: *mut *mut jw_router_export,
+    out: *mut *mut jw_router_exporter,
 ) -> jw_status {
     boundary(|| {
         check_out(out)?;
@@ -141,7 +141,7 @@ pub extern "C" fn jw_router_export_start(
 /// 1 while the export `x` serves pairings, 0 once its loop has ended (a
 /// refused token, an unsupported target) or for NULL or a closed handle.
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_router_export_running(x: *const jw_router_export) -> i32 {
+pub extern "C" fn jw_router_export_running(x: *const jw_router_exporter) -> i32 {
     let mut running = 0;
     boundary_void(|| {
         if let Ok(x) = slot_get(x) {
@@ -155,7 +155,7 @@ pub extern "C" fn jw_router_export_running(x: *const jw_router_export) -> i32 {
 /// ends at once (its client's stream fails), and the export's thread is
 /// joined. NULL or a closed handle does nothing.
 #[unsafe(no_mangle)]
-pub extern "C" fn jw_router_export_close(x: *mut jw_router_export) {
+pub extern "C" fn jw_router_export_close(x: *mut jw_router_exporter) {
     boundary_void(|| {
         if let Some(x) = slot_take(x) {
             x.close();

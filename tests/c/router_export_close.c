@@ -61,7 +61,7 @@ int main(void)
     /* 1. Two clients one after another, then a close with one paired. */
     jw_network *echo = NULL;
     CHECK(jw_network_new("echo:", &echo) == JW_OK, "jw_network_new echo:");
-    jw_router_export *x = NULL;
+    jw_router_exporter *x = NULL;
     CHECK(jw_router_export_start(router, tok, echo, &x) == JW_OK, "jw_router_export_start");
     jw_network_free(echo);
     CHECK(jw_router_export_running(x) == 1, "the export runs");
