@@ -116,6 +116,13 @@ typedef enum {
 } jw_log_level;
 
 /**
+ * A session served through a lab's controller (`jw_exporter_start`).
+ * Thread rules: `jw_exporter_close` once, from any thread but a jumpwire
+ * callback (it waits for the goodbye and joins the exporter's threads).
+ */
+typedef struct jw_exporter jw_exporter;
+
+/**
  * A listener that forwards each accepted connection to a new stream of its
  * target network, each on its own thread. Made by `jw_listen`, released
  * with `jw_listener_close`.
@@ -161,6 +168,14 @@ typedef struct jw_network jw_network;
  * returned: stop reading it before `jw_router_close` is called.
  */
 typedef struct jw_router jw_router;
+
+/**
+ * A router export serving one pairing after another
+ * (`jw_router_export_start`). Thread rules: `jw_router_export_running`
+ * from any thread at any time; `jw_router_export_close` once, from any
+ * thread.
+ */
+typedef struct jw_router_exporter jw_router_exporter;
 
 /**
  * A Jumpstarter exporter session serving networks as upstream network
@@ -332,6 +347,68 @@ const char *jw_version(void);
  * is defined behaviour.
  */
 const char *jw_status_str(int status);
+
+/**
+ * Serves `session` through a Jumpstarter lab, as upstream's exporter
+ * serves its drivers: reads the exporter configuration `config_path`
+ * (upstream's `ExporterConfigV1Alpha1` YAML, `kind: ExporterConfig`:
+ * `metadata.namespace`, `metadata.name`, `endpoint`, `token`, `tls.ca`,
+ * `tls.insecure`; its `export` tree and `grpcOptions` are not read, the
+ * session gives the drivers), or with `config_path` NULL the variables
+ * `JMP_NAMESPACE`, `JMP_NAME`, `JMP_ENDPOINT`, `JMP_TOKEN`, `JMP_TLS` (the
+ * environment also fills what a file leaves out; `JMP_GRPC_INSECURE=1`
+ * skips verifying the lab's certificate). Registers the session's
+ * drivers with the controller (`Register`, then status `AVAILABLE`) and
+ * returns once registered (within 30 s); then, on a thread of its own,
+ * follows the lease status: while leased it listens for the lease's
+ * clients (status `LEASE_READY`) and serves the session to each of them
+ * over a router stream (the router and token the controller names); a
+ * lease's end ends its clients' connections and reports `AVAILABLE`; a
+ * lost controller is reached again. `session` stays the caller's: it must
+ * not be closed before `jw_exporter_close`. Errors: `JW_ERR_INVALID_ARGUMENT`
+ * (NULL session or `out`, a configuration unreadable or missing a field),
+ * `JW_ERR_UNAUTHENTICATED` (the controller refused the token),
+ * `JW_ERR_CONNECTION` / `JW_TIMEOUT` (controller unreachable).
+ */
+jw_status jw_exporter_start(const char *config_path, const jw_session *session, jw_exporter **out);
+
+/**
+ * Stops the exporter `e` and frees it: the lease's clients' connections
+ * end, the controller is told `OFFLINE` and the exporter unregisters
+ * (`Exporter shutdown`; at most 10 s), and every thread of the exporter
+ * is joined. NULL or a closed handle does nothing. Call it before
+ * `jw_session_close` of its session.
+ */
+void jw_exporter_close(jw_exporter *e);
+
+/**
+ * Exports `target` through the router at `router_url` with `token`, as
+ * `jw_router_export` does, one pairing after another (the next waits for
+ * the next client), on a thread of its own, until
+ * `jw_router_export_close`. A pairing that fails is followed by the next;
+ * a token the router refuses, or a target that is unsupported or disabled,
+ * ends the loop (`jw_router_export_running` then says 0). The network is
+ * copied: the caller may free `target` after. Errors:
+ * `JW_ERR_INVALID_ARGUMENT` (NULL argument, not a `grpc://`/`grpcs://`
+ * URL, empty token).
+ */
+jw_status jw_router_export_start(const char *router_url,
+                                 const char *token,
+                                 const jw_network *target,
+                                 jw_router_exporter **out);
+
+/**
+ * 1 while the export `x` serves pairings, 0 once its loop has ended (a
+ * refused token, an unsupported target) or for NULL or a closed handle.
+ */
+int32_t jw_router_export_running(const jw_router_exporter *x);
+
+/**
+ * Stops the export `x` and frees it: a pairing waited for or in progress
+ * ends at once (its client's stream fails), and the export's thread is
+ * joined. NULL or a closed handle does nothing.
+ */
+void jw_router_export_close(jw_router_exporter *x);
 
 /**
  * Binds `listen_url` (`tcp://HOST:PORT[?max_connections=N]`, port 0 picks a

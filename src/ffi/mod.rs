@@ -13,6 +13,7 @@
 
 mod boundary;
 mod error;
+mod exporter;
 mod listener;
 mod log;
 mod network;

@@ -6,8 +6,10 @@
 //! ([`forward`](crate::relay::forward)) over the router stream.
 
 use super::client::{
-    Call, RESET_WAIT, Received, RouterTransport, frame, received, reset_frame, start,
+    Call, RESET_WAIT, Received, RouterTransport, frame, received, reset_frame, start, start_call,
 };
+use super::connect::{Target, dial_target};
+use super::drive::StreamRuntime;
 use super::pb::FrameType;
 use super::{CLOSE_GRACE, MAX_FRAME};
 use crate::error::{Error, Result};
@@ -15,8 +17,8 @@ use crate::relay::forward;
 use crate::stream::{Connect, Stream, Transport};
 use crate::util::{deadline, remaining};
 use bytes::{BufMut, Bytes, BytesMut};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -71,6 +73,107 @@ pub fn export(
 ) -> Result<()> {
     let until = deadline(timeout);
     let call = start(router_url, token, timeout)?;
+    serve(call, target, until, None)
+}
+
+/// A stop for exports in progress ([`export_via`], [`Exporting`]): once
+/// stopped, an export ends at once, waiting for its peer or forwarding
+/// (the client's stream fails, as when the target fails).
+#[derive(Default)]
+pub(crate) struct Stop {
+    stopped: AtomicBool,
+    notify: tokio::sync::Notify,
+    /// The streams of blocking forwards (targets other than TCP and Unix),
+    /// closed on stop.
+    streams: Mutex<Vec<Weak<Stream>>>,
+}
+
+impl Stop {
+    /// Stops every export given this stop, now and later.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+        let streams = std::mem::take(&mut *self.lock());
+        for s in streams.iter().filter_map(Weak::upgrade) {
+            s.close();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Stream>>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes `s` on stop (at once when stopped already).
+    fn watch(&self, s: &Arc<Stream>) {
+        let mut l = self.lock();
+        l.retain(|w| w.strong_count() > 0);
+        l.push(Arc::downgrade(s));
+        drop(l);
+        if self.stopped() {
+            s.close();
+        }
+    }
+
+    /// Whether [`Stop::stop`] was called.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Returns once stopped.
+    async fn wait(&self) {
+        loop {
+            let n = self.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.stopped() {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// [`export`] through the router `router` (a lab's router, reached with
+/// its TLS configuration), stopped by `stop`: the exporter side of one
+/// routed stream of a lease (upstream's `connect_router_stream` in its
+/// exporter). `target` must give a TCP or Unix stream for `stop` to end
+/// the forwarding (other targets end when either side ends); `name` names
+/// the stream in logs and errors.
+///
+/// # Errors
+///
+/// As [`export`]; [`Error::Closed`] when stopped.
+pub(crate) fn export_via(
+    router: Target<'_>,
+    token: &str,
+    name: &str,
+    target: &dyn Connect,
+    timeout: Option<Duration>,
+    stop: &Stop,
+) -> Result<()> {
+    let until = deadline(timeout);
+    let auth: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().map_err(|_| {
+            Error::Protocol(format!(
+                "{name}: the router token has characters a header cannot carry"
+            ))
+        })?;
+    let rt = StreamRuntime::new(name)?;
+    let channel = dial_target(&rt, router, name, until)?;
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("authorization", auth);
+    let call = start_call(rt, channel, name.to_owned(), metadata, None);
+    call.rt.settle();
+    serve(call, target, until, Some(stop))
+}
+
+/// Serves a started call: connects `target` and forwards (see [`export`]).
+fn serve(
+    call: Call,
+    target: &dyn Connect,
+    until: Option<Instant>,
+    stop: Option<&Stop>,
+) -> Result<()> {
     let left = remaining(until);
     let device = match target.connect(left) {
         Ok(d) => d,
@@ -79,19 +182,28 @@ pub fn export(
             return Err(e);
         }
     };
+    let device = Arc::new(device);
     log::info!("{}: exporting {}", call.name, device.name());
     let name = call.name.clone();
     let r = match TargetSocket::of(&device) {
         Some(sock) => {
             let dev = device.name().to_string();
             let rt = call.rt.clone();
-            let r = rt.block_on(sock.bridge(call, dev, until));
+            let r = rt.block_on(sock.bridge(call, dev, until, stop));
             rt.let_go(Instant::now() + CLOSE_GRACE);
             r
         }
         None => {
             let transport = Arc::new(RouterTransport::new(call));
-            let routed = Stream::new(name.clone(), Routed(transport.clone()), Vec::new());
+            let routed = Arc::new(Stream::new(
+                name.clone(),
+                Routed(transport.clone()),
+                Vec::new(),
+            ));
+            if let Some(stop) = stop {
+                stop.watch(&routed);
+                stop.watch(&device);
+            }
             let r = transport
                 .paired(until)
                 .and_then(|()| forward(&routed, &device));
@@ -106,6 +218,137 @@ pub fn export(
     log::info!("{name}: export of {} ended: {r:?}", device.name());
     device.close();
     r
+}
+
+/// An export that serves one pairing after another, as `jumpwire router
+/// export` does, until [`Exporting::close`] (see [`Exporting::start`]).
+pub struct Exporting {
+    name: String,
+    stop: Arc<Stop>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Exporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporting")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pause after a pairing that failed at once, before the next.
+const RETRY: Duration = Duration::from_secs(1);
+
+impl Exporting {
+    /// Exports `target` through the router at `router_url` with `token`
+    /// ([`export`]), one pairing after another, on a thread of its own,
+    /// until [`Exporting::close`]. A failed pairing is logged and followed
+    /// by the next (after a pause of 1 s when it failed at once); a bad
+    /// URL, a token the router refuses and a target that is unsupported or
+    /// disabled end the loop (logged).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a URL that is not a router URL or an
+    /// empty token (checked before anything starts); [`Error::Io`] when the
+    /// thread cannot start.
+    pub fn start(router_url: &str, token: &str, target: Arc<dyn Connect>) -> Result<Exporting> {
+        let cfg = match crate::url::Endpoint::parse(router_url)? {
+            crate::url::Endpoint::Router(cfg) => cfg,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{router_url}: not a router URL (expected grpc://HOST:PORT or grpcs://HOST:PORT)"
+                )));
+            }
+        };
+        if token.is_empty() {
+            return Err(Error::invalid("the token is empty"));
+        }
+        let name = crate::url::Endpoint::Router(cfg).to_string();
+        let stop = Arc::new(Stop::default());
+        let (url, token, s2, n2) = (
+            router_url.to_owned(),
+            token.to_owned(),
+            stop.clone(),
+            name.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("jw-export".into())
+            .spawn(move || pairings(&n2, &url, &token, target.as_ref(), &s2))
+            .map_err(|e| Error::io("starting the export's thread", &e))?;
+        Ok(Exporting {
+            name,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Whether the loop still runs (it ends on [`Exporting::close`] or a
+    /// failure another pairing would meet again).
+    pub fn running(&self) -> bool {
+        let t = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        t.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops: a pairing waited for or in progress ends at once (its client's
+    /// stream fails), and the thread is joined. Thread-safe; closing twice
+    /// does nothing.
+    pub fn close(&self) {
+        self.stop.stop();
+        let t = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = t {
+            let _ = t.join();
+            log::info!("{}: export stopped", self.name);
+        }
+    }
+}
+
+impl Drop for Exporting {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The loop of [`Exporting`].
+fn pairings(name: &str, url: &str, token: &str, target: &dyn Connect, stop: &Stop) {
+    let mut n = 0u64;
+    while !stop.stopped() {
+        n += 1;
+        let t0 = Instant::now();
+        let r = start(url, token, None).and_then(|call| serve(call, target, None, Some(stop)));
+        match r {
+            Ok(()) => log::info!("{name}: pairing {n} ended"),
+            Err(_) if stop.stopped() => break,
+            Err(
+                e @ (Error::InvalidArgument(_)
+                | Error::Unauthenticated(_)
+                | Error::Unsupported(_)
+                | Error::Disabled(_)),
+            ) => {
+                log::warn!("{name}: pairing {n}: {e}: the export ends");
+                break;
+            }
+            Err(e) => {
+                log::warn!("{name}: pairing {n}: {e}");
+                if t0.elapsed() < RETRY {
+                    // Bounded, and ended by the stop.
+                    let until = Instant::now() + RETRY;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async {
+                            let _ = tokio::time::timeout_at(until.into(), stop.wait()).await;
+                        });
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A target's connected socket, duplicated for the call's runtime.
@@ -131,18 +374,24 @@ impl TargetSocket {
     }
 
     /// Forwards between the call and the socket (on the call's runtime).
-    async fn bridge(self, call: Call, dev: String, until: Option<Instant>) -> Result<()> {
+    async fn bridge(
+        self,
+        call: Call,
+        dev: String,
+        until: Option<Instant>,
+        stop: Option<&Stop>,
+    ) -> Result<()> {
         let io = |e: std::io::Error| Error::io(&dev, &e);
         match self {
             TargetSocket::Tcp(s) => {
                 let mut s = tokio::net::TcpStream::from_std(s).map_err(io)?;
                 let (rd, wr) = s.split();
-                bridge(call, rd, wr, &dev, until).await
+                bridge(call, rd, wr, &dev, until, stop).await
             }
             TargetSocket::Unix(s) => {
                 let mut s = tokio::net::UnixStream::from_std(s).map_err(io)?;
                 let (rd, wr) = s.split();
-                bridge(call, rd, wr, &dev, until).await
+                bridge(call, rd, wr, &dev, until, stop).await
             }
         }
     }
@@ -152,13 +401,15 @@ impl TargetSocket {
 /// propagated, until both directions have ended or either fails; then says
 /// goodbye as [`RouterTransport::close`] does, or, when the target failed,
 /// as [`RouterTransport::fail`] does (the client must not see a clean end).
-/// The router's answer (the peer pairing) is awaited until `until`.
+/// The router's answer (the peer pairing) is awaited until `until`. A
+/// `stop` ends it as a failed target does.
 async fn bridge<R, W>(
     call: Call,
     mut rd: R,
     mut wr: W,
     dev: &str,
     until: Option<Instant>,
+    stop: Option<&Stop>,
 ) -> Result<()>
 where
     R: AsyncRead + Unpin,
@@ -240,7 +491,17 @@ where
         }
         wr.shutdown().await.map_err(io)
     };
-    let r = tokio::try_join!(up, down).map(|_| ());
+    let both = async { tokio::try_join!(up, down).map(|_| ()) };
+    let r = match stop {
+        None => both.await,
+        Some(stop) => tokio::select! {
+            r = both => r,
+            () = stop.wait() => {
+                target_failed.store(true, Ordering::Relaxed);
+                Err(Error::Closed(format!("{name}: the export was stopped")))
+            }
+        },
+    };
     if let Err(e) = &r {
         if target_failed.load(Ordering::Relaxed) {
             // RST_STREAM after what was sent, written before the call is

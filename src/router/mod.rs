@@ -39,8 +39,10 @@
 //!   through the router the controller names. Uses `client`, `connect`,
 //!   `drive`. Crate: `error`.
 //! - `export`: the exporter ([`export`](fn@export)): a call started as
-//!   `client` starts one, forwarded to a target stream. Uses `client` (and
-//!   the call's runtime, from `drive`). Crate: `error`, `relay`, `stream`,
+//!   `client` starts one, forwarded to a target stream; the stoppable loop
+//!   of them ([`Exporting`]) and a lease's router stream (`export_via`).
+//!   Uses `client`, `connect` (and the call's runtime, from `drive`).
+//!   Crate: `error`, `relay`, `stream`, `url`,
 //!   `util`.
 //! - `gate`: the server's door: accept loops, TLS handshakes under limits,
 //!   the first-call deadline, refusals counted. Crate: `util`.
@@ -66,7 +68,8 @@ mod tunnel;
 pub(crate) use client::Connection;
 pub use client::connect;
 pub(crate) use connect::Target;
-pub use export::export;
+pub use export::{Exporting, export};
+pub(crate) use export::{Stop, export_via};
 pub use server::Router;
 
 use std::sync::OnceLock;
@@ -133,7 +136,7 @@ mod tests {
         ("drive", &["error", "sys", "util"]),
         ("connect", &["error", "socket", "tls", "url"]),
         ("client", &["error", "stream", "url", "util"]),
-        ("export", &["error", "relay", "stream", "util"]),
+        ("export", &["error", "relay", "stream", "url", "util"]),
         ("tunnel", &["error"]),
         ("gate", &["util"]),
         ("server", &["error", "tls", "url", "util"]),

@@ -77,7 +77,7 @@ impl std::fmt::Display for Lab {
 
 /// A gRPC target `HOST:PORT` (upstream's endpoints and router endpoints).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct HostPort {
+pub(super) struct HostPort {
     host: String,
     port: u16,
 }
@@ -96,7 +96,7 @@ impl HostPort {
     /// A gRPC target as upstream's configurations hold it: `HOST:PORT`,
     /// `[V6]:PORT`, optionally after `dns:///`; without a port, 443 (gRPC's
     /// default).
-    fn parse(text: &str) -> Option<HostPort> {
+    pub(super) fn parse(text: &str) -> Option<HostPort> {
         let t = text.trim();
         let t = t.strip_prefix("dns:///").unwrap_or(t);
         if t.is_empty() || t.contains('/') || t.contains(char::is_whitespace) {
@@ -121,7 +121,7 @@ impl HostPort {
         })
     }
 
-    fn router_config(&self) -> RouterConfig {
+    pub(super) fn router_config(&self) -> RouterConfig {
         RouterConfig {
             host: self.host.clone(),
             port: self.port,
@@ -135,7 +135,7 @@ impl HostPort {
 /// The fields of a client configuration jumpwire uses, as a file or the
 /// environment gives them.
 #[derive(Default)]
-struct Fields {
+pub(super) struct Fields {
     endpoint: Option<String>,
     token: Option<String>,
     namespace: Option<String>,
@@ -147,7 +147,7 @@ struct Fields {
 impl Fields {
     /// Fills what is missing from `other` (a file's values win over the
     /// environment's, as upstream's pydantic settings have it).
-    fn or(self, other: Fields) -> Fields {
+    pub(super) fn or(self, other: Fields) -> Fields {
         Fields {
             endpoint: self.endpoint.or(other.endpoint),
             token: self.token.or(other.token),
@@ -166,7 +166,7 @@ fn text(var: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Option<String> {
 
 /// The fields upstream's `JMP_*` variables give (`JMP_TLS` is JSON, as
 /// pydantic settings read a nested model from one variable).
-fn env_fields(var: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Result<Fields> {
+pub(super) fn env_fields(var: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Result<Fields> {
     let mut f = Fields {
         endpoint: text(var, ENDPOINT_ENV),
         token: text(var, TOKEN_ENV),
@@ -211,21 +211,18 @@ fn truthy(s: &str) -> Option<bool> {
 /// Reads a YAML file as one mapping (the first document).
 fn read_yaml(path: &Path, name: &str) -> Result<Yaml> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::invalid(format!(
-            "{name}: the client configuration {}: {e}",
-            path.display()
-        ))
+        Error::invalid(format!("{name}: the configuration {}: {e}", path.display()))
     })?;
     let docs = YamlLoader::load_from_str(&text).map_err(|e| {
         Error::invalid(format!(
-            "{name}: the client configuration {} is not YAML: {e}",
+            "{name}: the configuration {} is not YAML: {e}",
             path.display()
         ))
     })?;
     match docs.into_iter().next() {
         Some(y @ Yaml::Hash(_)) => Ok(y),
         _ => Err(Error::invalid(format!(
-            "{name}: the client configuration {} is not a YAML mapping",
+            "{name}: the configuration {} is not a YAML mapping",
             path.display()
         ))),
     }
@@ -242,19 +239,20 @@ fn scalar(y: &Yaml) -> Option<String> {
     }
 }
 
-/// The fields of an upstream client configuration file
-/// (`apiVersion: jumpstarter.dev/v1alpha1`, `kind: ClientConfig`).
-fn file_fields(path: &Path, name: &str) -> Result<Fields> {
+/// The fields of an upstream client or exporter configuration file
+/// (`apiVersion: jumpstarter.dev/v1alpha1`, `kind: KIND`, `ClientConfig`
+/// or `ExporterConfig`).
+pub(super) fn file_fields(path: &Path, name: &str, kind: &str) -> Result<Fields> {
     let y = read_yaml(path, name)?;
     let bad = |what: &str| {
         Error::invalid(format!(
-            "{name}: the client configuration {}: {what}",
+            "{name}: the configuration {}: {what}",
             path.display()
         ))
     };
     if let Some(k) = scalar(&y["kind"]) {
-        if k != "ClientConfig" {
-            return Err(bad(&format!("kind is {k:?}, not ClientConfig")));
+        if k != kind {
+            return Err(bad(&format!("kind is {k:?}, not {kind}")));
         }
     }
     if let Some(v) = scalar(&y["apiVersion"]) {
@@ -356,35 +354,29 @@ fn source(
     }
 }
 
-/// The lab and lease `addr` names, read from the configuration and the
-/// environment (through `var`) now.
-pub(super) fn resolve(
-    addr: &LeaseAddress,
+/// Who calls a lab's controller, and how it is reached: what a client or
+/// an exporter configuration gives.
+pub(super) struct Account {
+    /// The controller, `HOST:PORT`.
+    pub(super) controller: HostPort,
+    pub(super) namespace: String,
+    /// `metadata.name`.
+    pub(super) name: String,
+    pub(super) token: String,
+    /// `tls.ca`: PEM certificates (base64-decoded).
+    pub(super) ca: Option<Vec<u8>>,
+    /// `tls.insecure`, or `JMP_GRPC_INSECURE=1`.
+    pub(super) insecure: bool,
+}
+
+/// The account `fields` (read from `from`) give: every field set and
+/// well-formed (`name` prefixes the errors).
+pub(super) fn account(
+    fields: Fields,
+    from: &str,
     name: &str,
     var: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<Lab> {
-    let lease = match &addr.lease {
-        Some(l) => l.clone(),
-        None => text(var, LEASE_ENV)
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "{name}: which lease? give &lease=NAME or set {LEASE_ENV} \
-                 (jumpwire uses a lease, it does not request one)"
-                ))
-            })?,
-    };
-    let src = source(addr, var, name)?;
-    let (fields, from) = match &src {
-        Source::File(p) => (
-            file_fields(p, name)?.or(env_fields(var, name)?),
-            format!("the client configuration {}", p.display()),
-        ),
-        Source::Env => (
-            env_fields(var, name)?,
-            "the JMP_* environment variables".to_owned(),
-        ),
-    };
+) -> Result<Account> {
     let missing = |what: &str| Error::invalid(format!("{name}: {from}: {what} is not set"));
     let endpoint = fields.endpoint.filter(|e| !e.is_empty());
     let endpoint = endpoint.ok_or_else(|| missing("endpoint"))?;
@@ -397,12 +389,12 @@ pub(super) fn resolve(
     let token = token.ok_or_else(|| missing("token"))?;
     let namespace = fields.namespace.filter(|n| !n.is_empty());
     let namespace = namespace.ok_or_else(|| missing("metadata.namespace"))?;
-    let client = fields.name.filter(|n| !n.is_empty());
-    let client = client.ok_or_else(|| missing("metadata.name"))?;
+    let account = fields.name.filter(|n| !n.is_empty());
+    let account = account.ok_or_else(|| missing("metadata.name"))?;
     for (what, v) in [
         ("token", &token),
         ("metadata.namespace", &namespace),
-        ("metadata.name", &client),
+        ("metadata.name", &account),
     ] {
         if MetadataValue::try_from(v.as_str()).is_err() {
             return Err(Error::invalid(format!(
@@ -428,6 +420,53 @@ pub(super) fn resolve(
         || INSECURE_ENV
             .iter()
             .any(|v| var(v).is_some_and(|x| x == "1"));
+    Ok(Account {
+        controller,
+        namespace,
+        name: account,
+        token,
+        ca,
+        insecure,
+    })
+}
+
+/// The lab and lease `addr` names, read from the configuration and the
+/// environment (through `var`) now.
+pub(super) fn resolve(
+    addr: &LeaseAddress,
+    name: &str,
+    var: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Lab> {
+    let lease = match &addr.lease {
+        Some(l) => l.clone(),
+        None => text(var, LEASE_ENV)
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{name}: which lease? give &lease=NAME or set {LEASE_ENV} \
+                 (jumpwire uses a lease, it does not request one)"
+                ))
+            })?,
+    };
+    let src = source(addr, var, name)?;
+    let (fields, from) = match &src {
+        Source::File(p) => (
+            file_fields(p, name, "ClientConfig")?.or(env_fields(var, name)?),
+            format!("the client configuration {}", p.display()),
+        ),
+        Source::Env => (
+            env_fields(var, name)?,
+            "the JMP_* environment variables".to_owned(),
+        ),
+    };
+    let Account {
+        controller,
+        namespace,
+        name: client,
+        token,
+        ca,
+        insecure,
+    } = account(fields, &from, name, var)?;
     Ok(Lab {
         controller,
         namespace,
@@ -439,24 +478,34 @@ pub(super) fn resolve(
     })
 }
 
-/// The metadata of every controller call (js/config/grpc.py
-/// `call_credentials`).
+/// The metadata of every controller call of a client.
 fn credentials(lab: &Lab) -> MetadataMap {
+    call_credentials("Client", &lab.namespace, &lab.client, &lab.token)
+}
+
+/// The metadata of every controller call (js/config/grpc.py
+/// `call_credentials`) of a `kind` (`Client`, `Exporter`).
+pub(super) fn call_credentials(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    token: &str,
+) -> MetadataMap {
     let mut md = MetadataMap::new();
     let mut put = |k: &'static str, v: &str| {
         if let Ok(v) = MetadataValue::try_from(v) {
             md.insert(k, v);
         }
     };
-    put("jumpstarter-kind", "Client");
-    put("jumpstarter-namespace", &lab.namespace);
-    put("jumpstarter-name", &lab.client);
-    put("authorization", &format!("Bearer {}", lab.token));
+    put("jumpstarter-kind", kind);
+    put("jumpstarter-namespace", namespace);
+    put("jumpstarter-name", name);
+    put("authorization", &format!("Bearer {token}"));
     md
 }
 
 /// A controller's status as the caller's error: `what` failed.
-fn controller_error(what: &str, st: &tonic::Status) -> Error {
+pub(super) fn controller_error(what: &str, st: &tonic::Status) -> Error {
     use tonic::Code;
     let msg = format!("{what}: {}: {}", st.code().description(), st.message());
     let details = st.message().to_ascii_lowercase();

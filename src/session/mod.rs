@@ -23,12 +23,16 @@
 //!   socket, which the HTTP/2 server refuses.
 //! - `server`: the session server ([`Session`]): its runtime, listeners,
 //!   connections and close.
+//! - `exporter`: a session served through a lab ([`LabExporter`]):
+//!   `Register`, `Status`, `Listen`, and each client's connection served
+//!   over a router stream (`crate::router::export_via`).
 //!
 //! Crate: `error`, `router`, `socket`, `stream`, `sys`, `tls`, `url`, `util`.
 
 mod authority;
 mod client;
 mod exported;
+mod exporter;
 mod lab;
 mod pipe;
 mod proto;
@@ -38,4 +42,5 @@ mod service;
 
 pub(crate) use client::Sessions;
 pub use exported::{DriverKind, Exported, NETWORK_CLIENT};
+pub use exporter::LabExporter;
 pub use server::Session;

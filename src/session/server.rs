@@ -343,16 +343,39 @@ impl Session {
     /// # Errors
     ///
     /// [`Error::Closed`] once the session is closing.
-    #[allow(
-        dead_code,
-        reason = "for serving a lease's router streams (issue 14's controller part)"
-    )]
     pub(crate) fn serve_connection(&self, io: impl Io) -> Result<()> {
         let conns = lock(&self.conns);
         match conns.as_ref().map(|c| c.send(conn(io))) {
             Some(Ok(())) => Ok(()),
             _ => Err(Error::Closed(format!("session {}: closed", self.address))),
         }
+    }
+
+    /// Serves the session on one end of a Unix socket pair (see
+    /// [`Session::serve_connection`]): what a lease's router stream is fed
+    /// through.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the session is closing; [`Error::Io`] when
+    /// the socket cannot join the session's runtime.
+    pub(crate) fn serve_unix(&self, s: std::os::unix::net::UnixStream) -> Result<()> {
+        let closed = || Error::Closed(format!("session {}: closed", self.address));
+        let io = {
+            let rt = lock(&self.rt);
+            let rt = rt.as_ref().ok_or_else(closed)?;
+            let _enter = rt.enter();
+            s.set_nonblocking(true)
+                .map_err(|e| Error::io(&self.address, &e))?;
+            tokio::net::UnixStream::from_std(s).map_err(|e| Error::io(&self.address, &e))?
+        };
+        self.serve_connection(io)
+    }
+
+    /// The reports of the session's drivers, as its `GetReport` answers
+    /// them (what an exporter registers with its controller).
+    pub(crate) fn reports(&self) -> Vec<super::proto::jumpstarter::v1::DriverInstanceReport> {
+        self.shared.report.reports.clone()
     }
 
     /// The address the session listens on, with the real port:

@@ -39,8 +39,9 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `script` with `args`; its stderr goes to `log`.
-    fn start(script: &str, args: &[&str], log: &std::path::Path) -> Proc {
+    /// Starts `script` (in tests/python) with `args`; its stderr goes to
+    /// `log/SCRIPT.stderr`.
+    pub fn start(script: &str, args: &[&str], log: &std::path::Path) -> Proc {
         let stderr = std::fs::File::create(log.join(format!("{script}.stderr"))).unwrap();
         let mut child = Command::new(python())
             .arg(format!("{PY}/{script}"))
@@ -159,7 +160,9 @@ pub struct Lab {
     /// The exporter's TCP echo server behind its `tcp` driver.
     pub tcp: String,
     pub ctl: Proc,
-    exporter: Proc,
+    /// Upstream's exporter (none in a lab started with
+    /// [`Lab::start_bare`]).
+    exporter: Option<Proc>,
     _router_peer: Option<Proc>,
     router: Option<Router>,
 }
@@ -174,6 +177,17 @@ impl Lab {
     /// `controller_key` (the router checks them with its own key: another
     /// one makes the router refuse every stream).
     pub fn start_keyed(kind: RouterKind, controller_key: &str) -> Lab {
+        Lab::start_with(kind, controller_key, true)
+    }
+
+    /// A lab without upstream's exporter: the exporter `bench` is whoever
+    /// registers with its token (`exporter-token`), e.g. jumpwire's
+    /// ([`Lab::write_exporter_config`]); `tcp` is empty.
+    pub fn start_bare(kind: RouterKind) -> Lab {
+        Lab::start_with(kind, ROUTER_KEY, false)
+    }
+
+    fn start_with(kind: RouterKind, controller_key: &str, upstream: bool) -> Lab {
         let dir = std::env::temp_dir().join(format!(
             "jw-lab-{}-{kind:?}-{}",
             std::process::id(),
@@ -253,7 +267,12 @@ impl Lab {
         ctl.send("end lease-ended");
         ctl.send("status idle Available");
         ctl.until("ENDED lease-ended");
-        let (exporter, tcp) = start_exporter(&ctl, &controller, &cert, &dir);
+        let (exporter, tcp) = if upstream {
+            let (e, tcp) = start_exporter(&ctl, &controller, &cert, &dir);
+            (Some(e), tcp)
+        } else {
+            (None, String::new())
+        };
         let lab = Lab {
             dir,
             controller,
@@ -298,6 +317,32 @@ impl Lab {
                  endpoint: {endpoint}\ntoken: {token}\n\
                  tls:\n  ca: {ca}\n  insecure: false\n\
                  drivers:\n  allow: []\n  unsafe: false\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Writes `exporter.yaml`: an upstream exporter configuration
+    /// (`ExporterConfigV1Alpha1`) for the exporter `bench` with `token`,
+    /// tls.ca the lab's certificate, and an `export` tree (which jumpwire
+    /// does not read); returns its path.
+    pub fn write_exporter_config(&self, token: &str) -> PathBuf {
+        use base64::Engine;
+        let ca =
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(&self.cert).unwrap());
+        let path = self.dir.join("exporter.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\n\
+                 metadata:\n  namespace: default\n  name: bench\n\
+                 endpoint: {}\ntoken: {token}\n\
+                 tls:\n  ca: {ca}\n  insecure: false\n\
+                 grpcOptions: {{}}\n\
+                 export:\n  ignored:\n    type: jumpstarter_driver_network.driver.TcpNetwork\n\
+                 \x20   config:\n      host: 127.0.0.1\n      port: 9\n",
+                self.controller
             ),
         )
         .unwrap();
@@ -349,7 +394,9 @@ impl Lab {
     /// starts a new one; returns once it is registered (its readiness on
     /// the lease is not waited for: the controller's Dial tells).
     pub fn restart_exporter(&mut self) {
-        self.exporter.kill();
+        if let Some(e) = &mut self.exporter {
+            e.kill();
+        }
         let next = Proc::start(
             "exporter_peer.py",
             &[
@@ -364,9 +411,9 @@ impl Lab {
             ],
             &self.dir,
         );
-        self.exporter = next;
-        self.tcp = self.exporter.until("tcp ")[4..].to_owned();
-        self.exporter.until("READY");
+        self.tcp = next.until("tcp ")[4..].to_owned();
+        next.until("READY");
+        self.exporter = Some(next);
         self.ctl.until("REGISTERED bench");
     }
 

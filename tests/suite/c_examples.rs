@@ -112,6 +112,7 @@ fn every_c_program_has_a_test() {
         "tests/c/forward_faults.c",
         "tests/c/log_callback.c",
         "tests/c/misuse.c",
+        "tests/c/router_export_close.c",
         "tests/c/router_faults.c",
         "tests/c/router_idle_limit.c",
         "tests/c/session.c",
@@ -258,6 +259,19 @@ fn router_faults_pass_with_both_libraries() {
     let dir = WorkDir::new("router_faults");
     for link in Link::BOTH {
         let bin = build(&dir, "tests/c/router_faults.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+/// tests/c/router_export_close.c: the stoppable router export and the lab
+/// exporter's argument checks.
+#[test]
+fn router_export_close_passes_with_both_libraries() {
+    let dir = WorkDir::new("router_export_close");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/router_export_close.c", link);
         let r = run(&bin, &[], link);
         r.assert_success().assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");

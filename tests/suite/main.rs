@@ -40,6 +40,7 @@ mod router;
 mod router_idle;
 mod router_tls;
 mod session_client;
+mod session_exporter;
 mod session_lease;
 mod session_server;
 mod static_libs;
