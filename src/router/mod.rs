@@ -139,7 +139,7 @@ mod tests {
         ("export", &["error", "relay", "stream", "url", "util"]),
         ("tunnel", &["error"]),
         ("gate", &["util"]),
-        ("server", &["error", "tls", "url", "util"]),
+        ("server", &["error", "stream", "tls", "url", "util"]),
     ];
 
     /// The identifiers that follow `prefix` in `code`: `a` of `prefix a::…`,
