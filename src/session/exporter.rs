@@ -82,7 +82,7 @@ fn config(path: Option<&Path>, var: &dyn Fn(&str) -> Option<OsString>) -> Result
     })
 }
 
-/// A session served through a lab (see the [module docs](self)).
+/// A session served through a lab (see the [`session`](crate::session) module).
 pub struct LabExporter {
     what: String,
     stop: watch::Sender<bool>,
