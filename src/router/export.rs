@@ -15,10 +15,10 @@ use super::{CLOSE_GRACE, MAX_FRAME};
 use crate::error::{Error, Result};
 use crate::relay::forward;
 use crate::stream::{Connect, Stream, Transport};
-use crate::util::{deadline, remaining};
+use crate::util::{deadline, lock, remaining};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -100,7 +100,7 @@ impl Stop {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Stream>>> {
-        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.streams)
     }
 
     /// Closes `s` on stop (at once when stopped already).
@@ -286,7 +286,7 @@ impl Exporting {
     /// Whether the loop still runs (it ends on [`Exporting::close`] or a
     /// failure another pairing would meet again).
     pub fn running(&self) -> bool {
-        let t = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = lock(&self.thread);
         t.as_ref().is_some_and(|t| !t.is_finished())
     }
 
@@ -295,11 +295,7 @@ impl Exporting {
     /// does nothing.
     pub fn close(&self) {
         self.stop.stop();
-        let t = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let t = lock(&self.thread).take();
         if let Some(t) = t {
             let _ = t.join();
             log::info!("{}: export stopped", self.name);

@@ -26,11 +26,12 @@ use crate::error::{Error, Result};
 use crate::router::{Connection, MAX_MESSAGE, Stop, Target, export_via};
 use crate::socket::{Kind, fd};
 use crate::stream::{Connect, Stream};
+use crate::util::lock;
 use std::ffi::OsString;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -162,11 +163,7 @@ impl LabExporter {
     /// nothing.
     pub fn close(&self) {
         let _ = self.stop.send(true);
-        let t = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let t = lock(&self.thread).take();
         if let Some(t) = t {
             let _ = t.join();
             log::info!("{}: closed", self.what);
