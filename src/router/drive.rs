@@ -441,21 +441,25 @@ impl StreamRuntime {
                 };
                 tokio::select! {
                     biased;
-                    v = &mut fut => Some(v),
-                    () = idle => None,
+                    v = &mut fut => return Some(v),
+                    () = idle => {}
                 }
+                // From now on `fut` rings the doorbell when woken. Polled
+                // here, inside the runtime, and then one round of its tasks
+                // run: what this poll woke (taking a frame wakes the
+                // connection's task, to grant the window back) runs now.
+                // Woken outside the runtime, it would wait for the next
+                // call or tick, and with it what `fut` waits for.
+                if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    return Some(v);
+                }
+                tokio::task::yield_now().await;
+                None
             });
             if done.is_some() {
                 return done;
             }
             out.watch(socket());
-            // From now on `fut` rings the doorbell when woken.
-            {
-                let _in = self.rt().enter();
-                if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(&waker)) {
-                    return Some(v);
-                }
-            }
             let now = Instant::now();
             let wait = match until {
                 Some(d) if d <= now => return None,
