@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 req=scripts/interop-requirements.txt
+nodeps=scripts/interop-nodeps.txt
 venv=.venv
 stamp=$venv/.installed
 
@@ -15,8 +16,9 @@ if [ ! -x "$venv/bin/python" ]; then
     exit 1
   }
 fi
-if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
+if [ ! -f "$stamp" ] || ! cat "$req" "$nodeps" | cmp -s - "$stamp"; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2
-  cp "$req" "$stamp"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$nodeps" >&2
+  cat "$req" "$nodeps" > "$stamp"
 fi
 echo "$PWD/$venv/bin/python"

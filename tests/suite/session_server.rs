@@ -392,3 +392,130 @@ fn a_udp_driver_carries_datagrams_one_frame_each() {
         "the UDP stream ended with the client's call"
     );
 }
+
+/// Runs upstream's `j` command (package `jumpstarter-cli`, installed beside
+/// `JW_PYTHON` by `scripts/venv.sh`) as a user inside `jmp shell` does;
+/// returns its status, stdout and stderr. It must end within 60 s.
+fn j(host: &str, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let bin = std::path::Path::new(&python()).with_file_name("j");
+    let child = Command::new(&bin)
+        .args(args)
+        .env("JUMPSTARTER_HOST", host)
+        .env("JMP_DRIVERS_ALLOW", ALLOW)
+        .env("COLUMNS", "200")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e} (run scripts/venv.sh)", bin.display()));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(60)) else {
+        // SAFETY: kill(2) on the child this test started, by its pid.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        panic!("j {args:?} did not end within 60 s");
+    };
+    let out = out.unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Upstream's own `j` command against a jumpwire session: `address` of an
+/// enabled and a disabled network and of one that has none, each as
+/// upstream's exporter answers it; `forward-tcp` carries a connection to the
+/// target through the session.
+#[test]
+fn upstreams_j_command_uses_the_session() {
+    let dir = TempDir::new("j-command");
+    let s = session(&dir);
+    let host = s.address().strip_prefix("unix:").unwrap().to_string();
+
+    let (st, out, err) = j(&host, &["tcp", "address"]);
+    assert!(st.success(), "j tcp address: {st}\n{out}\n{err}");
+    let addr = out.trim();
+    assert!(
+        addr.starts_with("127.0.0.1:") && addr.parse::<std::net::SocketAddr>().is_ok(),
+        "j tcp address printed {out:?}"
+    );
+
+    let (st, out, err) = j(&host, &["off", "address"]);
+    assert!(!st.success(), "j off address succeeded: {out}");
+    assert!(
+        (out.clone() + &err).contains("enable_address mode is not true"),
+        "j off address: {out}\n{err}"
+    );
+
+    // Upstream's EchoNetwork has no `address`: its exporter answers the call
+    // as an unknown method, and `j` says so.
+    let (st, out, err) = j(&host, &["echo", "address"]);
+    assert!(!st.success(), "j echo address succeeded: {out}");
+    assert!(
+        (out.clone() + &err).contains("does not support direct connection"),
+        "j echo address: {out}\n{err}"
+    );
+
+    // forward-tcp: prints the bound address, then forwards until stopped.
+    let bin = std::path::Path::new(&python()).with_file_name("j");
+    let mut child = Command::new(&bin)
+        .args(["tcp", "forward-tcp", "--address", "127.0.0.1", "0"])
+        .env("JUMPSTARTER_HOST", &host)
+        .env("JMP_DRIVERS_ALLOW", ALLOW)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next();
+    let forwarded = (|| {
+        let listen = first
+            .ok_or("j tcp forward-tcp printed nothing")?
+            .map_err(|e| e.to_string())?;
+        let to: std::net::SocketAddr = listen
+            .trim()
+            .parse()
+            .map_err(|e| format!("j tcp forward-tcp printed {listen:?}: {e}"))?;
+        let mut c = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let data = pattern(256 << 10, 14);
+        let mut w = c.try_clone().unwrap();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            w.write_all(&sent)
+                .and_then(|()| w.shutdown(std::net::Shutdown::Write))
+        });
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).map_err(|e| e.to_string())?;
+        writer.join().unwrap().map_err(|e| e.to_string())?;
+        if got != data {
+            return Err(format!(
+                "{} bytes back of {}, or changed",
+                got.len(),
+                data.len()
+            ));
+        }
+        Ok(())
+    })();
+    // SAFETY: kill(2) on the child this test started, by its pid.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let until = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = child.wait();
+    }
+    forwarded.unwrap();
+    s.close();
+}
