@@ -1,7 +1,7 @@
 /*
  * exporter: serve networks as a Jumpstarter exporter session.
  *
- *     exporter TCP_URL [SOCKET_PATH] [wait]
+ *     exporter TCP_URL [SOCKET_PATH] [wait | lab [CONFIG]]
  *
  * jw_session_serve() serves a TCP service (TCP_URL, e.g.
  * tcp://127.0.0.1:22 for a board's SSH, or a serial-over-TCP bridge) as
@@ -21,6 +21,15 @@
  * address of `tcp` (the session's `address` call), and a connection to the
  * TCP service through `tcp`. With `wait` it then serves until a line (or
  * end of file) comes on stdin; otherwise it closes the session and exits.
+ *
+ * With `lab` it serves the session through a Jumpstarter lab instead, as
+ * upstream's `jmp run --exporter` does: jw_exporter_start() registers with
+ * the controller of the exporter configuration CONFIG (upstream's
+ * ExporterConfig YAML) or, without CONFIG, of the JMP_ENDPOINT, JMP_TOKEN,
+ * JMP_NAMESPACE, JMP_NAME and JMP_TLS variables, and serves each lease's
+ * clients through the lab's router until a line (or end of file) comes on
+ * stdin. Clients then reach it with `jmp shell --lease ...` or jumpwire's
+ * jumpstarter:lease?driver=tcp&lease=LEASE.
  *
  * Build: cc exporter.c -Iinclude -Ltarget/release -ljumpwire
  * Exits 0 when every step worked, 1 otherwise.
@@ -120,12 +129,41 @@ static int use_tcp(const char *socket_path)
     return 1;
 }
 
+/* Blocks until a line or the end of input comes on stdin. */
+static void wait_for_enter(void)
+{
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) {
+        /* End of input: stop as well. */
+    }
+}
+
+/* Serves `session` through the lab of `config` (NULL: the JMP_* variables)
+ * until Enter. jw_exporter_start returns once the controller registered the
+ * exporter; a thread of the library then follows its leases. */
+static int serve_through_lab(jw_session *session, const char *config)
+{
+    jw_exporter *e = NULL;
+    jw_status st = jw_exporter_start(config, session, &e);
+    if (st != JW_OK) {
+        return fail("jw_exporter_start", st);
+    }
+    printf("registered with the lab (%s); press Enter to stop\n",
+           config ? config : "the JMP_* variables");
+    fflush(stdout);
+    wait_for_enter();
+    /* The exporter goes first (offline, unregistered), then the session. */
+    jw_exporter_close(e);
+    printf("left the lab\n");
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     /* A C host: SIGPIPE as the default (jumpwire never raises it). */
     signal(SIGPIPE, SIG_DFL);
     if (argc < 2) {
-        fprintf(stderr, "usage: exporter TCP_URL [SOCKET_PATH] [wait]\n");
+        fprintf(stderr, "usage: exporter TCP_URL [SOCKET_PATH] [wait | lab [CONFIG]]\n");
         return 1;
     }
     char socket_path[512];
@@ -135,6 +173,8 @@ int main(int argc, char **argv)
         snprintf(socket_path, sizeof socket_path, "/tmp/jumpwire-exporter-%ld.sock", (long)getpid());
     }
     int wait = argc > 3 && strcmp(argv[3], "wait") == 0;
+    int lab = argc > 3 && strcmp(argv[3], "lab") == 0;
+    const char *lab_config = argc > 4 ? argv[4] : NULL;
 
     /* 1. The networks: parsing only, no I/O until a client opens a stream. */
     jw_network *tcp = NULL, *echo = NULL;
@@ -181,10 +221,10 @@ int main(int argc, char **argv)
     if (ok && wait) {
         printf("serving; press Enter to stop\n");
         fflush(stdout);
-        char line[16];
-        if (!fgets(line, sizeof line, stdin)) {
-            /* End of input: stop as well. */
-        }
+        wait_for_enter();
+    }
+    if (ok && lab) {
+        ok = serve_through_lab(session, lab_config);
     }
 
     /* 4. Close: open driver streams end, threads are joined, the socket

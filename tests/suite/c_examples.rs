@@ -551,6 +551,80 @@ fn exporter_serves_a_session_with_both_libraries() {
     }
 }
 
+/// c-examples/exporter.c in its `lab` mode, configured by the `JMP_*`
+/// variables alone (`jw_exporter_start(NULL, ...)`): it registers with the
+/// test controller, jumpwire's lease client reaches its `tcp` driver through
+/// the lab's router, and Enter takes it offline and unregisters it.
+#[test]
+fn exporter_serves_a_lease_configured_by_the_environment() {
+    use common::lab::{Lab, RouterKind};
+    use std::io::BufRead;
+    let lab = Lab::start_bare(RouterKind::Jumpwire);
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let dir = WorkDir::new("exporter_lab");
+    let bin = build(&dir, "c-examples/exporter.c", Link::Static);
+    let sock = dir.path("session.sock");
+    let ca = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&lab.cert).unwrap())
+    };
+    let mut child = std::process::Command::new(&bin)
+        .args([&format!("tcp://{echo}"), sock.to_str().unwrap(), "lab"])
+        .env("JMP_ENDPOINT", &lab.controller)
+        .env("JMP_TOKEN", "exporter-token")
+        .env("JMP_NAMESPACE", "default")
+        .env("JMP_NAME", "bench")
+        .env(
+            "JMP_TLS",
+            format!("{{\"ca\": \"{ca}\", \"insecure\": false}}"),
+        )
+        .env_remove("JMP_CLIENT_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut until = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !seen.iter().any(|l: &String| l.contains(what)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(_) => {
+                    // SAFETY: kill(2) on the child this test started, by its pid.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    panic!("exporter.c never printed {what:?}: {seen:#?}");
+                }
+            }
+        }
+    };
+    until("registered with the lab (the JMP_* variables)");
+    lab.ctl.until("REGISTERED bench");
+    lab.ctl.until("STATUS bench EXPORTER_STATUS_LEASE_READY");
+
+    let net = jumpwire::Network::new(&lab.url("tcp", "lease1", "alice")).unwrap();
+    assert_eq!(net.address().unwrap(), format!("tcp://{echo}"));
+    let s = net.connect(common::LONG).unwrap();
+    common::round_trip(&s, &common::pattern(1 << 20, 17), 64 * 1024);
+    s.close();
+
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    until("exporter: OK");
+    assert!(seen.iter().any(|l| l == "left the lab"), "{seen:#?}");
+    assert!(child.wait().unwrap().success(), "{seen:#?}");
+    lab.ctl.until("STATUS bench EXPORTER_STATUS_OFFLINE");
+    lab.ctl.until("UNREGISTERED bench");
+}
+
 #[test]
 fn router_export_runs_the_routed_path_with_both_libraries() {
     let dir = WorkDir::new("router_export");
