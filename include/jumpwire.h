@@ -751,6 +751,21 @@ jw_status jw_stream_receive(jw_stream *s, void *buf, size_t cap, size_t *out_len
 jw_status jw_stream_send_eof(jw_stream *s);
 
 /**
+ * Waits at most `timeout_ms` until what earlier sends accepted has left the
+ * library. A send whose timeout passed after part of its data went out is
+ * accepted (`JW_OK`), and the library writes the rest in the background.
+ * Returns `JW_OK` once all of it was handed to the operating system (a
+ * router stream: to its HTTP/2 connection), `JW_TIMEOUT` while it is still
+ * on its way (call again), or the error that ended the background write
+ * (`JW_ERR_CONNECTION`, `JW_ERR_IO`): not all of it went. `jw_stream_close`
+ * gives such data a short grace (2 s) and cannot report how that went:
+ * call this first where it matters. `JW_ERR_CLOSED` after `jw_stream_close`
+ * on another thread. May run beside `jw_stream_send` and
+ * `jw_stream_receive` on other threads.
+ */
+jw_status jw_stream_flush(jw_stream *s, int timeout_ms);
+
+/**
  * Writes what `s` has carried so far to `*out`: counts since the stream was
  * opened, read without stopping other calls. Thread-safe.
  */

@@ -504,8 +504,8 @@ fn relay(
     fb: BorrowedFd<'_>,
 ) -> std::result::Result<(), Failure> {
     // Data an earlier timed-out send left to a background flusher goes first.
-    a.flush(None).map_err(|e| Failure::of(Side::A, e))?;
-    b.flush(None).map_err(|e| Failure::of(Side::B, e))?;
+    a.flush_until(None).map_err(|e| Failure::of(Side::A, e))?;
+    b.flush_until(None).map_err(|e| Failure::of(Side::B, e))?;
     let _sigpipe = sys::SigpipeGuard::new();
     let mut legs = [
         Leg::new((a, Side::A), b, fa, fb, true),

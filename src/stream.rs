@@ -370,8 +370,22 @@ impl Stream {
         self.transport.as_any().downcast_ref()
     }
 
+    /// Waits at most `timeout` (`None` = forever) until what earlier sends
+    /// accepted has left the library: a send whose deadline passed after
+    /// part of its data went out is accepted, and its rest is written in the
+    /// background. `Ok` once all of it was handed to the operating system
+    /// (a router stream: to its HTTP/2 connection); [`Error::Timeout`] while
+    /// it is still on its way (call again); otherwise the error that ended
+    /// the background write: not all of it went. [`Stream::close`] gives
+    /// such data a short grace and cannot report: call this first where it
+    /// matters.
+    pub fn flush(&self, timeout: Option<Duration>) -> Result<()> {
+        self.check_open()?;
+        self.flush_until(deadline(timeout))
+    }
+
     /// See [`Transport::flush`].
-    pub(crate) fn flush(&self, deadline: Option<Instant>) -> Result<()> {
+    pub(crate) fn flush_until(&self, deadline: Option<Instant>) -> Result<()> {
         self.transport.flush(deadline)
     }
 

@@ -328,8 +328,13 @@ fn killed_while_uploading() -> String {
         (sender.join().unwrap(), r)
     });
     drop(py);
+    // The bridge sends close 1011 and cuts the client off at once (nothing
+    // it sends afterwards is taken). Its upload, unread in the bridge's
+    // socket, makes that close a reset, which can reach a loaded client
+    // before it read the close frame (1006). Either way an error, never an
+    // end of stream.
     assert!(
-        matches!(&received, Err(Error::Connection(m)) if m.contains("code 1011")),
+        matches!(&received, Err(Error::Connection(m)) if m.contains("code 1011") || m.contains("(1006)")),
         "{received:?}"
     );
     let (n, send_err) = sent;

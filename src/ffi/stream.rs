@@ -110,6 +110,25 @@ pub extern "C" fn jw_stream_send_eof(s: *mut jw_stream) -> jw_status {
     boundary(|| ok(arc_clone(s)?.send_eof()))
 }
 
+/// Waits at most `timeout_ms` until what earlier sends accepted has left the
+/// library. A send whose timeout passed after part of its data went out is
+/// accepted (`JW_OK`), and the library writes the rest in the background.
+/// Returns `JW_OK` once all of it was handed to the operating system (a
+/// router stream: to its HTTP/2 connection), `JW_TIMEOUT` while it is still
+/// on its way (call again), or the error that ended the background write
+/// (`JW_ERR_CONNECTION`, `JW_ERR_IO`): not all of it went. `jw_stream_close`
+/// gives such data a short grace (2 s) and cannot report how that went:
+/// call this first where it matters. `JW_ERR_CLOSED` after `jw_stream_close`
+/// on another thread. May run beside `jw_stream_send` and
+/// `jw_stream_receive` on other threads.
+#[unsafe(no_mangle)]
+pub extern "C" fn jw_stream_flush(s: *mut jw_stream, timeout_ms: c_int) -> jw_status {
+    boundary(|| {
+        let s = arc_clone(s)?;
+        ok(s.flush(timeout(timeout_ms)?))
+    })
+}
+
 /// What a stream has carried so far, as `jw_stream_stats` reports it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

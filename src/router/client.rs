@@ -723,6 +723,10 @@ impl Transport for RouterTransport {
         r
     }
 
+    fn flush(&self, deadline: Option<Instant>) -> Result<()> {
+        self.wait_flushed(deadline)
+    }
+
     fn receive(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>> {
         let mut r = lock(&self.reader);
         loop {

@@ -176,14 +176,29 @@ static void the_flusher_into_a_reset_peer(void)
     jw_stream *s = NULL;
     CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
     int peer = accept(lfd, NULL, NULL);
-    /* Nobody reads: part of the 8 MiB goes out, the rest is flushed in the
-     * background. */
-    size_t big = 8u << 20;
+    /* Nobody reads: part of the 64 MiB goes out (more than any socket
+     * buffers hold), the rest is flushed in the background. */
+    size_t big = 64u << 20;
     char *data = calloc(1, big);
+    CHECK(jw_stream_send(s, data, big, 200) == JW_OK);
+    /* jw_stream_flush tells whether it went: not yet... */
+    CHECK(jw_stream_flush(s, 100) == JW_TIMEOUT);
+    reset_close(peer);
+    /* ...and then that it never will. */
+    CHECK(peer_gone(jw_stream_flush(s, TIMEOUT_MS)));
+    /* The socket's failure comes back at the next send too. */
+    CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
+    jw_stream_close(s);
+    free(data);
+
+    /* The flusher's failure comes back at the next send when nobody asked. */
+    big = 8u << 20;
+    CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
+    peer = accept(lfd, NULL, NULL);
+    data = calloc(1, big);
     CHECK(jw_stream_send(s, data, big, 200) == JW_OK);
     reset_close(peer);
     sleep_ms(50);
-    /* The flusher's failure comes back at the next send. */
     CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
     jw_stream_close(s);
     free(data);

@@ -482,3 +482,38 @@ fn a_send_the_peer_cannot_take_yet_keeps_its_timeout_and_loses_nothing() {
     b.send_eof().unwrap();
     expect_eof(&a);
 }
+
+/// `Stream::flush` (`jw_stream_flush`) on a router stream: while the peer
+/// reads nothing, the rest of an accepted send is still on its way (a
+/// timeout); once the peer reads, it went; when the router goes before it
+/// went, the flush reports that instead of a success.
+#[test]
+fn flush_tells_whether_an_accepted_send_went() {
+    let r = router();
+    let (a, b) = pair(&r, "flushed");
+    let big = pattern(48 << 20, 8);
+    assert_eq!(a.send(&big, ms(300)), Ok(()));
+    assert_timeout(a.flush(ms(100)));
+    let reader = std::thread::spawn(move || {
+        expect(&b, &big);
+        b
+    });
+    assert_eq!(a.flush(LONG), Ok(()));
+    let b = reader.join().unwrap();
+    assert_eq!(a.flush(ms(0)), Ok(()), "nothing left");
+
+    b.close();
+    a.close();
+
+    // The router goes while the rest is on its way: the flush says so.
+    let (a, b) = pair(&r, "flushed-2");
+    assert_eq!(a.send(&pattern(48 << 20, 9), ms(300)), Ok(()));
+    r.close();
+    let e = a.flush(LONG).unwrap_err();
+    assert!(
+        matches!(e, jumpwire::Error::Connection(_)),
+        "flush after the router went: {e:?}"
+    );
+    a.close();
+    b.close();
+}
