@@ -272,10 +272,10 @@ impl Exporting {
             stop.clone(),
             name.clone(),
         );
-        let thread = std::thread::Builder::new()
-            .name("jw-export".into())
-            .spawn(move || pairings(&n2, &url, &token, target.as_ref(), &s2))
-            .map_err(|e| Error::io("starting the export's thread", &e))?;
+        let thread = crate::sys::spawn("jw-export", move || {
+            pairings(&n2, &url, &token, target.as_ref(), &s2);
+        })
+        .map_err(|e| Error::io("starting the export's thread", &e))?;
         Ok(Exporting {
             name,
             stop,

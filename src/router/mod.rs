@@ -136,7 +136,10 @@ mod tests {
         ("drive", &["error", "sys", "util"]),
         ("connect", &["error", "socket", "tls", "url"]),
         ("client", &["error", "stream", "url", "util"]),
-        ("export", &["error", "relay", "stream", "url", "util"]),
+        (
+            "export",
+            &["error", "relay", "stream", "sys", "url", "util"],
+        ),
         ("tunnel", &["error"]),
         ("gate", &["util"]),
         ("server", &["error", "stream", "tls", "url", "util"]),

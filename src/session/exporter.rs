@@ -127,18 +127,16 @@ impl LabExporter {
         let what = cfg.what.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("jw-exporter".into())
-            .spawn(move || {
-                let mut run = Run {
-                    cfg,
-                    session,
-                    stop: stop_rx,
-                    exports: Vec::new(),
-                };
-                run.main(ready_tx);
-            })
-            .map_err(|e| Error::io("starting the exporter's thread", &e))?;
+        let thread = crate::sys::spawn("jw-exporter", move || {
+            let mut run = Run {
+                cfg,
+                session,
+                stop: stop_rx,
+                exports: Vec::new(),
+            };
+            run.main(ready_tx);
+        })
+        .map_err(|e| Error::io("starting the exporter's thread", &e))?;
         let e = LabExporter {
             what,
             stop: stop_tx,
@@ -510,21 +508,19 @@ impl Run {
         let tls = self.cfg.tls.clone();
         let target = SessionEnd(self.session.clone());
         let s2 = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("jw-exporter-stream".into())
-            .spawn(move || {
-                let cfg = router.router_config();
-                let name = format!("{what}: router {router}");
-                let r = export_via(
-                    Target::Tls(&cfg, &tls),
-                    &r.router_token,
-                    &name,
-                    &target,
-                    Some(PAIRING),
-                    &s2,
-                );
-                log::info!("{name}: the client's connection ended: {r:?}");
-            });
+        let spawned = crate::sys::spawn("jw-exporter-stream", move || {
+            let cfg = router.router_config();
+            let name = format!("{what}: router {router}");
+            let r = export_via(
+                Target::Tls(&cfg, &tls),
+                &r.router_token,
+                &name,
+                &target,
+                Some(PAIRING),
+                &s2,
+            );
+            log::info!("{name}: the client's connection ended: {r:?}");
+        });
         match spawned {
             Ok(thread) => self.exports.push(Export { stop, thread }),
             Err(e) => log::warn!("{}: starting a thread: {e}", self.cfg.what),
