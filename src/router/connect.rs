@@ -31,11 +31,18 @@ use tonic::transport::Channel;
 
 /// HTTP/2 keepalive: a PING after this long without a frame from the router
 /// (as upstream clients: 20 s), with or without calls.
+#[cfg(not(test))]
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// Short in unit tests, so that a test shows a black hole ending a stream.
+#[cfg(test)]
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 /// A router that has not answered a keepalive PING within this is gone: the
 /// connection closes and the stream's calls fail with a connection error
 /// (a dead router, or a black hole, ends a stream within 40 s, not never).
+#[cfg(not(test))]
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+#[cfg(test)]
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Where an HTTP/2 connection goes.
 #[derive(Clone, Copy)]
@@ -354,5 +361,96 @@ impl Service<http::Uri> for GrpcsConnector {
             }
             Ok(TokioIo::new(Linger::new(tls, fd, me.sockets)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::{client, server::Router, token};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A TCP proxy of one connection to `to`: it relays both ways until
+    /// `frozen` is set, then neither reads, writes nor closes (a black hole:
+    /// a router behind a dead link) until `done` is set.
+    fn black_hole(to: &str, frozen: Arc<AtomicBool>, done: Arc<AtomicBool>) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = l.local_addr().unwrap();
+        let to: SocketAddr = to.parse().unwrap();
+        std::thread::spawn(move || {
+            let (a, _) = l.accept().unwrap();
+            let b = std::net::TcpStream::connect(to).unwrap();
+            let pipe = |mut from: std::net::TcpStream, mut into: std::net::TcpStream| {
+                let (frozen, done) = (frozen.clone(), done.clone());
+                std::thread::spawn(move || {
+                    from.set_read_timeout(Some(Duration::from_millis(10)))
+                        .unwrap();
+                    let mut buf = [0u8; 65536];
+                    while !done.load(Ordering::Acquire) {
+                        if frozen.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                        match from.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if into.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => break,
+                        }
+                    }
+                })
+            };
+            let one = pipe(a.try_clone().unwrap(), b.try_clone().unwrap());
+            let two = pipe(b, a);
+            let _ = one.join();
+            let _ = two.join();
+        });
+        at
+    }
+
+    /// HTTP/2 keepalive gives up on a router that went silent without
+    /// closing (a dead link): a receive waiting forever ends with a
+    /// connection error within the keepalive's interval and timeout.
+    #[test]
+    fn keepalive_ends_a_stream_whose_router_went_silent() {
+        let r = Router::serve("grpc://127.0.0.1:0?key=k").unwrap();
+        let host = r.address().strip_prefix("grpc://").unwrap().to_owned();
+        let (frozen, done) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let via = black_hole(&host, frozen.clone(), done.clone());
+        let tok = token::mint("k", "dead-link", Duration::from_secs(60)).unwrap();
+        let long = Some(Duration::from_secs(10));
+        let a = client::connect(r.address(), &tok, long).unwrap();
+        let b = client::connect(&format!("grpc://{via}"), &tok, long).unwrap();
+        b.send(b"hi", long).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(a.receive(&mut buf, long), Ok(Some(2)));
+
+        frozen.store(true, Ordering::Release);
+        let t0 = Instant::now();
+        let r2 = b.receive(&mut buf, None);
+        let took = t0.elapsed();
+        assert!(
+            matches!(r2, Err(Error::Connection(_))),
+            "a receive behind a dead link: {r2:?}"
+        );
+        let bound = KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT + Duration::from_secs(2);
+        assert!(took < bound, "ended after {took:?}, bound {bound:?}");
+        done.store(true, Ordering::Release);
+        b.close();
+        a.close();
+        r.close();
     }
 }
