@@ -8,26 +8,32 @@
  * caller's thread (stream sends, the websocket close frame, jw_forward) and on
  * the library's own threads (the background flusher, websocket connection and
  * broadcast writer threads, the bridge, the port forward, the router client
- * and exporter). The process must stay alive and each call that fails must
+ * and exporter, the jw-export thread), over plain TCP and over TLS (grpcs://,
+ * wss://). The process must stay alive and each call that fails must
  * say so with a status (JW_ERR_CONNECTION or JW_ERR_IO; JW_ERR_CLOSED where
  * this side closed first).
  *
  * Prints one line per failed check and "N checks, 0 failed"; exits 1 if any
  * check failed. An alarm ends a hung run. Run by tests/suite/c_examples.rs against
- * the shared and the static library.
+ * the shared and the static library, with the arguments PYTHON WS_PEER_PY CERT
+ * KEY for the wss:// server (a Python process, as jw_ws_serve has no TLS).
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -420,7 +426,7 @@ static void ws_client_after_the_server_went_away(void)
 }
 
 /* 8. The websocket bridge whose target resets (the jw-conn thread writes
- *    into it). */
+ *    into it, then the close frame 1011 into the client). */
 static void ws_bridge_into_a_reset_target(void)
 {
     struct resetter r;
@@ -434,8 +440,10 @@ static void ws_bridge_into_a_reset_target(void)
     CHECK(jw_listener_address(l, addr, sizeof addr) == JW_OK);
     jw_stream *s = NULL;
     CHECK(jw_connect(addr, TIMEOUT_MS, &s) == JW_OK);
-    jw_status st = send_until_error(s);
-    CHECK(peer_gone(st) || st == JW_EOF || st == JW_OK);
+    /* The bridge answers the reset with close 1011 and cuts the client: its
+     * sends fail, and keep failing. */
+    CHECK(peer_gone(send_until_error(s)));
+    CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
     jw_stream_close(s);
     resetter_join(&r);
     jw_listener_close(l);
@@ -552,8 +560,118 @@ static void router_paths_into_dead_peers(void)
     jw_network_free(e.target);
 }
 
-int main(void)
+/* 12. A grpcs:// router pair whose router goes away: the survivor's TLS
+ *     writes go into a dead peer. */
+static void grpcs_router_pair_after_the_router_went_away(void)
 {
+    jw_router *router = NULL;
+    CHECK(jw_router_serve("grpcs://127.0.0.1:0?key=sigpipe-key", &router) == JW_OK);
+    char addr[128], url[160], token[1024];
+    CHECK(jw_router_address(router, addr, sizeof addr) == JW_OK);
+    CHECK(strncmp(addr, "grpcs://", 8) == 0);
+    snprintf(url, sizeof url, "%s?insecure=1", addr);
+    CHECK(jw_router_token("sigpipe-key", "stream-tls", 60, token, sizeof token) == JW_OK);
+    jw_stream *a = NULL, *b = NULL;
+    CHECK(jw_router_connect(url, token, TIMEOUT_MS, &a) == JW_OK);
+    CHECK(jw_router_connect(url, token, TIMEOUT_MS, &b) == JW_OK);
+    /* Paired: a's message reaches b. */
+    char buf[8];
+    size_t n = 0;
+    CHECK(jw_stream_send(a, "ping", 4, TIMEOUT_MS) == JW_OK);
+    CHECK(jw_stream_receive(b, buf, sizeof buf, &n, TIMEOUT_MS) == JW_OK && n > 0);
+    jw_router_close(router);
+    CHECK(peer_gone(send_until_error(a)));
+    jw_stream_close(a);
+    jw_stream_close(b);
+}
+
+/* 13. The stoppable export (its jw-export thread) into a target that resets
+ *     under it; the export goes on and closes cleanly. */
+static void router_export_thread_into_a_reset_target(void)
+{
+    jw_router *router = NULL;
+    CHECK(jw_router_serve("grpc://127.0.0.1:0?key=sigpipe-key", &router) == JW_OK);
+    char addr[128], token[1024];
+    CHECK(jw_router_address(router, addr, sizeof addr) == JW_OK);
+    CHECK(jw_router_token("sigpipe-key", "stream-x", 60, token, sizeof token) == JW_OK);
+    struct resetter r;
+    char target_url[64];
+    resetter_start(&r, 4096, target_url, sizeof target_url);
+    jw_network *target = NULL;
+    CHECK(jw_network_new(target_url, &target) == JW_OK);
+    jw_router_exporter *x = NULL;
+    CHECK(jw_router_export_start(addr, token, target, &x) == JW_OK);
+    jw_network_free(target);
+    jw_stream *s = NULL;
+    CHECK(jw_router_connect(addr, token, TIMEOUT_MS, &s) == JW_OK);
+    /* The target's reset reaches the client as an error. */
+    CHECK(peer_gone(send_until_error(s)));
+    resetter_join(&r);
+    jw_stream_close(s);
+    /* A failed pairing is followed by the next: the export still runs. */
+    CHECK(jw_router_export_running(x) == 1);
+    double t0 = now_ms();
+    jw_router_export_close(x);
+    CHECK(now_ms() - t0 < 3000 + slack_ms());
+    jw_router_close(router);
+}
+
+/* 14. A wss:// client whose server was killed: the TLS writes go into a dead
+ *     peer. jw_ws_serve has no TLS, so the server is the Python websockets
+ *     echo (tests/python/ws_peer.py tls-server), started here and killed by
+ *     its pid; argv: PYTHON WS_PEER_PY CERT KEY. */
+static void wss_client_after_the_server_was_killed(char **argv)
+{
+    int out[2], in[2];
+    if (pipe(out) != 0 || pipe(in) != 0) {
+        perror("sigpipe: pipe");
+        exit(2);
+    }
+    fcntl(out[0], F_SETFD, FD_CLOEXEC);
+    fcntl(in[1], F_SETFD, FD_CLOEXEC);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    char *args[] = {argv[1], argv[2], "tls-server", argv[3], argv[4], NULL};
+    extern char **environ;
+    pid_t pid;
+    if (posix_spawn(&pid, argv[1], &fa, NULL, args, environ) != 0) {
+        perror("sigpipe: starting the Python wss server");
+        exit(2);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    /* Its first line is "PORT N" (within 20 s). */
+    char line[64] = {0};
+    size_t got = 0;
+    struct pollfd p = {out[0], POLLIN, 0};
+    while (got < sizeof line - 1 && !strchr(line, '\n') && poll(&p, 1, 20000) == 1 &&
+           read(out[0], line + got, 1) == 1) {
+        got++;
+    }
+    int port = 0;
+    CHECK(sscanf(line, "PORT %d", &port) == 1);
+    char url[96];
+    snprintf(url, sizeof url, "wss://127.0.0.1:%d/#insecure=1", port);
+    jw_stream *s = NULL;
+    CHECK(jw_connect(url, TIMEOUT_MS, &s) == JW_OK);
+    CHECK(jw_stream_send(s, "hello", 5, TIMEOUT_MS) == JW_OK);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    CHECK(peer_gone(send_until_error(s)));
+    jw_stream_close(s);
+    close(out[0]);
+    close(in[1]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: sigpipe PYTHON WS_PEER_PY CERT KEY\n");
+        return 2;
+    }
     /* Run as a plain C host does, whatever the parent left us. */
     signal(SIGPIPE, SIG_DFL);
     sigset_t none;
@@ -573,6 +691,9 @@ int main(void)
     port_forward_into_a_reset_target();
     jw_forward_from_echo_into_a_reset_peer();
     router_paths_into_dead_peers();
+    grpcs_router_pair_after_the_router_went_away();
+    router_export_thread_into_a_reset_target();
+    wss_client_after_the_server_was_killed(argv);
 
     struct sigaction now;
     sigaction(SIGPIPE, NULL, &now);

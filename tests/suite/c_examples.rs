@@ -333,9 +333,24 @@ fn a_router_short_of_descriptors_is_not_locked_out_by_idle_connections_with_both
 #[test]
 fn sigpipe_never_reaches_a_c_host_with_both_libraries() {
     let dir = WorkDir::new("sigpipe");
+    // The wss:// case's server: Python websockets over TLS with a self-signed
+    // certificate (jw_ws_serve has no TLS).
+    let tls = common::TempDir::new("sigpipe-wss");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let python = common::session::python();
+    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/ws_peer.py");
+    let args = [
+        python.as_str(),
+        peer,
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ];
     for link in Link::BOTH {
         let bin = build(&dir, "tests/c/sigpipe.c", link);
-        let r = run(&bin, &[], link);
+        let r = run(&bin, &args, link);
         // Killed by SIGPIPE would be a signal exit, not code 0.
         r.assert_success().assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");
