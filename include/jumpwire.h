@@ -777,6 +777,12 @@ jw_status jw_stream_stats(const jw_stream *s, jw_stream_stats_t *out);
  * and returns `JW_ERR_CLOSED`; when this returns, no thread of the stream
  * remains. `s` must not be used afterwards, nor closed again (see
  * `jw_stream` for what may overlap the close). NULL is a no-op.
+ *
+ * What an earlier send accepted is given a short grace (2 s) to go out.
+ * A router stream's close also gives a peer whose call is still up that
+ * grace to end its direction (an exporter's does once its target ends), so
+ * that it gets everything and sees a clean end; a peer that is gone, or a
+ * call that failed, ends the close at once.
  */
 void jw_stream_close(jw_stream *s);
 
