@@ -109,6 +109,7 @@ fn every_c_program_has_a_test() {
         "c-examples/ws_chat.c",
         "c-examples/ws_client.c",
         "tests/c/close_race.c",
+        "tests/c/close_wakes.c",
         "tests/c/forward_faults.c",
         "tests/c/log_callback.c",
         "tests/c/misuse.c",
@@ -364,6 +365,24 @@ fn ws_faults_pass_with_both_libraries() {
         let bin = build(&dir, "tests/c/ws_faults.c", link);
         let r = run(&bin, &[], link);
         r.assert_success().assert_stdout_has(" checks, 0 failed");
+        assert!(!r.stderr.contains("FAIL"), "{r}");
+    }
+}
+
+/// tests/c/close_wakes.c: jw_stream_close on a router, ws:// and TCP stream
+/// wakes a receive or send blocked on another thread at once, and returns
+/// within 100 ms when the peer is gone or does not read (issue 17, item 6).
+#[test]
+fn close_wakes_blocked_calls_within_100_ms_with_both_libraries() {
+    let dir = WorkDir::new("close_wakes");
+    for link in Link::BOTH {
+        let bin = build(&dir, "tests/c/close_wakes.c", link);
+        let r = run(&bin, &[], link);
+        r.assert_success()
+            .assert_stdout_has("close_wakes: router, send blocked, peer gone: the call returned")
+            .assert_stdout_has("close_wakes: ws, receive blocked, idle peer: the call returned")
+            .assert_stdout_has("close_wakes: tcp, send blocked, peer reset: the call returned")
+            .assert_stdout_has(" checks, 0 failed");
         assert!(!r.stderr.contains("FAIL"), "{r}");
     }
 }
