@@ -11,6 +11,14 @@
 //! peer is gone, and blocking calls against silent servers, bounded by
 //! their timeouts.
 //!
+//! The hostile inputs run on `grpc://` and `grpcs://` alike (over TLS: the
+//! garbage where the TLS handshake is expected, the rest inside a TLS
+//! session). The router out of descriptors is checked in its child for
+//! thread and descriptor counts back at its baseline and for every refusal
+//! logged. Each case prints a line
+//! `CASE <name>: <outcome>; threads a->b, fds a->b, refused n`
+//! (`--nocapture`).
+//!
 //! The tests of this file run one at a time (they count the process's
 //! threads and descriptors).
 
@@ -123,13 +131,29 @@ fn good_pair(url: &str, id: &str) {
     assert!(t0.elapsed() < SLACK, "a good pair took {:?}", t0.elapsed());
 }
 
-/// What one fault did: printed as a row of the table in the report.
-fn row(fault: &str, outcome: &str, before: (usize, usize), after: (usize, usize)) {
+/// What one fault did: printed as a row of the table in the report and as
+/// a `CASE` line (`refused`: the refusals it added).
+fn row(fault: &str, outcome: &str, before: (usize, usize), after: (usize, usize), refused: u64) {
     eprintln!(
         "| {fault} | {outcome} | {}/{} | {}/{} |",
         before.0, before.1, after.0, after.1
     );
+    println!("{}", case_line(fault, outcome, before, after, refused));
     assert_eq!(after, before, "{fault}: threads/fds not back to baseline");
+}
+
+/// One `CASE` line of the report.
+fn case_line(
+    name: &str,
+    outcome: &str,
+    before: (usize, usize),
+    after: (usize, usize),
+    refused: u64,
+) -> String {
+    format!(
+        "CASE {name}: {outcome}; threads {}->{}, fds {}->{}, refused {refused}",
+        before.0, after.0, before.1, after.1
+    )
 }
 
 /// Receives until an error or EOF, within 5 s: what ended it, and when.
@@ -259,17 +283,98 @@ fn a_waiter_that_cancels_is_forgotten_at_once() {
 // Hostile input, one kind at a time, each followed by a good pair
 // ---------------------------------------------------------------------------
 
-/// Reads until the router closes the connection (EOF or reset), within
-/// `within`; panics if it stays open.
-fn closed_by_router(mut c: TcpStream, within: Duration) -> Duration {
+/// A connection to a router: plain TCP, or a TLS session (`grpcs://`).
+enum Wire {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Wire {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(c) => c,
+            Wire::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(c) => c.read(buf),
+            Wire::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(c) => c.write(buf),
+            Wire::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Wire::Plain(c) => c.flush(),
+            Wire::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection to `r`: over TLS (handshake done, ALPN h2, trusting the
+/// router's own certificate) for a `grpcs://` router.
+fn wire_to(r: &Router) -> Wire {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let c = tcp_to(r);
+    let Some(pem) = r.certificate() else {
+        return Wire::Plain(c);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, c);
+    s.sock.set_read_timeout(Some(SLACK)).unwrap();
+    s.sock.set_write_timeout(Some(SLACK)).unwrap();
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).expect("the TLS handshake");
+    }
+    Wire::Tls(Box::new(s))
+}
+
+/// Reads until the router closes the connection (EOF or reset; over TLS,
+/// any end of the session), within `within`; panics if it stays open.
+fn closed_by_router(mut c: Wire, within: Duration) -> Duration {
     let t0 = Instant::now();
-    c.set_read_timeout(Some(within)).unwrap();
+    c.tcp().set_read_timeout(Some(within)).unwrap();
+    let tls = matches!(c, Wire::Tls(_));
     let mut buf = [0u8; 4096];
     loop {
         match c.read(&mut buf) {
             Ok(0) => return t0.elapsed(),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return t0.elapsed(),
+            Err(e)
+                if tls
+                    && !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return t0.elapsed();
+            }
             Err(e) => panic!("the router kept the connection open: {e}"),
         }
         assert!(t0.elapsed() < within, "the router kept the connection open");
@@ -313,14 +418,21 @@ fn hpack_int(first: u8, n: u8, mut v: usize, out: &mut Vec<u8>) {
     out.push(v as u8);
 }
 
-/// One hostile input on a plaintext router with a 1 s bound for the first
-/// call: the router closes the connection, counts and logs the refusal,
-/// serves a good pair at once, and its counts come back.
+/// One hostile input on a plaintext and on a TLS router with a 1 s bound for
+/// the first call: the router closes the connection, counts and logs the
+/// refusal, serves a good pair at once, and its counts come back.
 #[test]
 fn hostile_input_is_refused_and_the_router_goes_on() {
     let _one = serial();
-    let r = router("grpc", Duration::from_secs(1), 64);
-    let url = r.address().to_string();
+    for scheme in ["grpc", "grpcs"] {
+        hostile_input(scheme);
+    }
+}
+
+fn hostile_input(scheme: &str) {
+    let dir = TempDir::new("abuse-hostile");
+    let r = router(scheme, Duration::from_secs(1), 64);
+    let url = client_url(&r, &dir);
     good_pair(&url, "warm-up");
     let before = counts_back_to(counts());
     let mut n = 0;
@@ -331,20 +443,28 @@ fn hostile_input_is_refused_and_the_router_goes_on() {
         let after = counts_back_to(before);
         assert_eq!(r.refused(), n, "{fault}: refusals counted");
         assert_eq!(logged_refusals(&r), n, "{fault}: refusals logged");
-        row(fault, outcome, before, after);
+        row(
+            &format!("{fault} ({scheme})"),
+            &format!("{outcome}; {refused} logged"),
+            before,
+            after,
+            refused,
+        );
     };
 
-    // Garbage bytes.
+    // Garbage bytes (over TLS: where the TLS handshake is expected).
     let mut c = tcp_to(&r);
     c.write_all(&pattern(4096, 1)).unwrap();
-    let took = closed_by_router(c, SLACK);
+    let took = closed_by_router(Wire::Plain(c), SLACK);
     check("4 KiB of garbage", &format!("closed after {took:?}"), 1);
 
     // One byte per second (of a valid preface): closed at the bound.
-    let mut c = tcp_to(&r);
+    let mut c = wire_to(&r);
     let mut sent = 0;
     let t0 = Instant::now();
-    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    c.tcp()
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
     let took = loop {
         if c.write_all(&preface()[sent..=sent]).is_err() {
             break t0.elapsed();
@@ -372,7 +492,7 @@ fn hostile_input_is_refused_and_the_router_goes_on() {
     );
 
     // A 1 MiB header: HEADERS and CONTINUATION frames, never ending.
-    let c = tcp_to(&r);
+    let c = wire_to(&r);
     let mut block = vec![0x00];
     hpack_int(0, 7, 1, &mut block);
     block.push(b'x');
@@ -384,12 +504,24 @@ fn hostile_input_is_refused_and_the_router_goes_on() {
     for ch in chunks {
         wire.extend(h2_frame(9, 0, 1, ch));
     }
-    let writer = {
-        let mut c = c.try_clone().unwrap();
-        std::thread::spawn(move || c.write_all(&wire).is_ok())
+    let took = match c {
+        Wire::Plain(c) => {
+            let writer = {
+                let mut c = c.try_clone().unwrap();
+                std::thread::spawn(move || c.write_all(&wire).is_ok())
+            };
+            let took = closed_by_router(Wire::Plain(c), SLACK);
+            let _ = join(writer);
+            took
+        }
+        // A TLS session cannot be shared by two threads: the writes (each
+        // bounded by the write timeout) fail once the router closes.
+        mut c => {
+            let t0 = Instant::now();
+            let _ = c.write_all(&wire);
+            t0.elapsed() + closed_by_router(c, SLACK)
+        }
     };
-    let took = closed_by_router(c, SLACK);
-    let _ = join(writer);
     check("1 MiB header", &format!("closed after {took:?}"), 1);
 
     // A gRPC message claiming 4 GiB, inside a paired call: the pair fails,
@@ -462,11 +594,12 @@ fn two_thousand_connections_that_never_finish_a_handshake() {
         row(
             &format!("{N} connections, no handshake ({scheme})"),
             &format!(
-                "{at_once} refused at once, the rest at their end; all {N} in {:?}",
+                "{at_once} refused at once, the rest at their end; all {N} in {:?}; {N} logged",
                 t0.elapsed()
             ),
             before,
             after,
+            N as u64,
         );
     }
 }
@@ -478,16 +611,37 @@ fn two_thousand_connections_that_never_finish_a_handshake() {
 const CHILD: &str = "router_in_a_child_with_few_descriptors";
 
 /// Run by [`a_router_out_of_descriptors_still_serves_good_clients`] in a
-/// child process (`ulimit -n 128`): serves a router, prints its address,
-/// and at each line on stdin prints how many it refused; ends at EOF.
+/// child process (`ulimit -n 128`): serves a router and prints its address;
+/// at `base` takes its (threads, fds) baseline (printed); at `stats` prints
+/// how many it refused; at `check` waits for the counts to come back to the
+/// baseline and checks that, and that every refusal was logged; ends at EOF.
 #[test]
 #[ignore = "run by a_router_out_of_descriptors_still_serves_good_clients in a child process"]
 fn router_in_a_child_with_few_descriptors() {
     let r = Router::serve(&format!("grpc://127.0.0.1:0?key={KEY}")).unwrap();
+    logged_refusals(&r); // installs the logger
     println!("ADDRESS {}", r.address());
     let mut line = String::new();
+    let mut base = (0, 0);
     while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
-        println!("REFUSED {}", r.refused());
+        match line.trim() {
+            "base" => {
+                base = steady(Duration::from_secs(5));
+                println!("BASE {base:?}");
+            }
+            "stats" => println!("REFUSED {}", r.refused()),
+            "check" => {
+                let after = counts_back_to(base);
+                let (refused, logged) = (r.refused(), logged_refusals(&r));
+                println!(
+                    "CHECK threads {}->{}, fds {}->{}, refused {refused}, logged {logged}",
+                    base.0, after.0, base.1, after.1
+                );
+                assert_eq!(after, base, "the child's (threads, fds) vs. its baseline");
+                assert_eq!(logged, refused, "every refusal logged");
+            }
+            other => panic!("unknown command {other:?}"),
+        }
         line.clear();
     }
 }
@@ -536,6 +690,9 @@ fn a_router_out_of_descriptors_still_serves_good_clients() {
     };
     let url = read_tagged("ADDRESS");
     let addr = url.split_once("://").unwrap().1.to_string();
+    good_pair(&url, "warm-up");
+    writeln!(stdin, "base").unwrap();
+    read_tagged("BASE");
     // 200 silent connections: more than the router has descriptors.
     let silent: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(&addr).unwrap())
@@ -566,10 +723,21 @@ fn a_router_out_of_descriptors_still_serves_good_clients() {
     assert!(spent < 25, "the child spent {spent} ticks in 0.5 s");
     good_pair(&url, "few-fds-again");
     drop((silent, more));
+    writeln!(stdin, "check").unwrap();
+    let check = read_tagged("CHECK");
     drop(stdin);
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait().unwrap().success(), "the child failed: {check}");
+    let logged = check.rsplit_once("logged ").unwrap().1;
+    let counts = check.rsplit_once(", refused").unwrap().0;
+    let refused_all = check.split_once("refused ").unwrap().1;
+    let refused_all = refused_all.split_once(',').unwrap().0;
     eprintln!(
         "| 200+50 silent connections, RLIMIT_NOFILE 128 (child) | good pair in {took:?}; {refused} refused; {spent} CPU ticks in 0.5 s | child | child |"
+    );
+    println!(
+        "CASE 200+50 silent connections, RLIMIT_NOFILE 128 (child): good pair in {took:?}; \
+         {refused} refused at the first good pair; {spent} CPU ticks in 0.5 s; {logged} logged; \
+         {counts}, refused {refused_all}"
     );
 }
 

@@ -7,15 +7,25 @@
 //! a good client is served at once, the refusal was counted, and the
 //! process's thread and descriptor counts return to where they were.
 //!
+//! Every refusal is also checked as logged (a capturing logger, one line per
+//! refusal of each kind), and two more refusals are tried against a server
+//! and a bridge that allow one `Origin` and two connections: a disallowed
+//! `Origin` (HTTP 403) and one connection too many (HTTP 503). The child
+//! runs both the server and the bridge out of descriptors, and compares its
+//! thread and descriptor counts with its baseline afterwards.
+//!
 //! One test (plus the child it starts), so that nothing else in this process
-//! moves the counts. It prints the table of what was tried (`--nocapture`).
+//! moves the counts. It prints the table of what was tried, and one
+//! `CASE <name>: <outcome>; threads a->b, fds a->b, refused n` line per case
+//! (`--nocapture`).
 
 mod common;
 
-use common::{LONG, counts, pattern, steady};
+use common::{LONG, counts, logcap, pattern, steady};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::{RefusalStats, Server};
 use jumpwire::{Error, Network};
+use socket2::{Domain, Socket, Type};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +37,31 @@ const AT_ONCE: Duration = Duration::from_secs(1);
 /// The servers' listen options: a short handshake timeout keeps the slow
 /// peer's case short.
 const OPTIONS: &str = "?handshake_timeout_ms=500";
+/// The one `Origin` the restricted server and bridge allow.
+const ORIGIN: &str = "http://good.example";
+/// The restricted server's and bridge's options: one `Origin`, two
+/// connections at most.
+const RESTRICTED: &str = "?handshake_timeout_ms=500&max_connections=2&origins=http://good.example";
+
+/// One `CASE` line of the report.
+fn case_line(
+    name: &str,
+    outcome: &str,
+    before: (usize, usize),
+    after: (usize, usize),
+    refused: u64,
+) -> String {
+    format!(
+        "CASE {name}: {outcome}; threads {}->{}, fds {}->{}, refused {refused}",
+        before.0, after.0, before.1, after.1
+    )
+}
+
+/// How many captured log lines match one of `alternatives` (each a list of
+/// parts that must all be in the line; the alternatives are disjoint).
+fn logged(alternatives: &[&[&str]]) -> usize {
+    alternatives.iter().map(|a| logcap::count(a)).sum()
+}
 
 /// Waits (at most [`SETTLE`]) for the counts to come back to `base`.
 fn settles(base: (usize, usize)) -> Result<(usize, usize), (usize, usize)> {
@@ -75,6 +110,14 @@ impl Target {
         match self {
             Target::Server(s) => s.close(),
             Target::Bridge(l) => l.close(),
+        }
+    }
+
+    /// Connections served now (handshake done).
+    fn connections(&self) -> usize {
+        match self {
+            Target::Server(s) => s.connections(),
+            Target::Bridge(l) => l.connections(),
         }
     }
 }
@@ -182,22 +225,108 @@ fn huge_header(url: &str) -> String {
     what.into()
 }
 
+/// A websocket upgrade request, with an `Origin` header if `origin`.
+fn upgrade_request(origin: Option<&str>) -> Vec<u8> {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    )
+    .into_bytes()
+}
+
 /// Does the handshake by hand; returns the socket.
 fn upgraded(url: &str) -> TcpStream {
+    upgraded_with(url, None)
+}
+
+/// Does the handshake by hand with `origin`; returns the socket.
+fn upgraded_with(url: &str, origin: Option<&str>) -> TcpStream {
     let mut c = raw(url);
-    c.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
+    c.write_all(&upgrade_request(origin)).unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         c.read_exact(&mut b).unwrap();
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     c
+}
+
+/// Closes a hand-made websocket connection: a close frame (1000, masked
+/// with a zero key), then everything until the server closes; checks the
+/// server answered with a close frame.
+fn close_by_hand(mut c: TcpStream) {
+    c.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]).unwrap();
+    let rest = read_all(&mut c);
+    assert_eq!(rest.first(), Some(&0x88), "{rest:?}");
+}
+
+/// A good client of the restricted server or bridge (the allowed `Origin`,
+/// by hand): an echo round trip within [`AT_ONCE`], then a clean close.
+fn origin_client(url: &str) -> Duration {
+    let t0 = Instant::now();
+    let mut c = upgraded_with(url, Some(ORIGIN));
+    let msg = b"still serving";
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x82, 0x80 | msg.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(msg.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    c.write_all(&f).unwrap();
+    let mut head = [0u8; 2];
+    c.read_exact(&mut head).unwrap();
+    assert_eq!(head, [0x82, msg.len() as u8]);
+    let mut back = vec![0u8; msg.len()];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, msg);
+    let took = t0.elapsed();
+    close_by_hand(c);
+    assert!(took < AT_ONCE, "a good client waited {took:?}");
+    took
+}
+
+/// A disallowed `Origin`, and none: HTTP 403 each time.
+fn bad_origin(t: &Target) -> String {
+    for origin in [Some("http://evil.example"), None] {
+        let mut c = raw(t.address());
+        c.write_all(&upgrade_request(origin)).unwrap();
+        let resp = read_all(&mut c);
+        assert!(
+            resp.starts_with(b"HTTP/1.1 403"),
+            "{origin:?}: {:?}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    "HTTP 403 for a wrong Origin and for none, closed".into()
+}
+
+/// Two connections served (the maximum), then a third: HTTP 503.
+fn over_limit(t: &Target) -> String {
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| upgraded_with(t.address(), Some(ORIGIN)))
+        .collect();
+    let mut c = raw(t.address());
+    c.write_all(&upgrade_request(Some(ORIGIN))).unwrap();
+    let resp = read_all(&mut c);
+    assert!(
+        resp.starts_with(b"HTTP/1.1 503"),
+        "{:?}",
+        String::from_utf8_lossy(&resp)
+    );
+    for h in held {
+        close_by_hand(h);
+    }
+    let until = Instant::now() + SETTLE;
+    while t.connections() > 0 {
+        assert!(Instant::now() < until, "the held connections never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    "HTTP 503 past 2 served, closed".into()
 }
 
 fn huge_frame(url: &str) -> String {
@@ -224,18 +353,62 @@ fn silent_crowd(url: &str) -> String {
     )
 }
 
-/// Runs one attack on `t`, then checks the good client, the counts and that
-/// `counted` of the stats grew; returns the table row.
+/// What one kind of refusal is counted in, and the log lines that say it.
+struct Refusal {
+    counted: fn(&RefusalStats) -> u64,
+    logs: &'static [&'static [&'static str]],
+}
+
+const BAD_REQUEST: Refusal = Refusal {
+    counted: |s| s.bad_requests,
+    logs: &[
+        &[
+            "handshake refused: a request head that is too long",
+            "so far",
+        ],
+        &["handshake refused with HTTP 400", "so far"],
+    ],
+};
+const UNFINISHED: Refusal = Refusal {
+    counted: |s| s.unfinished,
+    logs: &[
+        &["handshake refused: no complete request in time", "so far"],
+        &["handshake refused: the client left", "so far"],
+    ],
+};
+const EVICTED: Refusal = Refusal {
+    counted: |s| s.evicted,
+    logs: &[&["(the maximum): ended the oldest to make room"]],
+};
+const BAD_FRAME: Refusal = Refusal {
+    counted: |s| s.bad_frames,
+    logs: &[&["closing with 1009", "so far"]],
+};
+const FORBIDDEN: Refusal = Refusal {
+    counted: |s| s.forbidden,
+    logs: &[&["handshake refused with HTTP 403", "so far"]],
+};
+const FULL: Refusal = Refusal {
+    counted: |s| s.full,
+    logs: &[&["(the maximum): HTTP 503"]],
+};
+
+/// Runs one attack on `t`, then checks the good client (`good`), the
+/// counts, that the refusal's counter grew, and that each refusal counted
+/// was logged; prints the `CASE` line and returns the table row.
 fn attack(
     t: &Target,
+    good: fn(&str) -> Duration,
     name: &str,
-    f: fn(&str) -> String,
-    counted: fn(&RefusalStats) -> u64,
+    f: fn(&Target) -> String,
+    r: &Refusal,
 ) -> String {
+    let counted = r.counted;
     let before = steady(SETTLE);
     let stats = t.stats();
-    let outcome = f(t.address());
-    good_client(t.address());
+    let lines = logged(r.logs);
+    let outcome = f(t);
+    good(t.address());
     let after = settles(before).unwrap_or_else(|now| {
         panic!(
             "{} / {name}: (threads, fds) = {now:?}, before {before:?}",
@@ -248,6 +421,24 @@ fn attack(
         "{} / {name}: not counted: {:?}",
         t.kind(),
         t.stats()
+    );
+    let logged_now = logged(r.logs) - lines;
+    assert_eq!(
+        logged_now as u64,
+        grew,
+        "{} / {name}: {grew} counted, {logged_now} logged ({:?})",
+        t.kind(),
+        r.logs
+    );
+    println!(
+        "{}",
+        case_line(
+            &format!("{} / {name}", t.kind()),
+            &format!("{outcome}; {logged_now} log lines"),
+            before,
+            after,
+            grew
+        )
     );
     format!(
         "| {name} | {} | {outcome}; {grew} counted | {before:?} -> {after:?} |",
@@ -391,41 +582,111 @@ fn killed_while_downloading(n: usize, dirty: bool) -> String {
     )
 }
 
-/// The child: runs out of descriptors under `prlimit --nofile`, then checks
-/// the server recovers. Prints `RECOVERED` when it did.
-fn fd_exhaustion_child() {
-    let server = echo_server();
-    let hp = hostport(server.address());
+/// How many clients the child connects while out of descriptors (their
+/// sockets are made beforehand: a connect needs no new descriptor).
+const STARVED_CLIENTS: usize = 20;
+
+/// One target of the child: out of descriptors (files of `/dev/null` hold
+/// every free one), `STARVED_CLIENTS` clients come; each is reset, counted
+/// and logged, a client of this process cannot even open its socket, and
+/// once the descriptors are freed a good client is served at once and the
+/// thread and descriptor counts are back at their baseline.
+fn starve(t: &Target) {
+    good_client(t.address());
+    let base = steady(SETTLE);
+    let refused0 = t.stats().full;
+    let failed = [t.address(), "accept failed", "reset a client"];
+    let lines0 = logcap::count(&failed);
+    let addr: std::net::SocketAddr = hostport(t.address()).parse().unwrap();
+    let socks: Vec<Socket> = (0..STARVED_CLIENTS)
+        .map(|_| Socket::new(Domain::IPV4, Type::STREAM, None).unwrap())
+        .collect();
     let mut hogs = Vec::new();
-    let err = loop {
-        match TcpStream::connect(&hp) {
-            Ok(c) => hogs.push(c),
-            Err(e) => break e,
+    let full = loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => hogs.push(f),
+            Err(e) if e.raw_os_error() == Some(24) => break e, // EMFILE
+            Err(e) => panic!("{e}"),
         }
         assert!(hogs.len() < 10_000, "the limit never bit");
     };
-    println!("out of descriptors after {} connections: {err}", hogs.len());
-    // A client now cannot even open its socket.
-    assert!(jumpwire::connect(server.address(), Some(Duration::from_millis(500))).is_err());
-    hogs.clear();
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        match jumpwire::connect(server.address(), Some(Duration::from_millis(500))) {
-            Ok(s) => {
-                s.send(b"back", LONG).unwrap();
-                let mut b = [0u8; 8];
-                assert_eq!(s.receive(&mut b, LONG).unwrap(), Some(4));
-                break;
-            }
-            Err(e) => assert!(Instant::now() < until, "never recovered: {e}"),
+    // A client of this process cannot even open its socket.
+    assert!(jumpwire::connect(t.address(), Some(Duration::from_millis(500))).is_err());
+    let mut reset = 0;
+    for s in &socks {
+        s.connect(&addr.into()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 64];
+        match s.recv(&mut b) {
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => reset += 1,
+            other => panic!("{}: a client out of descriptors saw {other:?}", t.kind()),
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
+    // Each is counted just after its reset: wait (bounded) for the last.
+    let until = Instant::now() + SETTLE;
+    while t.stats().full - refused0 < STARVED_CLIENTS as u64 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let refused = t.stats().full - refused0;
+    drop(socks);
+    let opened = hogs.len();
+    hogs.clear();
+    good_client(t.address());
+    let after = settles(base).unwrap_or_else(|now| {
+        panic!(
+            "{} out of descriptors: (threads, fds) = {now:?}, before {base:?}",
+            t.kind()
+        )
+    });
+    let lines = logcap::count(&failed) - lines0;
+    println!(
+        "{}",
+        case_line(
+            &format!("{} / RLIMIT_NOFILE 64 (child)", t.kind()),
+            &format!(
+                "{opened} files opened to run out ({full}); {reset} of {STARVED_CLIENTS} \
+                 clients reset; {lines} log lines (throttled to 1/s); served again at once"
+            ),
+            base,
+            after,
+            refused
+        )
+    );
+    assert_eq!(reset, STARVED_CLIENTS);
+    assert_eq!(
+        refused,
+        STARVED_CLIENTS as u64,
+        "{}: every reset counted",
+        t.kind()
+    );
+    assert!(lines >= 1, "{}: the refusals are not logged", t.kind());
+}
+
+/// The child: runs the server and the bridge out of descriptors under
+/// `prlimit --nofile`, one after the other ([`starve`]). Prints `RECOVERED`
+/// when both recovered.
+fn fd_exhaustion_child() {
+    logcap::install();
+    let echo = common::tcp_echo_server("127.0.0.1:0");
+    let server = Target::Server(echo_server());
+    starve(&server);
     server.close();
+    drop(server);
+    let bridge = Target::Bridge(
+        Listener::bind(
+            &format!("ws://127.0.0.1:0{OPTIONS}"),
+            &Network::new(&format!("tcp://{echo}")).unwrap(),
+        )
+        .unwrap(),
+    );
+    starve(&bridge);
+    bridge.close();
     println!("RECOVERED");
 }
 
-fn out_of_descriptors() -> String {
+/// Runs [`fd_exhaustion_child`] under `prlimit --nofile=64:64`; returns its
+/// `CASE` lines (printed here too).
+fn out_of_descriptors() -> Vec<String> {
     let out = Command::new("prlimit")
         .arg("--nofile=64:64")
         .arg(std::env::current_exe().unwrap())
@@ -445,15 +706,23 @@ fn out_of_descriptors() -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = stdout
+    let cases: Vec<String> = stdout
         .lines()
-        .find_map(|l| l.find("out of descriptors").map(|i| &l[i..]))
-        .unwrap_or("");
-    format!("{line}; served again once freed")
+        .filter_map(|l| l.find("CASE ").map(|i| l[i..].to_string()))
+        .collect();
+    assert_eq!(cases.len(), 2, "{stdout}");
+    for c in &cases {
+        println!("{c}");
+    }
+    cases
 }
 
 fn echo_server() -> Server {
-    Server::serve(&format!("ws://127.0.0.1:0{OPTIONS}"), |s| {
+    echo_server_at(&format!("ws://127.0.0.1:0{OPTIONS}"))
+}
+
+fn echo_server_at(url: &str) -> Server {
+    Server::serve(url, |s| {
         let mut buf = vec![0u8; 1 << 16];
         while let Ok(Some(n)) = s.receive(&mut buf, None) {
             if s.send(&buf[..n], LONG).is_err() {
@@ -470,47 +739,94 @@ fn abuse_and_faults() {
         fd_exhaustion_child();
         return;
     }
+    logcap::install();
     let echo = common::tcp_echo_server("127.0.0.1:0");
-    let targets = [
-        Target::Server(echo_server()),
+    let bridge_to_echo = |options: &str| {
         Target::Bridge(
             Listener::bind(
-                &format!("ws://127.0.0.1:0{OPTIONS}"),
+                &format!("ws://127.0.0.1:0{options}"),
                 &Network::new(&format!("tcp://{echo}")).unwrap(),
             )
             .unwrap(),
-        ),
+        )
+    };
+    let targets = [Target::Server(echo_server()), bridge_to_echo(OPTIONS)];
+    let restricted = [
+        Target::Server(echo_server_at(&format!("ws://127.0.0.1:0{RESTRICTED}"))),
+        bridge_to_echo(RESTRICTED),
     ];
     // Warm up (the first connections start lazily created state).
     for t in &targets {
         good_client(t.address());
+    }
+    for t in &restricted {
+        origin_client(t.address());
     }
     let mut table = vec![
         "| input | against | outcome | (threads, fds) before -> after |".to_string(),
         "|---|---|---|---|".to_string(),
     ];
     for t in &targets {
-        table.push(attack(t, "garbage bytes", garbage, |s| s.bad_requests));
-        table.push(attack(t, "1 byte per second", one_byte_per_second, |s| {
-            s.unfinished
-        }));
-        table.push(attack(t, "1 MiB HTTP header", huge_header, |s| {
-            s.bad_requests
-        }));
-        table.push(attack(t, "2000 silent connections", silent_crowd, |s| {
-            s.evicted
-        }));
-        table.push(attack(t, "frame claiming 2^63 bytes", huge_frame, |s| {
-            s.bad_frames
-        }));
+        let g = good_client;
+        table.push(attack(
+            t,
+            g,
+            "garbage bytes",
+            |t| garbage(t.address()),
+            &BAD_REQUEST,
+        ));
+        table.push(attack(
+            t,
+            g,
+            "1 byte per second",
+            |t| one_byte_per_second(t.address()),
+            &UNFINISHED,
+        ));
+        table.push(attack(
+            t,
+            g,
+            "1 MiB HTTP header",
+            |t| huge_header(t.address()),
+            &BAD_REQUEST,
+        ));
+        table.push(attack(
+            t,
+            g,
+            "2000 silent connections",
+            |t| silent_crowd(t.address()),
+            &EVICTED,
+        ));
+        table.push(attack(
+            t,
+            g,
+            "frame claiming 2^63 bytes",
+            |t| huge_frame(t.address()),
+            &BAD_FRAME,
+        ));
     }
-    for t in &targets {
+    for t in &restricted {
+        let g = origin_client;
+        table.push(attack(t, g, "disallowed Origin", bad_origin, &FORBIDDEN));
+        table.push(attack(
+            t,
+            g,
+            "a connection over the limit",
+            over_limit,
+            &FULL,
+        ));
+    }
+    for t in targets.iter().chain(&restricted) {
         t.close();
     }
     drop(targets);
+    drop(restricted);
     let before = steady(SETTLE);
     let mut row = |name: &str, kind: &str, outcome: String| {
         let after = settles(before).unwrap_or_else(|now| panic!("{name}: {now:?} vs {before:?}"));
+        println!(
+            "{}",
+            case_line(&format!("{kind} / {name}"), &outcome, before, after, 0)
+        );
         table.push(format!(
             "| {name} | {kind} | {outcome} | {before:?} -> {after:?} |"
         ));
@@ -530,10 +846,11 @@ fn abuse_and_faults() {
         "bridge",
         killed_while_downloading(20 << 20, true),
     );
-    row(
-        "RLIMIT_NOFILE 64 (child process)",
-        "server",
-        out_of_descriptors(),
-    );
+    for case in out_of_descriptors() {
+        table.push(format!(
+            "| {} | child | | |",
+            case.trim_start_matches("CASE ")
+        ));
+    }
     println!("{}", table.join("\n"));
 }

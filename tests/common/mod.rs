@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod logcap;
 pub mod routing;
 pub mod session;
 
