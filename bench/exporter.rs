@@ -161,6 +161,40 @@ fn forward(host: &str, drivers: &[&str]) -> Res<(Proc, Vec<String>)> {
     Ok((Proc(c), addrs))
 }
 
+/// CPU time (user + system, seconds) `pid` has used so far (`None`: this
+/// process), from `/proc/PID/stat`.
+fn cpu_secs(pid: Option<u32>) -> f64 {
+    let path = pid.map_or("/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command's closing parenthesis: utime is the
+    // 12th of them, stime the 13th (fields 14 and 15 of the line).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    f.iter().sum::<f64>() / tick
+}
+
+/// Runs `f` and returns its result with the share of a core (%) each of
+/// `pids` (`None`: this process) used meanwhile.
+fn with_cpu<T>(pids: &[Option<u32>], f: impl FnOnce() -> Res<T>) -> Res<(T, Vec<f64>)> {
+    let before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
+    let t0 = Instant::now();
+    let r = f()?;
+    let wall = t0.elapsed().as_secs_f64();
+    let used = pids
+        .iter()
+        .zip(before)
+        .map(|(p, b)| 100.0 * (cpu_secs(*p) - b) / wall)
+        .collect();
+    Ok((r, used))
+}
+
 /// iperf3's received throughput through `addr` (Gbit/s), `-R` if `reverse`.
 fn iperf(addr: &str, seconds: usize, reverse: bool) -> Res<f64> {
     let (host, port) = addr.rsplit_once(':').ok_or("addr")?;
@@ -245,11 +279,20 @@ fn main() -> Res<()> {
     println!("iperf3, {seconds} s each, upstream client (TcpPortforwardAdapter):");
     let mut ratios = Vec::new();
     for (what, reverse) in [("client -> target", false), ("target -> client (-R)", true)] {
-        let j = iperf(&jw[1], seconds, reverse)?;
-        let u = iperf(&up_i[0], seconds, reverse)?;
+        let (j, jc) = with_cpu(&[Some(_jw_fwd.0.id()), None], || {
+            iperf(&jw[1], seconds, reverse)
+        })?;
+        let (u, uc) = with_cpu(&[Some(_up_iperf_fwd.0.id()), Some(_up_iperf.0.id())], || {
+            iperf(&up_i[0], seconds, reverse)
+        })?;
         println!(
             "  {what:24} jumpwire session {j:7.3} Gbit/s   upstream session {u:7.3} Gbit/s   ratio {:.2}x",
             j / u
+        );
+        // Who is the limit: a process near 100 % of a core is.
+        println!(
+            "  {:24} CPU: client {:3.0} % + jumpwire session {:3.0} %   client {:3.0} % + upstream session {:3.0} %",
+            "", jc[0], jc[1], uc[0], uc[1]
         );
         ratios.push(j / u);
     }
