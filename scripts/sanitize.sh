@@ -66,7 +66,11 @@ for mode in "${modes[@]}"; do
     valgrind)
       command -v valgrind >/dev/null || { echo "sanitize: valgrind is missing: run scripts/setup.sh" >&2; exit 1; }
       echo "== valgrind: the C tests and examples"
-      JW_C_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --num-callers=50 --leak-check=full --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible --suppressions=$PWD/scripts/valgrind.supp" \
+      # JW_C_NO_TLS: valgrind cannot follow the writes of ring's assembly
+      # (AES-GCM, ChaCha20) and reports every encrypted TLS record as
+      # uninitialised; the C programs leave out their TLS cases here (they
+      # run in every other mode, AddressSanitizer included).
+      JW_C_NO_TLS=1 JW_C_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --num-callers=50 --leak-check=full --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible --suppressions=$PWD/scripts/valgrind.supp" \
         JW_RUN_TIMEOUT_SECS=600 JW_TIMING_SLACK_MS=2000 \
         run_c_tests --skip a_router_short_of_descriptors
       ;;

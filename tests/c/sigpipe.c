@@ -691,9 +691,18 @@ int main(int argc, char **argv)
     port_forward_into_a_reset_target();
     jw_forward_from_echo_into_a_reset_peer();
     router_paths_into_dead_peers();
-    grpcs_router_pair_after_the_router_went_away();
     router_export_thread_into_a_reset_target();
-    wss_client_after_the_server_was_killed(argv);
+    /* The TLS cases. scripts/sanitize.sh sets JW_C_NO_TLS under valgrind
+     * only: ring's assembly (AES-GCM, ChaCha20) writes memory valgrind
+     * cannot follow, so it reports the encrypted records as uninitialised.
+     * They run everywhere else, AddressSanitizer included. */
+    const char *no_tls = getenv("JW_C_NO_TLS");
+    if (no_tls && *no_tls && strcmp(no_tls, "0") != 0) {
+        printf("sigpipe: the TLS cases (12, 14) not run: JW_C_NO_TLS is set\n");
+    } else {
+        grpcs_router_pair_after_the_router_went_away();
+        wss_client_after_the_server_was_killed(argv);
+    }
 
     struct sigaction now;
     sigaction(SIGPIPE, NULL, &now);
