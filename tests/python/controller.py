@@ -50,8 +50,13 @@ Usage:
         DIAL <lease> <stream id>
         UNREGISTERED <exporter>
         ENDED <lease>
+        LEASED <lease>
       Reads commands from stdin, one per line:
         end LEASE    ends the lease (exporter sees leased=false; Dial fails)
+        lease LEASE CLIENT EXPORTER
+                     a new lease of CLIENT on EXPORTER (printed: LEASED
+                     <lease>); the exporter's Status stream tells it once
+                     no earlier lease of it is still up
         status EXPORTER STATUS
                      records STATUS (the controller's name: Available,
                      LeaseReady, Offline, ...) as the exporter's reported
@@ -433,6 +438,13 @@ async def serve(args):
         words = line.decode().split()
         if len(words) == 2 and words[0] == "end":
             state.end_lease(words[1])
+        elif len(words) == 4 and words[0] == "lease" and words[1] not in state.leases:
+            # A new lease NAME of CLIENT on EXPORTER, from now on.
+            state.leases[words[1]] = Lease(words[1], words[2], words[3])
+            event("LEASED", words[1])
+            exp = state.exporters.get(words[3])
+            if exp is not None:
+                exp.notify()
         elif len(words) == 3 and words[0] == "status" and words[1] in state.exporters:
             state.exporters[words[1]].status = words[2]
             event("STATUS-SET", words[1], words[2])
