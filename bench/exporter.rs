@@ -282,9 +282,10 @@ fn main() -> Res<()> {
         let (j, jc) = with_cpu(&[Some(_jw_fwd.0.id()), None], || {
             iperf(&jw[1], seconds, reverse)
         })?;
-        let (u, uc) = with_cpu(&[Some(_up_iperf_fwd.0.id()), Some(_up_iperf.0.id())], || {
-            iperf(&up_i[0], seconds, reverse)
-        })?;
+        let (u, uc) = with_cpu(
+            &[Some(_up_iperf_fwd.0.id()), Some(_up_iperf.0.id())],
+            || iperf(&up_i[0], seconds, reverse),
+        )?;
         println!(
             "  {what:24} jumpwire session {j:7.3} Gbit/s   upstream session {u:7.3} Gbit/s   ratio {:.2}x",
             j / u
