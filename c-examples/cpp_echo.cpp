@@ -45,6 +45,7 @@ int main()
         jw::Stream s = jw::Stream::connect(forward.address(), 5s);
         const std::string hello = "hello from C++";
         s.send(hello, 5s);
+        s.flush(5s); // what send accepted has left the library
         std::cout << "round trip: \"" << receive_n(s, hello.size()) << "\"\n";
         s.send_eof();
         if (!s.receive_string(64, 5s)) {

@@ -209,6 +209,10 @@ public:
     /* Half-closes: the peer sees the end after what was sent. */
     void send_eof() const { detail::check(jw_stream_send_eof(s_)); }
     bool send_eof(std::error_code &ec) const noexcept { return detail::set(ec, jw_stream_send_eof(s_)); }
+    /* Waits until what earlier sends accepted has left the library (see
+     * jw_stream_flush): throws on a timeout or if it never will. */
+    void flush(Timeout t = forever) const { detail::check(jw_stream_flush(s_, t.ms())); }
+    bool flush(Timeout t, std::error_code &ec) const noexcept { return detail::set(ec, jw_stream_flush(s_, t.ms())); }
     /* Bytes and messages carried so far (also what jw_forward moved). */
     jw_stream_stats_t stats() const
     {

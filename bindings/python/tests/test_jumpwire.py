@@ -47,6 +47,40 @@ def test_a_timeout_is_a_timeout_error_and_loses_nothing():
         assert s.recv(16, timeout=5) == b"after"
 
 
+def test_flush_tells_whether_an_accepted_send_went():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    data = bytes(range(256)) * (256 * 1024)  # 64 MiB: more than the buffers hold
+    with jumpwire.connect(f"tcp://127.0.0.1:{port}", timeout=5) as s:
+        peer, _ = srv.accept()
+        # Nobody reads yet: part goes out, the rest is written in the background.
+        s.send(data, timeout=0.3)
+        with pytest.raises(TimeoutError):
+            s.flush(timeout=0.1)
+        got = hashlib.sha256()
+        count = 0
+
+        def drain():
+            nonlocal count
+            while count < len(data):
+                chunk = peer.recv(1 << 20)
+                if not chunk:
+                    break
+                got.update(chunk)
+                count += len(chunk)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        s.flush(timeout=30)
+        reader.join(30)
+        assert count == len(data)
+        assert got.digest() == hashlib.sha256(data).digest()
+    peer.close()
+    srv.close()
+
+
 def test_errors_carry_the_status_and_the_message():
     with pytest.raises(jumpwire.Error) as e:
         jumpwire.connect("tcp://127.0.0.1:99999", timeout=1)

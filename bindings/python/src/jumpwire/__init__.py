@@ -101,6 +101,7 @@ _connect = _sig("jw_connect", [_s, _i, _pp])
 _send = _sig("jw_stream_send", [_p, _p, _z, _i])
 _receive = _sig("jw_stream_receive", [_p, _p, _z, ctypes.POINTER(_z), _i])
 _send_eof = _sig("jw_stream_send_eof", [_p])
+_flush = _sig("jw_stream_flush", [_p, _i])
 _close = _sig("jw_stream_close", [_p], None)
 _forward = _sig("jw_forward", [_p, _p])
 _listen = _sig("jw_listen", [_s, _p, _pp])
@@ -227,6 +228,14 @@ class Stream:
     def send_eof(self) -> None:
         """Half-closes: the peer sees the end after what was sent."""
         _check(_send_eof(self._handle()))
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Waits until what earlier sends accepted has left the library (a
+        send whose timeout passed after part of its data went out finishes
+        in the background). ``TimeoutError`` while it is still on its way;
+        :class:`Error` (``ERR_CONNECTION``, ``ERR_IO``) if it never will.
+        :meth:`close` cannot tell: call this first where it matters."""
+        _check(_flush(self._handle(), _ms(timeout)))
 
     def stats(self) -> dict:
         """What the stream has carried so far (``jw_stream_stats``):
