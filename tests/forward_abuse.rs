@@ -33,39 +33,9 @@ fn serial() -> MutexGuard<'static, ()> {
 
 // ---------------------------------------------------------------- logs
 
-/// Keeps every warning and error the library logs.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            let line = format!("{} {}", r.level(), r.args());
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
-
 /// How many captured log lines contain every one of `parts`.
 fn logged(parts: &[&str]) -> usize {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&CAPTURE).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Warn);
-    });
-    let lines = CAPTURE.0.lock().unwrap_or_else(PoisonError::into_inner);
-    lines
-        .iter()
-        .filter(|l| parts.iter().all(|p| l.contains(p)))
-        .count()
+    common::logcap::count(parts)
 }
 
 // ---------------------------------------------------------------- target

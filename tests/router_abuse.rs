@@ -142,20 +142,6 @@ fn row(fault: &str, outcome: &str, before: (usize, usize), after: (usize, usize)
     assert_eq!(after, before, "{fault}: threads/fds not back to baseline");
 }
 
-/// One `CASE` line of the report.
-fn case_line(
-    name: &str,
-    outcome: &str,
-    before: (usize, usize),
-    after: (usize, usize),
-    refused: u64,
-) -> String {
-    format!(
-        "CASE {name}: {outcome}; threads {}->{}, fds {}->{}, refused {refused}",
-        before.0, after.0, before.1, after.1
-    )
-}
-
 /// Receives until an error or EOF, within 5 s: what ended it, and when.
 fn end_of(s: &jumpwire::Stream) -> (jumpwire::Result<Option<usize>>, Duration) {
     let t0 = Instant::now();
@@ -325,24 +311,12 @@ impl Write for Wire {
 /// A connection to `r`: over TLS (handshake done, ALPN h2, trusting the
 /// router's own certificate) for a `grpcs://` router.
 fn wire_to(r: &Router) -> Wire {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     let c = tcp_to(r);
     let Some(pem) = r.certificate() else {
         return Wire::Plain(c);
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let cfg = tls_client_config(pem);
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
     let mut s = rustls::StreamOwned::new(conn, c);

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{LONG, counts, logcap, pattern, steady};
+use common::{LONG, case_line, counts, logcap, pattern, steady};
 use jumpwire::forward::Listener;
 use jumpwire::websocket::{RefusalStats, Server};
 use jumpwire::{Error, Network};
@@ -42,20 +42,6 @@ const ORIGIN: &str = "http://good.example";
 /// The restricted server's and bridge's options: one `Origin`, two
 /// connections at most.
 const RESTRICTED: &str = "?handshake_timeout_ms=500&max_connections=2&origins=http://good.example";
-
-/// One `CASE` line of the report.
-fn case_line(
-    name: &str,
-    outcome: &str,
-    before: (usize, usize),
-    after: (usize, usize),
-    refused: u64,
-) -> String {
-    format!(
-        "CASE {name}: {outcome}; threads {}->{}, fds {}->{}, refused {refused}",
-        before.0, after.0, before.1, after.1
-    )
-}
 
 /// How many captured log lines match one of `alternatives` (each a list of
 /// parts that must all be in the line; the alternatives are disjoint).

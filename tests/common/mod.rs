@@ -331,3 +331,18 @@ pub fn tcp_target<T: Send + 'static>(
     });
     (url, t)
 }
+
+/// One `CASE` line of an abuse test's report: the fault, its outcome, the
+/// (threads, fds) counts before and after, and the refusals counted.
+pub fn case_line(
+    name: &str,
+    outcome: &str,
+    before: (usize, usize),
+    after: (usize, usize),
+    refused: u64,
+) -> String {
+    format!(
+        "CASE {name}: {outcome}; threads {}->{}, fds {}->{}, refused {refused}",
+        before.0, after.0, before.1, after.1
+    )
+}

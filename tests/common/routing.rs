@@ -212,8 +212,9 @@ pub struct RawCall {
     rt: tokio::runtime::Runtime,
 }
 
-/// Trusts exactly the certificates of `pem` (a router's own certificate).
-fn tls_client(pem: &str) -> tokio_rustls::TlsConnector {
+/// A TLS client configuration (ALPN `h2`) that trusts exactly the
+/// certificates of `pem` (a router's own certificate).
+pub fn tls_client_config(pem: &str) -> rustls::ClientConfig {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -228,7 +229,12 @@ fn tls_client(pem: &str) -> tokio_rustls::TlsConnector {
     .with_root_certificates(roots)
     .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+    cfg
+}
+
+/// [`tls_client_config`] as a connector.
+fn tls_client(pem: &str) -> tokio_rustls::TlsConnector {
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_client_config(pem)))
 }
 
 /// Starts a raw call to `r` with `token` (over TLS for a `grpcs://` router).
