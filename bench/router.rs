@@ -30,6 +30,9 @@
 //! process spent per round trip (the sum of its threads' run times from
 //! `/proc/PID/task/*/schedstat`), the ratios, and whether issue 16's
 //! targets (p50 <= 0.25x upstream's, CPU <= 60 us per round trip) are met.
+//! Beside them, (f) the floor: the same three relays with no HTTP/2, three
+//! chained `jw_listen` TCP forwards in a child process (`floor-forward`),
+//! and what the routed path costs above it.
 //! `ROUTED_COUNT` round trips per path (default 20000); `ROUTED_ONLY=1`
 //! measures only this.
 //!
@@ -449,15 +452,60 @@ fn routed_forward(target: &str) -> Res<()> {
     }
     let routed = Network::router(&url, &t)?;
     let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &routed)?;
+    serve_until_stdin_closes(&l);
+    l.close();
+    r.close();
+    Ok(())
+}
+
+/// Prints `ADDR HOST:PORT` of the relay process's listener `l` and waits
+/// until stdin closes.
+fn serve_until_stdin_closes(l: &jumpwire::forward::Listener) {
     let addr = l
         .address()
         .trim_start_matches("tcp://")
         .trim_end_matches('/');
     println!("ADDR {addr}");
     let _ = std::io::stdin().read(&mut [0u8; 1]);
-    l.close();
-    r.close();
+}
+
+/// The floor of the routed path (the child of `routed_path` with the
+/// argument `floor-forward`): the same three relays in one process with no
+/// HTTP/2 at all, three chained jumpwire TCP forwards (`jw_listen` onto
+/// `jw_listen` onto `jw_listen` onto the TCP `target`), each relaying on one
+/// thread per connection as the routed path's three ends do; prints `ADDR
+/// HOST:PORT` of the first and runs until stdin closes.
+fn floor_forward(target: &str) -> Res<()> {
+    let mut next = Network::new(&format!("tcp://{target}"))?;
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        let l = jumpwire::forward::Listener::bind("tcp://127.0.0.1:0", &next)?;
+        next = Network::new(l.address())?;
+        listeners.push(l);
+    }
+    serve_until_stdin_closes(listeners.last().ok_or("no listener")?);
+    for l in &listeners {
+        l.close();
+    }
     Ok(())
+}
+
+/// Starts this program as a relay process (`mode` `routed-forward` or
+/// `floor-forward`) onto `echo_addr`; the child and its address.
+fn relay_process(mode: &str, echo_addr: &str) -> Res<(Child, String)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([mode, echo_addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().ok_or("no stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("ADDR ")
+        .ok_or_else(|| format!("{mode}: no address"))?
+        .to_string();
+    Ok((child, addr))
 }
 
 /// 64-byte round trips through the relay process `pid` listening on
@@ -491,22 +539,12 @@ fn ping_pong(addr: &str, pid: u32, count: usize) -> Res<(Vec<f64>, f64)> {
 /// `jw_listen` -> router -> exporter -> TCP in a child process, against
 /// upstream's (b) in the process `b_pid` at `b_addr`.
 fn routed_path(echo_addr: &str, b: Option<(u32, &str)>, count: usize) -> Res<()> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["routed-forward", echo_addr])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().ok_or("no stdout")?).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("ADDR ")
-        .ok_or("routed-forward: no address")?;
-    let mut paths = vec![(
-        "(j) jumpwire jw_listen routed",
-        child.id(),
-        addr.to_string(),
-    )];
+    let (mut child, addr) = relay_process("routed-forward", echo_addr)?;
+    let (mut floor, floor_addr) = relay_process("floor-forward", echo_addr)?;
+    let mut paths = vec![
+        ("(j) jumpwire jw_listen routed", child.id(), addr),
+        ("(f) floor: 3 TCP forwards", floor.id(), floor_addr),
+    ];
     if let Some((pid, a)) = b {
         paths.push(("(b) upstream in-process", pid, a.to_string()));
     }
@@ -520,8 +558,10 @@ fn routed_path(echo_addr: &str, b: Option<(u32, &str)>, count: usize) -> Res<()>
             cpu[i] += c / f64::from(rounds);
         }
     }
-    drop(child.stdin.take());
-    let _ = child.wait();
+    for c in [&mut child, &mut floor] {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
     println!(
         "\nrouted path, TCP client -> relay process -> TCP echo, 64-byte round trips \
          ({count} per path, back to back, {rounds} rounds alternating)"
@@ -542,12 +582,23 @@ fn routed_path(echo_addr: &str, b: Option<(u32, &str)>, count: usize) -> Res<()>
         );
     }
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
-    if paths.len() > 1 {
-        let ratio = pct(&samples[0], 0.5) / pct(&samples[1], 0.5);
+    println!(
+        "routed (j) / floor (f): p50 {:.2}x, CPU per round trip {:.2}x ({:.1} us of the routed \
+         path's CPU per round trip is HTTP/2 and gRPC: the rest is what three relays cost here)",
+        pct(&samples[0], 0.5) / pct(&samples[1], 0.5),
+        cpu[0] / cpu[1],
+        cpu[0] - cpu[1]
+    );
+    if paths.len() > 2 {
+        let ratio = pct(&samples[0], 0.5) / pct(&samples[2], 0.5);
         println!(
             "routed (j) / upstream (b): p50 {ratio:.3}x (target <= 0.25x: {}), CPU per round trip {:.3}x",
             met(ratio <= 0.25),
-            cpu[0] / cpu[1]
+            cpu[0] / cpu[2]
+        );
+        println!(
+            "floor (f) / upstream (b): p50 {:.3}x: the least ratio three relays reach here",
+            pct(&samples[1], 0.5) / pct(&samples[2], 0.5)
         );
     }
     println!(
@@ -594,6 +645,9 @@ fn main() -> Res<()> {
     }
     if args.get(1).map(String::as_str) == Some("routed-forward") {
         return routed_forward(&args[2]);
+    }
+    if args.get(1).map(String::as_str) == Some("floor-forward") {
+        return floor_forward(&args[2]);
     }
     if !args.iter().any(|a| a == "--bench") {
         eprintln!("bench_router: built; bench/router.sh runs it");

@@ -791,17 +791,20 @@ void jw_stream_close(jw_stream *s);
  * half-close (when one side ends, the other's sending direction is closed).
  * Blocks the calling thread meanwhile. Between two byte-stream sockets (TCP,
  * Unix, vsock, D-Bus) both directions run on the calling thread (one
- * `poll(2)` loop, bulk data moved with `splice(2)`); between any other
- * streams the second direction runs on one more thread. Returns `JW_OK`
- * when both directions ended normally, or the first error, after which the
- * other direction is stopped too and the other stream is reset: a TCP peer
- * gets a reset (RST, not a clean end) once that stream is closed, and its
- * calls return `JW_ERR_CLOSED` until then. Borrows both streams: close them
+ * `poll(2)` loop, bulk data moved with `splice(2)`); so do both between a
+ * socket and a router or `jumpstarter:` stream (on that stream's own
+ * runtime); between any other streams the second direction runs on one
+ * more thread. Returns `JW_OK` when both directions ended normally, or the
+ * first error, after which the other direction is stopped too and the
+ * other stream is reset: a TCP peer gets a reset (RST, not a clean end)
+ * once that stream is closed, and its calls return `JW_ERR_CLOSED` until
+ * then; a router stream's peer gets an error, not an end of stream. Borrows both streams: close them
  * afterwards. The bytes it moved each way are in the streams' counts
  * (`jw_stream_stats`), also while it runs: `bytes_sent` of `b` is what
  * went `a -> b`, `bytes_sent` of `a` what went `b -> a`.
  */
-jw_status jw_forward(jw_stream *a, jw_stream *b);
+jw_status jw_forward(jw_stream *a,
+                     jw_stream *b);
 
 /**
  * Turns `raw` (a byte stream from a websocket client: an accepted TCP

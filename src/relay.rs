@@ -1,11 +1,12 @@
 //! The relay: bytes copied both ways between two streams until both
-//! directions have ended ([`forward`]), spliced in the kernel between two
-//! sockets, pumped through the streams' own calls otherwise. Forwarding
-//! listeners, the websocket bridge's peers and the router's exporter all
-//! move their bytes with it.
+//! directions have ended ([`forward`]): spliced in the kernel between two
+//! sockets, bridged by the other stream's transport between a socket and a
+//! stream that can (a router stream), pumped through the streams' own calls
+//! otherwise. Forwarding listeners, the websocket bridge's peers and the
+//! router's exporter all move their bytes with it.
 
 use crate::error::{Error, Result};
-use crate::stream::Stream;
+use crate::stream::{Culprit, Stream};
 use crate::sys;
 use crate::util::lock;
 use std::io::{self, Read};
@@ -38,11 +39,19 @@ const RELAY_PIPE: usize = 1024 * 1024;
 /// Between two socket streams (TCP, Unix, vsock) this runs on the calling
 /// thread alone and moves bulk data with `splice(2)`, never through user
 /// space, and short messages with `recv` and `send` through a small buffer
-/// (copying everything where a socket cannot splice); otherwise each
-/// direction has a thread.
+/// (copying everything where a socket cannot splice). Between a socket and
+/// a stream whose transport can forward it itself (a router stream, see
+/// `Transport::forward_socket`) it runs on the calling thread too;
+/// otherwise each direction has a thread.
 pub fn forward(a: &Stream, b: &Stream) -> Result<()> {
     let r = match (a.socket(), b.socket()) {
         (Some(fa), Some(fb)) => relay(a, b, fa, fb),
+        (Some(fa), None) => b
+            .forward_socket(a, fa)
+            .map_or_else(|| pumps(a, b), |r| r.map_err(|e| Failure::by(Side::B, e))),
+        (None, Some(fb)) => a
+            .forward_socket(b, fb)
+            .map_or_else(|| pumps(a, b), |r| r.map_err(|e| Failure::by(Side::A, e))),
         _ => pumps(a, b),
     };
     r.map_err(|f| {
@@ -98,6 +107,18 @@ impl Failure {
     /// owner, not by its peer) is nobody's failure.
     fn of(side: Side, error: Error) -> Failure {
         let side = (!matches!(error, Error::Closed(_))).then_some(side);
+        Failure { error, side }
+    }
+
+    /// A failure of a forward that the stream on side `own` ran (see
+    /// [`Stream::forward_socket`]).
+    fn by(own: Side, (error, culprit): (Error, Option<Culprit>)) -> Failure {
+        let side = match culprit {
+            Some(Culprit::Own) => Some(own),
+            Some(Culprit::Peer) => Some(own.other()),
+            None => None,
+        };
+        let side = side.filter(|_| !matches!(error, Error::Closed(_)));
         Failure { error, side }
     }
 

@@ -75,7 +75,35 @@ pub(crate) trait Transport: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any {
         &()
     }
+    /// Forwards between this transport's stream `own` and `peer`, a TCP or
+    /// Unix socket stream whose socket is `sock`, on the calling thread,
+    /// both ways with half-close, as [`forward`](crate::relay::forward)
+    /// does; `None` where this transport has no such path (the relay then
+    /// pumps the two through their own calls, a thread per direction).
+    fn forward_socket(
+        &self,
+        own: &Stream,
+        peer: &Stream,
+        sock: BorrowedFd<'_>,
+    ) -> Option<Forwarded> {
+        let _ = (own, peer, sock);
+        None
+    }
 }
+
+/// Which stream of a forward failed (see [`Transport::forward_socket`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Culprit {
+    /// The transport's own stream.
+    Own,
+    /// The socket stream.
+    Peer,
+}
+
+/// How a forward run by a transport ended: `Ok` when both directions ended
+/// cleanly; otherwise the error and the stream it came from (`None`: a stream
+/// was closed under the forward by its owner).
+pub(crate) type Forwarded = std::result::Result<(), (Error, Option<Culprit>)>;
 
 /// A timed lock: serialises senders (and receivers) while letting each waiter
 /// give up at its own deadline. Uncontended, entering and leaving cost no
@@ -358,6 +386,11 @@ impl Stream {
             Err(e) => log::debug!("{}: receive failed: {e}", self.name),
         }
         r
+    }
+
+    /// See [`Transport::forward_socket`].
+    pub(crate) fn forward_socket(&self, peer: &Stream, sock: BorrowedFd<'_>) -> Option<Forwarded> {
+        self.transport.forward_socket(self, peer, sock)
     }
 
     /// The socket of a byte-stream transport (see [`Transport::socket`]).

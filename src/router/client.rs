@@ -9,19 +9,21 @@
 //! `drive`); the connection under it is opened by `connect`.
 
 use super::connect::{Target, dial, dial_target};
-use super::drive::StreamRuntime;
+use super::drive::{Quiesce, StreamRuntime};
 use super::pb::router_service_client::RouterServiceClient;
 use super::pb::{FrameType, StreamRequest, StreamResponse};
 use super::{CLOSE_GRACE, MAX_FRAME, MAX_MESSAGE};
 use crate::error::{Error, Result};
-use crate::stream::{Stream, Transport};
+use crate::stream::{Culprit, Forwarded, Stream, Transport};
 use crate::url::Endpoint;
 use crate::util::{deadline, lock};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::future::Future;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::Streaming;
@@ -283,6 +285,8 @@ pub(crate) struct Connection {
     first: usize,
     /// A connection inside a router stream (`tunnel`): that stream's state.
     tunnel: Option<Tunnel>,
+    /// Last: waits for the driver to let go of the runtime too.
+    _quiesce: Quiesce,
 }
 
 /// The router stream a tunnelled connection runs in (see
@@ -328,6 +332,7 @@ impl Connection {
             rt,
             first,
             tunnel,
+            _quiesce: Quiesce,
         }
     }
 
@@ -477,8 +482,10 @@ pub(super) struct RouterTransport {
     /// which the server never ends: see [`Connection::stream`]); a router
     /// call is waited on until it ends.
     ends_at_goaway: bool,
-    /// Last: the call's runtime goes after everything that lives on it.
+    /// The call's runtime goes after everything that lives on it.
     rt: Arc<StreamRuntime>,
+    /// Last: waits for the driver to let go of the runtime too.
+    _quiesce: Quiesce,
 }
 
 /// Reads the rest of a call whose stream has ended for us, recording how the
@@ -559,6 +566,7 @@ impl RouterTransport {
             flusher: Mutex::new(None),
             ends_at_goaway: false,
             rt: call.rt,
+            _quiesce: Quiesce,
         }
     }
 
@@ -650,7 +658,184 @@ impl RouterTransport {
     }
 }
 
+/// A TCP or Unix stream's connected socket, duplicated (non-blocking) for a
+/// call's runtime: what an exporter's target and a forward's socket side
+/// are bridged to a call through.
+pub(super) enum PlainSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl PlainSocket {
+    /// The socket of a TCP or Unix stream (`None` for other transports).
+    pub(super) fn of(s: &Stream) -> Option<PlainSocket> {
+        Self::dup(s.socket()?)
+    }
+
+    /// `fd` duplicated, if it is a TCP or Unix socket.
+    fn dup(fd: BorrowedFd<'_>) -> Option<PlainSocket> {
+        let domain = socket2::SockRef::from(&fd).domain().ok()?;
+        let owned = fd.try_clone_to_owned().ok()?;
+        socket2::SockRef::from(&owned).set_nonblocking(true).ok()?;
+        if domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6 {
+            Some(PlainSocket::Tcp(owned.into()))
+        } else if domain == socket2::Domain::UNIX {
+            Some(PlainSocket::Unix(owned.into()))
+        } else {
+            None
+        }
+    }
+}
+
+impl RouterTransport {
+    /// [`Transport::forward_socket`] on the stream's runtime, driven by the
+    /// calling thread throughout: the socket's bytes go out as DATA frames
+    /// as they are read, the frames' bytes are written to the socket as
+    /// they come; the socket's end is a GOAWAY, the peer's GOAWAY shuts the
+    /// socket's sending side.
+    fn bridge_socket(&self, own: &Stream, peer: &Stream, sock: PlainSocket) -> Forwarded {
+        let peer_io = |e: std::io::Error| (Error::io(peer.name(), &e), Some(Culprit::Peer));
+        let mut reader = lock(&self.reader);
+        let mut closing = self.closing.subscribe();
+        self.rt.sent();
+        self.rt
+            .block_on(async {
+                let run = async {
+                    match sock {
+                        PlainSocket::Tcp(s) => {
+                            let mut s = tokio::net::TcpStream::from_std(s).map_err(peer_io)?;
+                            let (rd, wr) = s.split();
+                            self.bridge(own, peer, &mut reader, rd, wr).await
+                        }
+                        PlainSocket::Unix(s) => {
+                            let mut s = tokio::net::UnixStream::from_std(s).map_err(peer_io)?;
+                            let (rd, wr) = s.split();
+                            self.bridge(own, peer, &mut reader, rd, wr).await
+                        }
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    _ = closing.wait_for(|c| *c) => Err((self.closed(), None)),
+                    r = run => r,
+                }
+            })
+            .map_err(|(e, culprit)| {
+                if culprit != Some(Culprit::Peer) {
+                    return (e, culprit);
+                }
+                if peer.is_closed() {
+                    // Closed under the forward by its owner: nobody failed.
+                    return (self.closed_peer(peer), None);
+                }
+                // Never a clean end for our peer when the socket failed.
+                drop(reader);
+                self.fail(&format!("the forwarded {} failed: {e}", peer.name()));
+                (e, culprit)
+            })
+    }
+
+    /// The error of a forward whose socket stream `peer` was closed under it.
+    fn closed_peer(&self, peer: &Stream) -> Error {
+        Error::Closed(format!("{}: stream is closed", peer.name()))
+    }
+
+    /// Both directions of [`Self::bridge_socket`] over the socket's halves.
+    async fn bridge<R, W>(
+        &self,
+        own: &Stream,
+        peer: &Stream,
+        reader: &mut Reader,
+        mut rd: R,
+        mut wr: W,
+    ) -> Forwarded
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let peer_io = |e: std::io::Error| (Error::io(peer.name(), &e), Some(Culprit::Peer));
+        let mine = |e: Error| (e, Some(Culprit::Own));
+        // Socket -> call: one buffer, each frame split off what was read
+        // into it, the room left over taking the next read.
+        let up = async {
+            let Some(tx) = lock(&self.tx).clone() else {
+                return Err((self.closed(), None));
+            };
+            let mut buf = BytesMut::new();
+            loop {
+                buf.reserve(MAX_FRAME);
+                let mut room = (&mut buf).limit(MAX_FRAME);
+                let n = rd.read_buf(&mut room).await.map_err(peer_io)?;
+                if n == 0 {
+                    if peer.is_closed() {
+                        // Shut by its owner's close, not ended by its peer.
+                        return Err((self.closed_peer(peer), None));
+                    }
+                    break;
+                }
+                peer.count_received(n);
+                if tx
+                    .send(frame(buf.split().freeze(), FrameType::Data))
+                    .await
+                    .is_err()
+                {
+                    return Err(mine(self.shared.gone(&self.name).await));
+                }
+                own.count_sent(n);
+            }
+            // The socket's end: GOAWAY, then the end of the request stream.
+            drop(tx);
+            let tx = lock(&self.tx).take();
+            if let Some(tx) = tx {
+                log::debug!("{}: send_eof (the forwarded socket ended)", self.name);
+                if tx
+                    .send(frame(Bytes::new(), FrameType::Goaway))
+                    .await
+                    .is_err()
+                {
+                    return Err(mine(self.shared.gone(&self.name).await));
+                }
+            }
+            Ok(())
+        };
+        // Call -> socket.
+        let down = async {
+            loop {
+                if !reader.current.is_empty() {
+                    let data = std::mem::take(&mut reader.current);
+                    own.count_received(data.len());
+                    wr.write_all(&data).await.map_err(peer_io)?;
+                    peer.count_sent(data.len());
+                    continue;
+                }
+                match &reader.incoming {
+                    Incoming::Ended(None) => break,
+                    Incoming::Ended(Some(e)) => return Err(mine(e.clone())),
+                    _ => reader.advance(&self.shared, &self.name).await,
+                }
+            }
+            wr.shutdown().await.map_err(peer_io)
+        };
+        tokio::try_join!(up, down).map(|_| ())
+    }
+}
+
 impl Transport for RouterTransport {
+    fn forward_socket(
+        &self,
+        own: &Stream,
+        peer: &Stream,
+        sock: BorrowedFd<'_>,
+    ) -> Option<Forwarded> {
+        // A call that failed, or one with a send still being queued in the
+        // background, goes through the pumps (which report those as they do).
+        if self.shared.failure.get().is_some() || lock(&self.flusher).is_some() {
+            return None;
+        }
+        let sock = PlainSocket::dup(sock)?;
+        Some(self.bridge_socket(own, peer, sock))
+    }
+
     fn send(&self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
         if let Some(e) = self.shared.failure.get() {
             return Err(e.clone());

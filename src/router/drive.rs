@@ -47,7 +47,7 @@ use std::future::Future;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -560,6 +560,11 @@ impl Drop for StreamRuntime {
 struct Driver {
     registry: Registry,
     streams: Mutex<HashMap<usize, Weak<StreamRuntime>>>,
+    /// Whether the driver holds runtimes now (between taking them from
+    /// `streams` and letting go of them), and how many passes it finished.
+    pass: Mutex<(bool, u64)>,
+    /// Notified at the end of each pass.
+    passed: Condvar,
 }
 
 /// The driver, started with the first stream. `None` if it cannot be
@@ -585,10 +590,18 @@ fn start_driver() -> std::io::Result<Driver> {
     Ok(Driver {
         registry,
         streams: Mutex::default(),
+        pass: Mutex::default(),
+        passed: Condvar::new(),
     })
 }
 
+thread_local! {
+    /// Set on the driver's thread.
+    static DRIVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn run_driver(mut poll: MioPoll) {
+    DRIVING.set(true);
     let mut events = Events::with_capacity(256);
     let mut next_tick = Instant::now() + TICK;
     loop {
@@ -604,6 +617,7 @@ fn run_driver(mut poll: MioPoll) {
         let Some(d) = driver() else { return };
         let due: Vec<Arc<StreamRuntime>> = {
             let streams = lock(&d.streams);
+            lock(&d.pass).0 = true;
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
                 streams.values().filter_map(Weak::upgrade).collect()
@@ -617,6 +631,48 @@ fn run_driver(mut poll: MioPoll) {
         for rt in due {
             rt.drive();
         }
+        let mut pass = lock(&d.pass);
+        *pass = (false, pass.1.wrapping_add(1));
+        d.passed.notify_all();
+    }
+}
+
+/// Returns once the driver holds no stream runtime it took before this call
+/// (at most [`QUIESCE_LIMIT`] later). The driver holds the runtimes it drives
+/// while it drives them: a stream or connection let go of by its owner while
+/// the driver drives its runtime is dropped, its runtime shut down and its
+/// sockets closed, on the driver's thread at the end of that pass. Whoever
+/// lets go of one (`jw_stream_close`, `jw_network_free`) waits here, so
+/// that nothing of it is left once that returns (a host that exits then
+/// must not find its connection still up).
+pub(super) fn quiesce() {
+    // Not on the driver's thread (it would wait for itself), nor inside a
+    // runtime (a task never waits).
+    if DRIVING.get() || tokio::runtime::Handle::try_current().is_ok() {
+        return;
+    }
+    let Some(d) = driver() else { return };
+    let pass = lock(&d.pass);
+    if !pass.0 {
+        return;
+    }
+    let started = pass.1;
+    let _ = d
+        .passed
+        .wait_timeout_while(pass, QUIESCE_LIMIT, |p| p.0 && p.1 == started);
+}
+
+/// How long [`quiesce`] waits at most for the driver's pass to end (a pass
+/// runs each due runtime until it is idle: normally microseconds).
+const QUIESCE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Calls [`quiesce`] when dropped: the last field of what owns a stream
+/// runtime, so that it runs once the owner has let go of the runtime.
+pub(super) struct Quiesce;
+
+impl Drop for Quiesce {
+    fn drop(&mut self) {
+        quiesce();
     }
 }
 
@@ -809,6 +865,46 @@ mod tests {
         rt.settle();
         assert_eq!(done.load(Ordering::SeqCst), 10);
         drop(tx);
+    }
+
+    #[test]
+    fn a_runtime_the_driver_holds_when_its_owner_lets_go_is_gone_after_quiesce() {
+        let rt = runtime();
+        // A task whose runtime goes sets `gone` (its future is dropped).
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let gone = Arc::new(AtomicBool::new(false));
+        let flag = Flag(gone.clone());
+        rt.rt().spawn(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        });
+        // A task that holds the driver's pass (the driver runs it at its
+        // next tick: nobody else drives this runtime).
+        let started = Arc::new(AtomicBool::new(false));
+        let s = started.clone();
+        rt.rt().spawn(async move {
+            s.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let until = Instant::now() + TICK * 3;
+        while !started.load(Ordering::SeqCst) {
+            assert!(Instant::now() < until, "the driver never ran the runtime");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The owner lets go while the driver holds the runtime: the driver
+        // drops it at the end of its pass, which quiesce waits for.
+        drop(rt);
+        assert!(!gone.load(Ordering::SeqCst), "the driver still holds it");
+        quiesce();
+        assert!(
+            gone.load(Ordering::SeqCst),
+            "the runtime is gone once quiesce returns"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! ([`forward`](crate::relay::forward)) over the router stream.
 
 use super::client::{
-    Call, RESET_WAIT, Received, RouterTransport, frame, received, reset_frame, start, start_call,
+    Call, PlainSocket, RESET_WAIT, Received, RouterTransport, frame, received, reset_frame, start,
+    start_call,
 };
 use super::connect::{Target, dial_target};
 use super::drive::StreamRuntime;
@@ -185,7 +186,7 @@ fn serve(
     let device = Arc::new(device);
     log::info!("{}: exporting {}", call.name, device.name());
     let name = call.name.clone();
-    let r = match TargetSocket::of(&device) {
+    let r = match PlainSocket::of(&device) {
         Some(sock) => {
             let dev = device.name().to_string();
             let rt = call.rt.clone();
@@ -347,28 +348,7 @@ fn pairings(name: &str, url: &str, token: &str, target: &dyn Connect, stop: &Sto
     }
 }
 
-/// A target's connected socket, duplicated for the call's runtime.
-enum TargetSocket {
-    Tcp(std::net::TcpStream),
-    Unix(std::os::unix::net::UnixStream),
-}
-
-impl TargetSocket {
-    /// The socket of a TCP or Unix stream (`None` for other transports).
-    fn of(s: &Stream) -> Option<TargetSocket> {
-        let fd = s.socket()?;
-        let domain = socket2::SockRef::from(&fd).domain().ok()?;
-        let owned = fd.try_clone_to_owned().ok()?;
-        socket2::SockRef::from(&owned).set_nonblocking(true).ok()?;
-        if domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6 {
-            Some(TargetSocket::Tcp(owned.into()))
-        } else if domain == socket2::Domain::UNIX {
-            Some(TargetSocket::Unix(owned.into()))
-        } else {
-            None
-        }
-    }
-
+impl PlainSocket {
     /// Forwards between the call and the socket (on the call's runtime).
     async fn bridge(
         self,
@@ -379,12 +359,12 @@ impl TargetSocket {
     ) -> Result<()> {
         let io = |e: std::io::Error| Error::io(&dev, &e);
         match self {
-            TargetSocket::Tcp(s) => {
+            PlainSocket::Tcp(s) => {
                 let mut s = tokio::net::TcpStream::from_std(s).map_err(io)?;
                 let (rd, wr) = s.split();
                 bridge(call, rd, wr, &dev, until, stop).await
             }
-            TargetSocket::Unix(s) => {
+            PlainSocket::Unix(s) => {
                 let mut s = tokio::net::UnixStream::from_std(s).map_err(io)?;
                 let (rd, wr) = s.split();
                 bridge(call, rd, wr, &dev, until, stop).await

@@ -517,3 +517,115 @@ fn flush_tells_whether_an_accepted_send_went() {
     a.close();
     b.close();
 }
+
+/// `forward` between a socket stream and a router stream runs on the
+/// calling thread, on the router stream's runtime (no pump threads): every
+/// byte both ways, half-close each way, the streams' counts; a socket that
+/// fails never reaches the router peer as a clean end, a router peer that
+/// fails reaches the socket's peer as a reset; a stream closed under the
+/// forward ends it with `Closed`.
+#[test]
+fn forward_between_a_socket_and_a_router_stream_keeps_every_rule() {
+    use std::io::{Read, Write};
+    let r = router();
+    let run = |a: Stream, b: Arc<Stream>| {
+        let b2 = b.clone();
+        (
+            std::thread::spawn(move || (jumpwire::forward::forward(&a, &b2), a)),
+            b,
+        )
+    };
+
+    // Both ways, 8 MiB each, half-closed one way after the other.
+    let (a, b) = pair(&r, "fwd-ok");
+    let (sock, mut client) = tcp_pair();
+    let (f, a) = run(sock, Arc::new(a));
+    let up = pattern(8 << 20, 1);
+    let down = pattern(8 << 20, 2);
+    let mut c2 = client.try_clone().unwrap();
+    let d2 = down.clone();
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; d2.len()];
+        c2.read_exact(&mut got).unwrap();
+        assert!(got == d2, "the socket got what the router peer sent");
+        let mut rest = Vec::new();
+        c2.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "then its end");
+    });
+    client.write_all(&up).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    expect(&b, &up);
+    expect_eof(&b);
+    b.send(&down, LONG).unwrap();
+    b.send_eof().unwrap();
+    join(reader);
+    let (res, sock) = join(f);
+    assert_eq!(res, Ok(()));
+    let (sa, ss) = (a.stats(), sock.stats());
+    assert_eq!((sa.bytes_sent, sa.bytes_received), (8 << 20, 8 << 20));
+    assert_eq!((ss.bytes_received, ss.bytes_sent), (8 << 20, 8 << 20));
+    a.close();
+    b.close();
+
+    // The socket's peer resets: the router peer's receive fails.
+    let (a, b) = pair(&r, "fwd-reset");
+    let (sock, client) = tcp_pair();
+    let (f, a) = run(sock, Arc::new(a));
+    (&client).write_all(b"before the reset").unwrap();
+    expect(&b, b"before the reset");
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    assert!(join(f).0.is_err(), "the forward failed");
+    let mut buf = [0u8; 16];
+    match b.receive(&mut buf, LONG) {
+        Err(Error::Connection(m)) => assert!(m.contains("failed"), "{m}"),
+        other => panic!("the router peer saw {other:?}, not the failure"),
+    }
+    a.close();
+    b.close();
+
+    // The router peer fails (its router goes): the socket's peer is reset.
+    let r2 = router();
+    let (a, b) = pair(&r2, "fwd-gone");
+    let (sock, mut client) = tcp_pair();
+    let (f, a) = run(sock, Arc::new(a));
+    b.send(b"hello", LONG).unwrap();
+    let mut got = [0u8; 5];
+    client.read_exact(&mut got).unwrap();
+    r2.close();
+    assert!(join(f).0.is_err(), "the forward failed");
+    client.set_read_timeout(Some(LONG.unwrap())).unwrap();
+    let e = client.read(&mut got).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    a.close();
+    b.close();
+
+    // Either stream closed under the forward: it ends with Closed, at once.
+    for close_router_side in [true, false] {
+        let (a, b) = pair(&r, &format!("fwd-closed-{close_router_side}"));
+        let (sock, _client) = tcp_pair();
+        let sock = Arc::new(sock);
+        let a = Arc::new(a);
+        let (s2, a2) = (sock.clone(), a.clone());
+        let f = std::thread::spawn(move || jumpwire::forward::forward(&s2, &a2));
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        // (A router stream's close then gives its peer's call a grace.)
+        let (s3, a3) = (sock.clone(), a.clone());
+        let closing = std::thread::spawn(move || {
+            if close_router_side {
+                a3.close();
+            } else {
+                s3.close();
+            }
+        });
+        let res = join(f);
+        assert!(matches!(res, Err(Error::Closed(_))), "{res:?}");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        b.close();
+        join(closing);
+        a.close();
+    }
+}
