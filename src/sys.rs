@@ -194,6 +194,29 @@ pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io
     }
 }
 
+/// Whether the TCP connection of `fd` is CLOSED (`TCP_INFO`'s state): the
+/// state a connection the peer reset is left in. `false` for other sockets
+/// and when it cannot be read.
+pub(crate) fn tcp_closed(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: tcp_info is plain integers: all zeros is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `fd` is borrowed for the call; getsockopt writes at most `len`
+    // bytes into `info` and sets `len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    // TCP_CLOSE of the kernel's tcp_states.h (not in libc).
+    const TCP_CLOSE: u8 = 7;
+    rc == 0 && len > 0 && info.tcpi_state == TCP_CLOSE
+}
+
 /// Keeps `SIGPIPE` from reaching the host while it lives: `splice` into a
 /// socket whose peer is gone raises it (there is no `MSG_NOSIGNAL` for splice).
 /// Blocks the signal on this thread, and on drop takes away a `SIGPIPE` that

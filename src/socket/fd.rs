@@ -45,6 +45,8 @@ struct Shared {
     name: String,
     kind: Kind,
     closing: AtomicBool,
+    /// Our sending direction was shut down (`send_eof`).
+    eof_sent: AtomicBool,
     flush: Mutex<Flush>,
     flushed: Condvar,
     recv: Mutex<Recv>,
@@ -80,6 +82,7 @@ pub(crate) fn stream(sock: Socket, name: String, kind: Kind) -> Result<Stream> {
         name: name.clone(),
         kind,
         closing: AtomicBool::new(false),
+        eof_sent: AtomicBool::new(false),
         flush: Mutex::new(Flush::default()),
         flushed: Condvar::new(),
         recv: Mutex::new(Recv::default()),
@@ -124,6 +127,11 @@ impl Shared {
     ) -> Result<Option<usize>> {
         match self.read(buf, deadline) {
             Ok(None) => Err(Error::Timeout),
+            Ok(Some(0)) if self.reset_behind_eof() => {
+                let e = Error::Connection(format!("{}: connection reset by peer", self.name));
+                r.end = Some(Some(e.clone()));
+                Err(e)
+            }
             Ok(Some(0)) => {
                 r.end = Some(None);
                 Ok(None)
@@ -285,7 +293,19 @@ impl Shared {
         f.result.take().unwrap_or(Ok(()))
     }
 
+    /// Whether an end of stream read from a TCP socket is a reset whose
+    /// error another call took (a socket reports a reset once: a send on
+    /// another thread may be the one that sees it, and the next read then
+    /// finds an end of stream). A connection the peer reset is CLOSED; one it
+    /// ended with a FIN is not, until we end our side too.
+    fn reset_behind_eof(&self) -> bool {
+        !self.eof_sent.load(Ordering::Acquire)
+            && self.kind == Kind::Bytes
+            && sys::tcp_closed(self.sock.as_fd())
+    }
+
     fn shutdown_write(&self) -> Result<()> {
+        self.eof_sent.store(true, Ordering::Release);
         match self.sock.shutdown(Shutdown::Write) {
             Ok(()) => Ok(()),
             Err(e) => Err(self.send_error(&e)),
@@ -433,6 +453,42 @@ mod tests {
     use super::*;
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
+
+    /// A socket reports a reset once: when a send takes it, the next read
+    /// finds an end of stream, which must not pass for the peer's clean end
+    /// (a websocket bridge's two directions, one sending and one receiving,
+    /// once told its client 1000 for a target that was killed).
+    #[test]
+    fn a_reset_that_a_send_reported_still_fails_the_receive() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("tcp://{}", l.local_addr().unwrap());
+        let s = crate::connect(&url, Some(Duration::from_secs(5))).unwrap();
+        let (peer, _) = l.accept().unwrap();
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        let until = Instant::now() + Duration::from_secs(5);
+        while s.send(b"x", Some(Duration::from_secs(1))).is_ok() {
+            assert!(Instant::now() < until, "sends never failed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = s.receive(&mut [0u8; 8], Some(Duration::from_secs(1)));
+        assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
+        // And so on every later receive.
+        let r = s.receive(&mut [0u8; 8], Some(Duration::from_secs(1)));
+        assert!(matches!(r, Err(Error::Connection(_))), "{r:?}");
+
+        // A FIN is a clean end, also after our own end went.
+        let s = crate::connect(&url, Some(Duration::from_secs(5))).unwrap();
+        let (peer, _) = l.accept().unwrap();
+        s.send_eof().unwrap();
+        drop(peer);
+        assert_eq!(
+            s.receive(&mut [0u8; 8], Some(Duration::from_secs(5))),
+            Ok(None)
+        );
+    }
 
     #[test]
     fn a_close_wakes_a_udp_receive_blocked_on_another_thread() {
