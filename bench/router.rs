@@ -34,7 +34,8 @@
 //! chained `jw_listen` TCP forwards in a child process (`floor-forward`),
 //! and what the routed path costs above it.
 //! `ROUTED_COUNT` round trips per path (default 20000); `ROUTED_ONLY=1`
-//! measures only this.
+//! measures only this, `PAIRS_ONLY=1` only the concurrent pairs below
+//! (through a fresh router).
 //!
 //! Prints, per path: one-way throughput (`MIB` MiB to a TCP sink that
 //! acknowledges the last byte), echo throughput (`MIB` MiB each way at once
@@ -45,9 +46,9 @@
 //! (`COUNT` round trips over 8 connections per path, all paths one round
 //! trip at a time, as `bench/forward.rs`), where each round trip finds the
 //! caches cold after the other paths' (the Python processes' above all).
-//! Then `PAIRS` (500) concurrent paired streams through one router, each
-//! pair exchanging 64 KiB both ways, with the router's threads and resident
-//! memory while they are open.
+//! Then `PAIRS` (500) concurrent paired streams, each pair exchanging 64 KiB
+//! both ways, with the router's threads and resident memory while they are
+//! open: through the router of the runs above, then through a fresh one.
 //!
 //! Environment: `MIB` (jumpwire, default 1024), `UPSTREAM_MIB` (a and b,
 //! default 256), `COUNT` (default 4000), `PAIRS` (default 500), `JW_PYTHON`.
@@ -661,6 +662,14 @@ fn main() -> Res<()> {
         proc_status(pid, "Threads:"),
         proc_status(pid, "VmRSS:")
     );
+    if std::env::var_os("PAIRS_ONLY").is_some() {
+        concurrent_pairs(&url, pid, "a fresh router")?;
+        for c in [&mut child, &mut tls_child] {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+        return Ok(());
+    }
     let echo_addr = server(echo);
     let sink_addr = server(sink);
     let up = upstream(&echo_addr, &sink_addr)?;
@@ -758,18 +767,35 @@ fn main() -> Res<()> {
         let _ = u.child.wait();
     }
 
-    // Concurrent pairs through one router.
+    // Concurrent pairs through the router that carried everything above,
+    // then through a fresh one.
+    concurrent_pairs(&url, pid, "the router of the runs above")?;
+    let (mut fresh, fresh_url) = spawn_router("grpc");
+    concurrent_pairs(&fresh_url, fresh.id(), "a fresh router")?;
+    for c in [&mut child, &mut tls_child, &mut fresh] {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
+    Ok(())
+}
+
+/// `PAIRS` (500) concurrent paired streams through the router `url` (pid
+/// `pid`, described as `which`), each pair exchanging 64 KiB both ways: the
+/// router's threads and resident memory before and while they are open.
+fn concurrent_pairs(url: &str, pid: u32, which: &str) -> Res<()> {
+    let before = proc_status(pid, "VmRSS:");
     let pairs = env("PAIRS", 500);
     let t0 = Instant::now();
     let streams: Vec<_> = (0..pairs)
         .map(|i| {
             let t = token::mint(KEY, &format!("p{i}"), Duration::from_secs(600)).unwrap();
             (
-                router::connect(&url, &t, WAIT).unwrap(),
-                router::connect(&url, &t, WAIT).unwrap(),
+                router::connect(url, &t, WAIT).unwrap(),
+                router::connect(url, &t, WAIT).unwrap(),
             )
         })
         .collect();
+    let opened = proc_status(pid, "VmRSS:");
     let data: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
     std::thread::scope(|sc| {
         for chunk in streams.chunks(pairs.div_ceil(8)) {
@@ -791,7 +817,7 @@ fn main() -> Res<()> {
         }
     });
     println!(
-        "\n{pairs} concurrent pairs: all exchanged 64 KiB both ways correctly in {:.2} s; router: {} threads, {} resident",
+        "\n{pairs} concurrent pairs through {which} ({before} resident before, {opened} once open): all exchanged 64 KiB both ways correctly in {:.2} s; router: {} threads, {} resident",
         t0.elapsed().as_secs_f64(),
         proc_status(pid, "Threads:"),
         proc_status(pid, "VmRSS:")
@@ -808,9 +834,5 @@ fn main() -> Res<()> {
         2 * pairs,
         t0.elapsed().as_secs_f64()
     );
-    for c in [&mut child, &mut tls_child] {
-        drop(c.stdin.take());
-        let _ = c.wait();
-    }
     Ok(())
 }

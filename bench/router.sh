@@ -12,6 +12,7 @@
 # ratios, targets met or not.
 # Environment: MIB (default 1024), UPSTREAM_MIB (256), COUNT (4000),
 # PAIRS (500), ROUTED_COUNT (20000), ROUTED_ONLY=1 (only the routed path),
+# PAIRS_ONLY=1 (only the concurrent pairs, through a fresh router),
 # JW_PYTHON (default: scripts/venv.sh's), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
