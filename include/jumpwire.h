@@ -798,13 +798,13 @@ void jw_stream_close(jw_stream *s);
  * first error, after which the other direction is stopped too and the
  * other stream is reset: a TCP peer gets a reset (RST, not a clean end)
  * once that stream is closed, and its calls return `JW_ERR_CLOSED` until
- * then; a router stream's peer gets an error, not an end of stream. Borrows both streams: close them
- * afterwards. The bytes it moved each way are in the streams' counts
- * (`jw_stream_stats`), also while it runs: `bytes_sent` of `b` is what
- * went `a -> b`, `bytes_sent` of `a` what went `b -> a`.
+ * then; a router stream's peer gets an error, not an end of stream.
+ * Borrows both streams: close them afterwards. The bytes it moved each way
+ * are in the streams' counts (`jw_stream_stats`), also while it runs:
+ * `bytes_sent` of `b` is what went `a -> b`, `bytes_sent` of `a` what went
+ * `b -> a`.
  */
-jw_status jw_forward(jw_stream *a,
-                     jw_stream *b);
+jw_status jw_forward(jw_stream *a, jw_stream *b);
 
 /**
  * Turns `raw` (a byte stream from a websocket client: an accepted TCP

@@ -752,54 +752,43 @@ fn abuse_and_faults() {
         "| input | against | outcome | (threads, fds) before -> after |".to_string(),
         "|---|---|---|---|".to_string(),
     ];
-    for t in &targets {
-        let g = good_client;
-        table.push(attack(
-            t,
-            g,
-            "garbage bytes",
-            |t| garbage(t.address()),
-            &BAD_REQUEST,
-        ));
-        table.push(attack(
-            t,
-            g,
+    type Attack = (&'static str, fn(&Target) -> String, &'static Refusal);
+    let open: [Attack; 5] = [
+        ("garbage bytes", |t| garbage(t.address()), &BAD_REQUEST),
+        (
             "1 byte per second",
             |t| one_byte_per_second(t.address()),
             &UNFINISHED,
-        ));
-        table.push(attack(
-            t,
-            g,
+        ),
+        (
             "1 MiB HTTP header",
             |t| huge_header(t.address()),
             &BAD_REQUEST,
-        ));
-        table.push(attack(
-            t,
-            g,
+        ),
+        (
             "2000 silent connections",
             |t| silent_crowd(t.address()),
             &EVICTED,
-        ));
-        table.push(attack(
-            t,
-            g,
+        ),
+        (
             "frame claiming 2^63 bytes",
             |t| huge_frame(t.address()),
             &BAD_FRAME,
-        ));
-    }
-    for t in &restricted {
-        let g = origin_client;
-        table.push(attack(t, g, "disallowed Origin", bad_origin, &FORBIDDEN));
-        table.push(attack(
-            t,
-            g,
-            "a connection over the limit",
-            over_limit,
-            &FULL,
-        ));
+        ),
+    ];
+    let limited: [Attack; 2] = [
+        ("disallowed Origin", bad_origin, &FORBIDDEN),
+        ("a connection over the limit", over_limit, &FULL),
+    ];
+    for (ts, good, attacks) in [
+        (&targets, good_client as fn(&str) -> Duration, &open[..]),
+        (&restricted, origin_client, &limited[..]),
+    ] {
+        for t in ts {
+            for (name, f, refusal) in attacks {
+                table.push(attack(t, good, name, *f, refusal));
+            }
+        }
     }
     for t in targets.iter().chain(&restricted) {
         t.close();

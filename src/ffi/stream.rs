@@ -226,10 +226,11 @@ pub extern "C" fn jw_stream_close(s: *mut jw_stream) {
 /// first error, after which the other direction is stopped too and the
 /// other stream is reset: a TCP peer gets a reset (RST, not a clean end)
 /// once that stream is closed, and its calls return `JW_ERR_CLOSED` until
-/// then; a router stream's peer gets an error, not an end of stream. Borrows both streams: close them
-/// afterwards. The bytes it moved each way are in the streams' counts
-/// (`jw_stream_stats`), also while it runs: `bytes_sent` of `b` is what
-/// went `a -> b`, `bytes_sent` of `a` what went `b -> a`.
+/// then; a router stream's peer gets an error, not an end of stream.
+/// Borrows both streams: close them afterwards. The bytes it moved each way
+/// are in the streams' counts (`jw_stream_stats`), also while it runs:
+/// `bytes_sent` of `b` is what went `a -> b`, `bytes_sent` of `a` what went
+/// `b -> a`.
 #[unsafe(no_mangle)]
 pub extern "C" fn jw_forward(a: *mut jw_stream, b: *mut jw_stream) -> jw_status {
     boundary(|| {

@@ -69,6 +69,18 @@ struct proxy {
 /* Writes buf[..n] to `to`, waiting for room while the proxy relays; 0 if
  * the socket failed or the proxy was told to leave RELAY meanwhile (the
  * rest is dropped: a gone or reset peer forwards nothing more). */
+/* Resets both connections of the proxy (SO_LINGER 0, close) and forgets
+ * them. */
+static void reset_both(int *a, int *b)
+{
+    struct linger l = {1, 0};
+    setsockopt(*a, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    setsockopt(*b, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(*a);
+    close(*b);
+    *a = *b = -1;
+}
+
 static int relay(struct proxy *p, int to, const char *buf, ssize_t n)
 {
     for (ssize_t off = 0; off < n;) {
@@ -102,12 +114,7 @@ static void *proxy_main(void *arg)
             break;
         }
         if (mode == RESET) {
-            struct linger l = {1, 0};
-            setsockopt(a, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-            setsockopt(b, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-            close(a);
-            close(b);
-            a = b = -1;
+            reset_both(&a, &b);
             atomic_store(&p->frozen, 1);
             break;
         }
@@ -138,12 +145,7 @@ static void *proxy_main(void *arg)
      * reset asked for after the relay ended resets them still. */
     while (atomic_load(&p->mode) != STOP) {
         if (atomic_load(&p->mode) == RESET && a >= 0) {
-            struct linger l = {1, 0};
-            setsockopt(a, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-            setsockopt(b, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-            close(a);
-            close(b);
-            a = b = -1;
+            reset_both(&a, &b);
         }
         if (atomic_load(&p->mode) != RELAY) {
             atomic_store(&p->frozen, 1);

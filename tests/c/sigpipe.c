@@ -120,6 +120,17 @@ static void resetter_start(struct resetter *r, size_t before, char *url, size_t 
     pthread_create(&r->thread, NULL, resetter_main, r);
 }
 
+/* Starts a resetter target (it resets after 4 KiB) and returns a network
+ * of it. */
+static jw_network *resetter_network(struct resetter *r)
+{
+    char url[64];
+    resetter_start(r, 4096, url, sizeof url);
+    jw_network *n = NULL;
+    CHECK(jw_network_new(url, &n) == JW_OK);
+    return n;
+}
+
 static void resetter_join(struct resetter *r)
 {
     pthread_join(r->thread, NULL);
@@ -425,46 +436,25 @@ static void ws_client_after_the_server_went_away(void)
     jw_stream_close(s);
 }
 
-/* 8. The websocket bridge whose target resets (the jw-conn thread writes
- *    into it, then the close frame 1011 into the client). */
-static void ws_bridge_into_a_reset_target(void)
+/* 8. and 9. A listener whose target resets: the websocket bridge (the
+ *    jw-conn thread writes into the target, then the close frame 1011 into
+ *    the client), and the port forward (splice on the connection thread). */
+static void listener_into_a_reset_target(const char *listen_url)
 {
     struct resetter r;
-    char target_url[64];
-    resetter_start(&r, 4096, target_url, sizeof target_url);
-    jw_network *target = NULL;
-    CHECK(jw_network_new(target_url, &target) == JW_OK);
+    jw_network *target = resetter_network(&r);
     jw_listener *l = NULL;
-    CHECK(jw_listen("ws://127.0.0.1:0", target, &l) == JW_OK);
-    char addr[128];
-    CHECK(jw_listener_address(l, addr, sizeof addr) == JW_OK);
-    jw_stream *s = NULL;
-    CHECK(jw_connect(addr, TIMEOUT_MS, &s) == JW_OK);
-    /* The bridge answers the reset with close 1011 and cuts the client: its
-     * sends fail, and keep failing. */
-    CHECK(peer_gone(send_until_error(s)));
-    CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
-    jw_stream_close(s);
-    resetter_join(&r);
-    jw_listener_close(l);
-    jw_network_free(target);
-}
-
-/* 9. The port forward (splice on the connection thread) into a reset target. */
-static void port_forward_into_a_reset_target(void)
-{
-    struct resetter r;
-    char target_url[64];
-    resetter_start(&r, 4096, target_url, sizeof target_url);
-    jw_network *target = NULL;
-    CHECK(jw_network_new(target_url, &target) == JW_OK);
-    jw_listener *l = NULL;
-    CHECK(jw_listen("tcp://127.0.0.1:0", target, &l) == JW_OK);
+    CHECK(jw_listen(listen_url, target, &l) == JW_OK);
     char addr[128];
     CHECK(jw_listener_address(l, addr, sizeof addr) == JW_OK);
     jw_stream *s = NULL;
     CHECK(jw_connect(addr, TIMEOUT_MS, &s) == JW_OK);
     CHECK(peer_gone(send_until_error(s)));
+    if (strncmp(listen_url, "ws:", 3) == 0) {
+        /* The bridge answers the reset with close 1011 and cuts the client:
+         * its sends keep failing. */
+        CHECK(peer_gone(jw_stream_send(s, "x", 1, TIMEOUT_MS)));
+    }
     jw_stream_close(s);
     resetter_join(&r);
     jw_listener_close(l);
@@ -510,6 +500,53 @@ static void jw_forward_from_echo_into_a_reset_peer(void)
     CHECK(f.status != JW_OK);
 }
 
+/* Serves a router at listen_url (key "sigpipe-key") into *router, its
+ * address into addr and a token of stream id `id` into token. */
+static void router_with_token(const char *listen_url, const char *id, jw_router **router,
+                              char *addr, size_t addr_cap, char *token, size_t token_cap)
+{
+    CHECK(jw_router_serve(listen_url, router) == JW_OK);
+    CHECK(jw_router_address(*router, addr, addr_cap) == JW_OK);
+    CHECK(jw_router_token("sigpipe-key", id, 60, token, token_cap) == JW_OK);
+}
+
+/* 10b. jw_forward between a router stream and a TCP peer that resets: both
+ *     directions run on the calling thread (on the router stream's runtime),
+ *     which writes the router peer's bytes into the dead socket. The router
+ *     peer then gets an error, not an end of stream. */
+static void jw_forward_from_a_router_stream_into_a_reset_peer(void)
+{
+    jw_router *router = NULL;
+    char addr[128], token[1024];
+    router_with_token("grpc://127.0.0.1:0?key=sigpipe-key", "stream-fwd", &router, addr,
+                      sizeof addr, token, sizeof token);
+    struct resetter r;
+    char target_url[64];
+    resetter_start(&r, 4096, target_url, sizeof target_url);
+    struct forwarding f = {NULL, NULL, JW_OK};
+    jw_stream *peer = NULL;
+    CHECK(jw_router_connect(addr, token, TIMEOUT_MS, &f.a) == JW_OK);
+    CHECK(jw_router_connect(addr, token, TIMEOUT_MS, &peer) == JW_OK);
+    CHECK(jw_connect(target_url, TIMEOUT_MS, &f.b) == JW_OK);
+    pthread_t t;
+    pthread_create(&t, NULL, forward_main, &f);
+    for (int i = 0; i < 400; i++) {
+        if (jw_stream_send(peer, chunk, sizeof chunk, 200) != JW_OK) {
+            break; /* the forward stopped reading, or the pair failed */
+        }
+    }
+    resetter_join(&r);
+    pthread_join(t, NULL);
+    CHECK(peer_gone(f.status));
+    char buf[64];
+    size_t n = 0;
+    CHECK(peer_gone(jw_stream_receive(peer, buf, sizeof buf, &n, TIMEOUT_MS)));
+    jw_stream_close(f.b);
+    jw_stream_close(f.a);
+    jw_stream_close(peer);
+    jw_router_close(router);
+}
+
 /* 11. The router client and exporter: the exporter writes into a target that
  *     resets; the client writes to a router that has gone. */
 struct exporter {
@@ -529,15 +566,12 @@ static void *exporter_main(void *arg)
 static void router_paths_into_dead_peers(void)
 {
     jw_router *router = NULL;
-    CHECK(jw_router_serve("grpc://127.0.0.1:0?key=sigpipe-key", &router) == JW_OK);
     struct exporter e;
     memset(&e, 0, sizeof e);
-    CHECK(jw_router_address(router, e.router, sizeof e.router) == JW_OK);
-    CHECK(jw_router_token("sigpipe-key", "stream-1", 60, e.token, sizeof e.token) == JW_OK);
+    router_with_token("grpc://127.0.0.1:0?key=sigpipe-key", "stream-1", &router, e.router,
+                      sizeof e.router, e.token, sizeof e.token);
     struct resetter r;
-    char target_url[64];
-    resetter_start(&r, 4096, target_url, sizeof target_url);
-    CHECK(jw_network_new(target_url, &e.target) == JW_OK);
+    e.target = resetter_network(&r);
     pthread_t t;
     pthread_create(&t, NULL, exporter_main, &e);
     jw_stream *s = NULL;
@@ -565,12 +599,11 @@ static void router_paths_into_dead_peers(void)
 static void grpcs_router_pair_after_the_router_went_away(void)
 {
     jw_router *router = NULL;
-    CHECK(jw_router_serve("grpcs://127.0.0.1:0?key=sigpipe-key", &router) == JW_OK);
     char addr[128], url[160], token[1024];
-    CHECK(jw_router_address(router, addr, sizeof addr) == JW_OK);
+    router_with_token("grpcs://127.0.0.1:0?key=sigpipe-key", "stream-tls", &router, addr,
+                      sizeof addr, token, sizeof token);
     CHECK(strncmp(addr, "grpcs://", 8) == 0);
     snprintf(url, sizeof url, "%s?insecure=1", addr);
-    CHECK(jw_router_token("sigpipe-key", "stream-tls", 60, token, sizeof token) == JW_OK);
     jw_stream *a = NULL, *b = NULL;
     CHECK(jw_router_connect(url, token, TIMEOUT_MS, &a) == JW_OK);
     CHECK(jw_router_connect(url, token, TIMEOUT_MS, &b) == JW_OK);
@@ -590,15 +623,11 @@ static void grpcs_router_pair_after_the_router_went_away(void)
 static void router_export_thread_into_a_reset_target(void)
 {
     jw_router *router = NULL;
-    CHECK(jw_router_serve("grpc://127.0.0.1:0?key=sigpipe-key", &router) == JW_OK);
     char addr[128], token[1024];
-    CHECK(jw_router_address(router, addr, sizeof addr) == JW_OK);
-    CHECK(jw_router_token("sigpipe-key", "stream-x", 60, token, sizeof token) == JW_OK);
+    router_with_token("grpc://127.0.0.1:0?key=sigpipe-key", "stream-x", &router, addr,
+                      sizeof addr, token, sizeof token);
     struct resetter r;
-    char target_url[64];
-    resetter_start(&r, 4096, target_url, sizeof target_url);
-    jw_network *target = NULL;
-    CHECK(jw_network_new(target_url, &target) == JW_OK);
+    jw_network *target = resetter_network(&r);
     jw_router_exporter *x = NULL;
     CHECK(jw_router_export_start(addr, token, target, &x) == JW_OK);
     jw_network_free(target);
@@ -687,9 +716,10 @@ int main(int argc, char **argv)
     ws_clients_that_leave_without_reading();
     broadcast_to_clients_that_left();
     ws_client_after_the_server_went_away();
-    ws_bridge_into_a_reset_target();
-    port_forward_into_a_reset_target();
+    listener_into_a_reset_target("ws://127.0.0.1:0");
+    listener_into_a_reset_target("tcp://127.0.0.1:0");
     jw_forward_from_echo_into_a_reset_peer();
+    jw_forward_from_a_router_stream_into_a_reset_peer();
     router_paths_into_dead_peers();
     router_export_thread_into_a_reset_target();
     /* The TLS cases. scripts/sanitize.sh sets JW_C_NO_TLS under valgrind
